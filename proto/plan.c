@@ -1,0 +1,198 @@
+/* The planner: PyTorch 1.13's F.interpolate argument rules (torch/nn/functional.py, then the
+ * C++ upsample checks), applied in PyTorch's order to a decoded job, giving the output shape and
+ * what the kernel receives.  Messages say what PyTorch's say (pytorch-semantics.md §1, §11). */
+#include "vkr_proto.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const axis_letter[3][3] = {{"W", "", ""}, {"H", "W", ""}, {"D", "H", "W"}};
+
+/* "[5, 6]"-style list of n int64 values. */
+static void format_list(char *buf, size_t len, const int64_t *v, int n)
+{
+    size_t off = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < n && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? ", " : "", (long long)v[i]);
+    if (off < len)
+        snprintf(buf + off, len - off, "]");
+}
+
+static void format_scales(char *buf, size_t len, const double *v, int n)
+{
+    size_t off = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < n && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%.17g", i ? ", " : "", v[i]);
+    if (off < len)
+        snprintf(buf + off, len - off, "]");
+}
+
+/* "(H: 5, W: 6)" for the RuntimeError on sizes. */
+static void format_extents(char *buf, size_t len, const int64_t *v, int dim)
+{
+    size_t off = (size_t)snprintf(buf, len, "(");
+    for (int i = 0; i < dim && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%s: %lld", i ? ", " : "", axis_letter[dim - 1][i], (long long)v[i]);
+    if (off < len)
+        snprintf(buf + off, len - off, ")");
+}
+
+static bool mode_is_interpolating(int mode)
+{
+    return mode == VKR_MODE_LINEAR || mode == VKR_MODE_BILINEAR || mode == VKR_MODE_BICUBIC || mode == VKR_MODE_TRILINEAR;
+}
+
+/* The rank each linear-family mode needs, 0 for the others. */
+static int linear_family_rank(int mode)
+{
+    switch (mode) {
+    case VKR_MODE_LINEAR: return 3;
+    case VKR_MODE_BILINEAR: return 4;
+    case VKR_MODE_TRILINEAR: return 5;
+    default: return 0;
+    }
+}
+
+static bool served_by_this_build(int mode, bool antialias)
+{
+    return !antialias && (mode == VKR_MODE_NEAREST || mode == VKR_MODE_NEAREST_EXACT || linear_family_rank(mode));
+}
+
+int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_interp_plan_t *plan, vkr_error_t *err)
+{
+    const vkr_interp_params_t *ip = &job->interp;
+    const vkr_tensor_desc_t *in = &job->input;
+    const int mode = ip->mode;
+    const int rank = in->rank;
+    const int dim = rank - 2;
+    const char *mode_name = vkr_proto_mode_name(mode);
+    char a[160], b[160];
+
+    memset(plan, 0, sizeof *plan);
+    if (!mode_name)
+        return vkr_proto_error_set(err, VKR_E_NOT_IMPLEMENTED, "mode", "Input Error: unknown mode %d", mode);
+
+    /* 1. align_corners */
+    if (!mode_is_interpolating(mode) && ip->align_corners != VKR_OPT_UNSET)
+        return vkr_proto_error_set(err, VKR_E_VALUE, "align_corners",
+                                   "align_corners option can only be set with the interpolating modes: linear | bilinear | bicubic | trilinear");
+    plan->align_corners = ip->align_corners == VKR_OPT_TRUE;
+
+    /* 2. size and scale_factor: exactly one, of the right arity */
+    int64_t spatial_in[VKR_MAX_RANK] = {0};
+    for (int i = 0; i < dim; i++)
+        spatial_in[i] = in->shape[2 + i];
+    bool have_size = ip->n_size > 0, have_scale = ip->n_scale > 0;
+    if (have_size && have_scale)
+        return vkr_proto_error_set(err, VKR_E_VALUE, "size", "only one of size or scale_factor should be defined");
+    if (!have_size && !have_scale)
+        return vkr_proto_error_set(err, VKR_E_VALUE, "size", "either size or scale_factor should be defined");
+    if (have_size && ip->n_size > 1 && ip->n_size != dim) {
+        format_list(a, sizeof a, spatial_in, dim > 0 ? dim : 0);
+        format_list(b, sizeof b, ip->size, ip->n_size);
+        return vkr_proto_error_set(err, VKR_E_VALUE, "size",
+                                   "Input and output must have the same number of spatial dimensions, but got input with spatial "
+                                   "dimensions of %s and output size of %s. Please provide input tensor in (N, C, d1, d2, ...,dK) "
+                                   "format and output size in (o1, o2, ...,oK) format.", a, b);
+    }
+    if (have_scale && ip->n_scale > 1 && ip->n_scale != dim) {
+        format_list(a, sizeof a, spatial_in, dim > 0 ? dim : 0);
+        format_scales(b, sizeof b, ip->scale_factor, ip->n_scale);
+        return vkr_proto_error_set(err, VKR_E_VALUE, "scale_factor",
+                                   "Input and scale_factor must have the same number of spatial dimensions, but got input with "
+                                   "spatial dimensions of %s and scale_factor of shape %s. Please provide input tensor in (N, C, d1, "
+                                   "d2, ...,dK) format and scale_factor in (s1, s2, ...,sK) format.", a, b);
+    }
+
+    /* 3. recompute_scale_factor */
+    bool recompute = ip->recompute_scale_factor == VKR_OPT_TRUE;
+    if (recompute && have_size)
+        return vkr_proto_error_set(err, VKR_E_VALUE, "recompute_scale_factor", "recompute_scale_factor is not meaningful with an explicit size.");
+    if (mode == VKR_MODE_AREA && have_scale)
+        recompute = true;
+
+    /* 4. antialias */
+    if (ip->antialias && !((mode == VKR_MODE_BILINEAR || mode == VKR_MODE_BICUBIC) && rank == 4))
+        return vkr_proto_error_set(err, VKR_E_VALUE, "antialias", "Anti-alias option is only supported for bilinear and bicubic modes");
+
+    /* 5. dispatch on (rank, mode) */
+    int need = linear_family_rank(mode);
+    bool dispatched = (rank >= 3 && rank <= 5 && (mode == VKR_MODE_NEAREST || mode == VKR_MODE_NEAREST_EXACT || mode == VKR_MODE_AREA)) ||
+                      (need && rank == need) || (mode == VKR_MODE_BICUBIC && rank == 4);
+    if (!dispatched) {
+        if (need && rank >= 3 && rank <= 5)
+            return vkr_proto_error_set(err, VKR_E_NOT_IMPLEMENTED, "mode", "Got %dD input, but %s mode needs %dD input", rank, mode_name, need);
+        return vkr_proto_error_set(err, VKR_E_NOT_IMPLEMENTED, "mode",
+                                   "Input Error: Only 3D, 4D and 5D input Tensors supported (got %dD) for the modes: nearest | linear | "
+                                   "bilinear | bicubic | trilinear | area | nearest-exact (got %s)", rank, mode_name);
+    }
+
+    /* 6. output size: given, or floor(double(n) * s) (both the recompute path and the C++ path) */
+    plan->mode = mode;
+    plan->spatial_rank = dim;
+    plan->batch = in->shape[0];
+    plan->channels = in->shape[1];
+    for (int d = 0; d < dim; d++) {
+        plan->in_size[d] = spatial_in[d];
+        if (have_size) {
+            plan->out_size[d] = ip->size[ip->n_size == 1 ? 0 : d];
+            continue;
+        }
+        double s = ip->scale_factor[ip->n_scale == 1 ? 0 : d];
+        double o = floor((double)spatial_in[d] * s);
+        if (!(o > -9.2e18 && o < 9.2e18))
+            return vkr_proto_error_set(err, VKR_E_SIZE, "scale_factor", "scale_factor %.17g gives an output size that cannot be represented", s);
+        plan->out_size[d] = (int64_t)o;
+        plan->has_scale[d] = !recompute;
+        plan->scale[d] = recompute ? 0.0 : s;
+    }
+
+    /* 7. the kernels' checks: positive sizes (area allows an empty output), non-empty channels */
+    bool sizes_ok = true;
+    for (int d = 0; d < dim; d++)
+        if (plan->in_size[d] <= 0 || (plan->out_size[d] <= 0 && !(mode == VKR_MODE_AREA && plan->out_size[d] == 0)))
+            sizes_ok = false;
+    if (!sizes_ok) {
+        format_extents(a, sizeof a, plan->in_size, dim);
+        format_extents(b, sizeof b, plan->out_size, dim);
+        return vkr_proto_error_set(err, VKR_E_SIZE, "size", "Input and output sizes should be greater than 0, but got input %s%s output %s", a,
+                                   dim == 1 ? " and" : "", b);
+    }
+    if (plan->channels == 0) {
+        format_list(a, sizeof a, in->shape, rank);
+        return vkr_proto_error_set(err, VKR_E_SIZE, "input.shape", "Non-empty %dD data tensor expected but got a tensor with sizes %s", rank, a);
+    }
+
+    /* 8. limits of this daemon */
+    int64_t out_shape[VKR_MAX_RANK];
+    vkr_plan_output_shape(plan, out_shape);
+    for (int d = 0; d < dim; d++)
+        if (plan->out_size[d] > VKR_MAX_DIM_EXTENT)
+            return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size", "output extent %lld of spatial axis %d is over the limit of %lld",
+                                       (long long)plan->out_size[d], d, (long long)VKR_MAX_DIM_EXTENT);
+    if (!vkr_shape_elements(out_shape, (unsigned)rank, max_tensor_bytes / sizeof(float), &plan->out_elements)) {
+        format_list(a, sizeof a, out_shape, rank);
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size", "output of shape %s is over the job limit of %llu bytes", a,
+                                   (unsigned long long)max_tensor_bytes);
+    }
+    if (!vkr_shape_elements(in->shape, (unsigned)rank, max_tensor_bytes / sizeof(float), &plan->in_elements))
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape", "input is over the job limit of %llu bytes",
+                                   (unsigned long long)max_tensor_bytes);
+
+    /* 9. what this build serves */
+    if (!served_by_this_build(mode, ip->antialias))
+        return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, ip->antialias ? "antialias" : "mode",
+                                   "mode '%s'%s is valid in PyTorch but not served by this vkresample build yet", mode_name,
+                                   ip->antialias ? " with antialias=True" : "");
+    return VKR_OK;
+}
+
+void vkr_plan_output_shape(const vkr_interp_plan_t *plan, int64_t shape[VKR_MAX_RANK])
+{
+    memset(shape, 0, sizeof(int64_t) * VKR_MAX_RANK);
+    shape[0] = plan->batch;
+    shape[1] = plan->channels;
+    for (int d = 0; d < plan->spatial_rank; d++)
+        shape[2 + d] = plan->out_size[d];
+}

@@ -1,0 +1,443 @@
+/* Wire format v1: little-endian encode/decode of frame headers and message bodies, with every
+ * field and length validated before anything is allocated.  Pure functions, no I/O; decoded
+ * tensor views point into the caller's buffer.  Byte layout: proto/PROTOCOL.md. */
+#include "vkr_proto.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- little-endian helpers */
+static void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+static void put_f64(uint8_t *p, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, sizeof v);
+    put_u64(p, v);
+}
+static double get_f64(const uint8_t *p)
+{
+    uint64_t v = get_u64(p);
+    double d;
+    memcpy(&d, &v, sizeof d);
+    return d;
+}
+
+
+/* ---------------------------------------------------------------- names and errors */
+const char *vkr_proto_code_name(int code)
+{
+    switch (code) {
+    case VKR_OK: return "VKR_OK";
+    case VKR_E_IO: return "VKR_E_IO";
+    case VKR_E_PROTOCOL: return "VKR_E_PROTOCOL";
+    case VKR_E_VERSION: return "VKR_E_VERSION";
+    case VKR_E_TOO_LARGE: return "VKR_E_TOO_LARGE";
+    case VKR_E_VALUE: return "VKR_E_VALUE";
+    case VKR_E_NOT_IMPLEMENTED: return "VKR_E_NOT_IMPLEMENTED";
+    case VKR_E_SIZE: return "VKR_E_SIZE";
+    case VKR_E_DTYPE: return "VKR_E_DTYPE";
+    case VKR_E_BACKEND_UNAVAILABLE: return "VKR_E_BACKEND_UNAVAILABLE";
+    case VKR_E_BACKEND: return "VKR_E_BACKEND";
+    case VKR_E_NOMEM: return "VKR_E_NOMEM";
+    case VKR_E_SHUTDOWN: return "VKR_E_SHUTDOWN";
+    case VKR_E_UNSUPPORTED: return "VKR_E_UNSUPPORTED";
+    case VKR_E_INVALID_ARG: return "VKR_E_INVALID_ARG";
+    case VKR_E_SERVER: return "VKR_E_SERVER";
+    default: return "VKR_E_?";
+    }
+}
+
+int vkr_proto_error_set(vkr_error_t *err, int code, const char *field, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    err->code = code;
+    snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static const char *const mode_names[] = {
+    [VKR_MODE_NEAREST] = "nearest",   [VKR_MODE_NEAREST_EXACT] = "nearest-exact",
+    [VKR_MODE_LINEAR] = "linear",     [VKR_MODE_BILINEAR] = "bilinear",
+    [VKR_MODE_BICUBIC] = "bicubic",   [VKR_MODE_TRILINEAR] = "trilinear",
+    [VKR_MODE_AREA] = "area",
+};
+#define N_MODE_NAMES (sizeof mode_names / sizeof mode_names[0])
+
+const char *vkr_proto_mode_name(int mode)
+{
+    return mode > 0 && (size_t)mode < N_MODE_NAMES ? mode_names[mode] : NULL;
+}
+
+int vkr_proto_mode_from_name(const char *name)
+{
+    for (size_t m = 1; name && m < N_MODE_NAMES; m++)
+        if (strcmp(name, mode_names[m]) == 0)
+            return (int)m;
+    return 0;
+}
+
+static const char *const backend_names[] = {
+    [VKR_BACKEND_AUTO] = "auto", [VKR_BACKEND_VULKAN] = "vulkan", [VKR_BACKEND_CPU] = "cpu"};
+
+const char *vkr_proto_backend_name(int backend)
+{
+    return backend >= 0 && backend <= VKR_BACKEND_CPU ? backend_names[backend] : NULL;
+}
+
+int vkr_proto_backend_from_name(const char *name)
+{
+    for (int b = 0; name && b <= VKR_BACKEND_CPU; b++)
+        if (strcmp(name, backend_names[b]) == 0)
+            return b;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- header */
+void vkr_header_encode(const vkr_frame_header_t *h, uint8_t out[VKR_FRAME_HEADER_BYTES])
+{
+    put_u32(out + 0, h->magic);
+    put_u16(out + 4, h->version);
+    put_u16(out + 6, h->type);
+    put_u32(out + 8, h->flags);
+    put_u32(out + 12, h->request_id);
+    put_u32(out + 16, h->n_fds);
+    put_u32(out + 20, h->reserved);
+    put_u64(out + 24, h->body_len);
+}
+
+int vkr_header_decode(const uint8_t in[VKR_FRAME_HEADER_BYTES], uint64_t max_submit_body,
+                      uint64_t max_result_body, vkr_frame_header_t *h, vkr_error_t *err)
+{
+    h->magic = get_u32(in + 0);
+    h->version = get_u16(in + 4);
+    h->type = get_u16(in + 6);
+    h->flags = get_u32(in + 8);
+    h->request_id = get_u32(in + 12);
+    h->n_fds = get_u32(in + 16);
+    h->reserved = get_u32(in + 20);
+    h->body_len = get_u64(in + 24);
+
+    if (h->magic != VKR_PROTO_MAGIC)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "magic", "bad magic 0x%08x (expected 0x%08x, \"VKR1\")",
+                                   h->magic, VKR_PROTO_MAGIC);
+    if (h->version != VKR_PROTO_VERSION)
+        return vkr_proto_error_set(err, VKR_E_VERSION, "version", "protocol version %u is not supported (this build speaks %u)",
+                                   h->version, VKR_PROTO_VERSION);
+    if (h->flags != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "flags", "flags 0x%x: no flags are defined in version 1", h->flags);
+    if (h->n_fds != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_fds", "n_fds %u: descriptor passing is not accepted in this build", h->n_fds);
+    if (h->reserved != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved header field is 0x%x, must be 0", h->reserved);
+
+    uint64_t limit;
+    switch (h->type) {
+    case VKR_MSG_SUBMIT: limit = max_submit_body; break;
+    case VKR_MSG_RESULT: limit = max_result_body; break;
+    case VKR_MSG_PING: limit = 0; break;
+    case VKR_MSG_PONG:
+    case VKR_MSG_ERROR: limit = VKR_MAX_CONTROL_BODY_BYTES; break;
+    default:
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "type", "unknown message type %u", h->type);
+    }
+    if (h->body_len > limit)
+        return vkr_proto_error_set(err, h->type == VKR_MSG_SUBMIT || h->type == VKR_MSG_RESULT ? VKR_E_TOO_LARGE : VKR_E_PROTOCOL,
+                                   "body_len", "body_len %llu is over the limit of %llu bytes for message type %u",
+                                   (unsigned long long)h->body_len, (unsigned long long)limit, h->type);
+    return VKR_OK;
+}
+
+/* ---------------------------------------------------------------- tensors */
+bool vkr_shape_elements(const int64_t *shape, unsigned rank, uint64_t limit, uint64_t *out)
+{
+    uint64_t n = 1;
+    for (unsigned i = 0; i < rank; i++) {
+        if (shape[i] < 0)
+            return false;
+        uint64_t d = (uint64_t)shape[i];
+        if (d != 0 && n > limit / d)
+            return false;
+        n *= d;
+    }
+    if (n > limit)
+        return false;
+    *out = n;
+    return true;
+}
+
+static void tensor_desc_encode(const vkr_tensor_desc_t *t, uint8_t *p)
+{
+    memset(p, 0, VKR_TENSOR_DESC_BYTES);
+    put_u16(p + 0, t->dtype);
+    put_u16(p + 2, t->layout);
+    p[4] = t->rank;
+    p[5] = t->storage;
+    for (unsigned i = 0; i < VKR_MAX_RANK; i++)
+        put_u64(p + 8 + 8 * i, i < t->rank ? (uint64_t)t->shape[i] : 0);
+    put_u64(p + 72, t->data_offset);
+    put_u64(p + 80, t->data_bytes);
+}
+
+/* Decode and check a tensor descriptor at p whose data must start at expect_offset and run to
+ * the end of a body of body_len bytes.  prefix names the tensor in error fields ("input"). */
+static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t body_len, uint64_t expect_offset,
+                              uint64_t max_tensor_bytes, const char *prefix, vkr_tensor_desc_t *t, vkr_error_t *err)
+{
+    char field[VKR_ERROR_FIELD_MAX + 1];
+#define FIELD(name) (snprintf(field, sizeof field, "%s.%s", prefix, name), field)
+    memset(t, 0, sizeof *t);
+    t->dtype = get_u16(p + 0);
+    t->layout = get_u16(p + 2);
+    t->rank = p[4];
+    t->storage = p[5];
+    if (t->dtype != VKR_DTYPE_F32)
+        return vkr_proto_error_set(err, VKR_E_DTYPE, FIELD("dtype"), "dtype %u is not supported: vkresample takes float32 (dtype 1)", t->dtype);
+    if (t->layout != VKR_LAYOUT_CONTIGUOUS)
+        return vkr_proto_error_set(err, VKR_E_DTYPE, FIELD("layout"), "layout %u is not supported: tensors must be contiguous (layout 1)", t->layout);
+    if (t->storage != VKR_STORAGE_INLINE)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("storage"), "storage %u is not supported: tensor bytes must be inline (0)", t->storage);
+    if (get_u16(p + 6) != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("reserved"), "reserved descriptor bytes must be 0");
+    if (t->rank < 1 || t->rank > VKR_MAX_RANK)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("rank"), "rank %u is out of range 1..%u", t->rank, VKR_MAX_RANK);
+    for (unsigned i = 0; i < VKR_MAX_RANK; i++) {
+        uint64_t d = get_u64(p + 8 + 8 * i);
+        if (i >= t->rank) {
+            if (d != 0)
+                return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("shape"), "shape[%u] = %llu beyond rank %u must be 0", i,
+                                           (unsigned long long)d, t->rank);
+            continue;
+        }
+        if (d > (uint64_t)VKR_MAX_DIM_EXTENT)
+            return vkr_proto_error_set(err, VKR_E_TOO_LARGE, FIELD("shape"), "shape[%u] = %llu is over the per-axis limit of %lld", i,
+                                       (unsigned long long)d, (long long)VKR_MAX_DIM_EXTENT);
+        t->shape[i] = (int64_t)d;
+    }
+    t->data_offset = get_u64(p + 72);
+    t->data_bytes = get_u64(p + 80);
+    uint64_t elements;
+    if (!vkr_shape_elements(t->shape, t->rank, max_tensor_bytes / sizeof(float), &elements))
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, FIELD("shape"), "tensor of this shape is over the limit of %llu bytes",
+                                   (unsigned long long)max_tensor_bytes);
+    if (t->data_offset != expect_offset)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("data_offset"), "data_offset %llu, expected %llu",
+                                   (unsigned long long)t->data_offset, (unsigned long long)expect_offset);
+    if (t->data_bytes != elements * sizeof(float))
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("data_bytes"), "data_bytes %llu does not match the shape (%llu elements x 4 bytes)",
+                                   (unsigned long long)t->data_bytes, (unsigned long long)elements);
+    if (body_len < expect_offset || body_len - expect_offset != t->data_bytes)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "body_len %llu does not equal %llu descriptor bytes + %llu data bytes",
+                                   (unsigned long long)body_len, (unsigned long long)expect_offset, (unsigned long long)t->data_bytes);
+    t->data = body + expect_offset;
+    return VKR_OK;
+#undef FIELD
+}
+
+/* ---------------------------------------------------------------- SUBMIT */
+uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_FIXED_BYTES])
+{
+    memset(out, 0, VKR_SUBMIT_FIXED_BYTES);
+    put_u16(out + 0, job->op);
+    put_u16(out + 2, job->backend);
+    put_u16(out + 4, job->n_tensors);
+    const vkr_interp_params_t *ip = &job->interp;
+    uint8_t *p = out + VKR_JOB_HEADER_BYTES;
+    put_u16(p + 0, ip->mode);
+    p[2] = ip->align_corners;
+    p[3] = ip->recompute_scale_factor;
+    p[4] = ip->antialias;
+    p[5] = ip->n_size;
+    p[6] = ip->n_scale;
+    for (unsigned i = 0; i < VKR_MAX_SPATIAL; i++) {
+        put_u64(p + 8 + 8 * i, (uint64_t)ip->size[i]);
+        put_f64(p + 32 + 8 * i, ip->scale_factor[i]);
+    }
+    uint64_t elements = 1;
+    for (unsigned i = 0; i < job->input.rank && i < VKR_MAX_RANK; i++)
+        elements *= (uint64_t)job->input.shape[i];
+    job->input.data_offset = VKR_SUBMIT_FIXED_BYTES;
+    job->input.data_bytes = elements * sizeof(float);
+    tensor_desc_encode(&job->input, out + VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES);
+    return VKR_SUBMIT_FIXED_BYTES + job->input.data_bytes;
+}
+
+static int opt_bool_check(uint8_t v, const char *field, vkr_error_t *err)
+{
+    if (v > VKR_OPT_TRUE)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, field, "%s = %u: expected 0 (unset), 1 (false) or 2 (true)", field, v);
+    return VKR_OK;
+}
+
+int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tensor_bytes, vkr_job_t *job, vkr_error_t *err)
+{
+    int rc;
+    memset(job, 0, sizeof *job);
+    if (body_len < VKR_SUBMIT_FIXED_BYTES)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "SUBMIT body of %llu bytes is shorter than its %u-byte descriptors",
+                                   (unsigned long long)body_len, VKR_SUBMIT_FIXED_BYTES);
+    job->op = get_u16(body + 0);
+    job->backend = get_u16(body + 2);
+    job->n_tensors = get_u16(body + 4);
+    if (job->op != VKR_OP_INTERPOLATE)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "op", "unknown op %u (1 = interpolate)", job->op);
+    if (job->backend > VKR_BACKEND_CPU)
+        return vkr_proto_error_set(err, VKR_E_VALUE, "backend", "backend %u is not one of 0 (auto), 1 (vulkan), 2 (cpu)", job->backend);
+    if (job->n_tensors != 1)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_tensors", "interpolate takes 1 tensor, got n_tensors = %u", job->n_tensors);
+    if (get_u16(body + 6) != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved job header bytes must be 0");
+
+    const uint8_t *p = body + VKR_JOB_HEADER_BYTES;
+    vkr_interp_params_t *ip = &job->interp;
+    ip->mode = get_u16(p + 0);
+    ip->align_corners = p[2];
+    ip->recompute_scale_factor = p[3];
+    ip->antialias = p[4];
+    ip->n_size = p[5];
+    ip->n_scale = p[6];
+    if (!vkr_proto_mode_name(ip->mode))
+        return vkr_proto_error_set(err, VKR_E_NOT_IMPLEMENTED, "mode", "unknown mode %u: expected nearest | linear | bilinear | bicubic | trilinear | area | nearest-exact (1..7)", ip->mode);
+    if ((rc = opt_bool_check(ip->align_corners, "align_corners", err)) ||
+        (rc = opt_bool_check(ip->recompute_scale_factor, "recompute_scale_factor", err)))
+        return rc;
+    if (ip->antialias > 1)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "antialias", "antialias = %u: expected 0 or 1", ip->antialias);
+    if (ip->n_size > VKR_MAX_SPATIAL)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_size", "n_size = %u is over %u", ip->n_size, VKR_MAX_SPATIAL);
+    if (ip->n_scale > VKR_MAX_SPATIAL)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_scale", "n_scale = %u is over %u", ip->n_scale, VKR_MAX_SPATIAL);
+    if (p[7] != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved parameter byte must be 0");
+    for (unsigned i = 0; i < VKR_MAX_SPATIAL; i++) {
+        ip->size[i] = (int64_t)get_u64(p + 8 + 8 * i);
+        ip->scale_factor[i] = get_f64(p + 32 + 8 * i);
+        if (i >= ip->n_size && ip->size[i] != 0)
+            return vkr_proto_error_set(err, VKR_E_PROTOCOL, "size", "size[%u] = %lld beyond n_size %u must be 0", i, (long long)ip->size[i], ip->n_size);
+        if (i >= ip->n_scale && ip->scale_factor[i] != 0.0)
+            return vkr_proto_error_set(err, VKR_E_PROTOCOL, "scale_factor", "scale_factor[%u] beyond n_scale %u must be 0", i, ip->n_scale);
+        if (i < ip->n_scale && !isfinite(ip->scale_factor[i]))
+            return vkr_proto_error_set(err, VKR_E_VALUE, "scale_factor", "scale_factor[%u] = %g is not a finite number", i, ip->scale_factor[i]);
+    }
+    return tensor_desc_decode(p + VKR_INTERP_PARAMS_BYTES, body, body_len, VKR_SUBMIT_FIXED_BYTES, max_tensor_bytes, "input",
+                              &job->input, err);
+}
+
+/* ---------------------------------------------------------------- RESULT */
+uint64_t vkr_result_encode_fixed(vkr_result_t *res, uint8_t out[VKR_RESULT_FIXED_BYTES])
+{
+    memset(out, 0, VKR_RESULT_FIXED_BYTES);
+    put_u16(out + 0, res->backend_used);
+    uint64_t elements = 1;
+    for (unsigned i = 0; i < res->output.rank && i < VKR_MAX_RANK; i++)
+        elements *= (uint64_t)res->output.shape[i];
+    res->output.dtype = VKR_DTYPE_F32;
+    res->output.layout = VKR_LAYOUT_CONTIGUOUS;
+    res->output.storage = VKR_STORAGE_INLINE;
+    res->output.data_offset = VKR_RESULT_FIXED_BYTES;
+    res->output.data_bytes = elements * sizeof(float);
+    tensor_desc_encode(&res->output, out + 8);
+    return VKR_RESULT_FIXED_BYTES + res->output.data_bytes;
+}
+
+int vkr_result_decode(const uint8_t *body, uint64_t body_len, vkr_result_t *res, vkr_error_t *err)
+{
+    memset(res, 0, sizeof *res);
+    if (body_len < VKR_RESULT_FIXED_BYTES)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "RESULT body of %llu bytes is shorter than %u",
+                                   (unsigned long long)body_len, VKR_RESULT_FIXED_BYTES);
+    res->backend_used = get_u16(body);
+    if (res->backend_used < VKR_BACKEND_VULKAN || res->backend_used > VKR_BACKEND_CPU)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "backend_used", "backend_used = %u", res->backend_used);
+    if (get_u16(body + 2) != 0 || get_u32(body + 4) != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved RESULT bytes must be 0");
+    return tensor_desc_decode(body + 8, body, body_len, VKR_RESULT_FIXED_BYTES, body_len, "output", &res->output, err);
+}
+
+/* ---------------------------------------------------------------- ERROR */
+size_t vkr_error_encode(const vkr_error_t *e, uint8_t out[VKR_ERROR_BODY_MAX])
+{
+    size_t fl = strnlen(e->field, VKR_ERROR_FIELD_MAX);
+    size_t ml = strnlen(e->message, VKR_ERROR_MESSAGE_MAX);
+    put_u32(out + 0, (uint32_t)e->code);
+    put_u16(out + 4, (uint16_t)fl);
+    put_u16(out + 6, (uint16_t)ml);
+    memcpy(out + 8, e->field, fl);
+    memcpy(out + 8 + fl, e->message, ml);
+    return 8 + fl + ml;
+}
+
+int vkr_error_decode(const uint8_t *body, uint64_t body_len, vkr_error_t *out, vkr_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    if (body_len < 8)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "ERROR body of %llu bytes is shorter than 8", (unsigned long long)body_len);
+    int32_t code = (int32_t)get_u32(body);
+    uint16_t fl = get_u16(body + 4), ml = get_u16(body + 6);
+    if (code >= 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "code", "ERROR code %d is not negative", code);
+    if (fl > VKR_ERROR_FIELD_MAX || ml > VKR_ERROR_MESSAGE_MAX || body_len != 8u + fl + ml)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "ERROR lengths (field %u, message %u) do not match body_len %llu",
+                                   fl, ml, (unsigned long long)body_len);
+    out->code = code;
+    memcpy(out->field, body + 8, fl);
+    memcpy(out->message, body + 8 + fl, ml);
+    return VKR_OK;
+}
+
+/* ---------------------------------------------------------------- PONG */
+size_t vkr_pong_encode(const vkr_pong_t *p, uint8_t out[VKR_PONG_BODY_MAX])
+{
+    size_t nl = strnlen(p->device_name, VKR_DEVICE_NAME_MAX);
+    put_u32(out + 0, p->backend_mask);
+    put_u16(out + 4, p->default_backend);
+    put_u16(out + 6, (uint16_t)nl);
+    memcpy(out + 8, p->device_name, nl);
+    return 8 + nl;
+}
+
+int vkr_pong_decode(const uint8_t *body, uint64_t body_len, vkr_pong_t *out, vkr_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    if (body_len < 8)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "PONG body of %llu bytes is shorter than 8", (unsigned long long)body_len);
+    out->backend_mask = get_u32(body);
+    out->default_backend = get_u16(body + 4);
+    uint16_t nl = get_u16(body + 6);
+    if (nl > VKR_DEVICE_NAME_MAX || body_len != 8u + nl)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "PONG name length %u does not match body_len %llu", nl,
+                                   (unsigned long long)body_len);
+    memcpy(out->device_name, body + 8, nl);
+    return VKR_OK;
+}

@@ -1,0 +1,188 @@
+/* vkresample wire protocol v1 and job validation: frame layout, message bodies, stable error
+ * codes, limits, and the pure encode/decode/plan functions shared by the daemon and the client.
+ * No I/O happens here.  Byte-level specification: proto/PROTOCOL.md.
+ *
+ * Every frame is a 32-byte little-endian header followed by body_len bytes of body.  Decoders
+ * check every field and every length against the limits below before anything is allocated;
+ * decoded views point into the caller's buffer (no copies of tensor bytes). */
+#ifndef VKR_PROTO_H
+#define VKR_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vkresample_types.h"
+
+/* ---------------------------------------------------------------- constants and limits */
+#define VKR_PROTO_MAGIC 0x31524B56u          /* bytes "VKR1" */
+#define VKR_PROTO_VERSION 1u
+#define VKR_FRAME_HEADER_BYTES 32u
+
+#define VKR_MAX_RANK 8u                       /* dims a tensor descriptor may carry on the wire */
+#define VKR_MAX_SPATIAL 3u                    /* spatial axes an interpolate job may have */
+#define VKR_MAX_DIM_EXTENT 0x7fffffffLL       /* per-axis extent: indices are int32 in the kernels */
+#define VKR_DEFAULT_MAX_JOB_BYTES (1024ull * 1024 * 1024) /* input or output tensor, bytes */
+#define VKR_MAX_CONTROL_BODY_BYTES 4096u      /* body limit of every non-SUBMIT/RESULT message */
+#define VKR_ERROR_FIELD_MAX 63u               /* bytes of an error's field name */
+#define VKR_ERROR_MESSAGE_MAX 511u            /* bytes of an error's message */
+
+/* Name of a code, e.g. "VKR_E_VALUE"; "VKR_E_?" for an unknown one. */
+const char *vkr_proto_code_name(int code);
+
+/* A decoded or produced error: code, the field at fault ("" if none) and a message. */
+typedef struct {
+    int code;
+    char field[VKR_ERROR_FIELD_MAX + 1];
+    char message[VKR_ERROR_MESSAGE_MAX + 1];
+} vkr_error_t;
+
+/* Fill *err (if not NULL) and return code.  printf-style message. */
+int vkr_proto_error_set(vkr_error_t *err, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---------------------------------------------------------------- frame header */
+typedef enum {
+    VKR_MSG_PING = 1,     /* client -> daemon, empty body */
+    VKR_MSG_PONG = 2,     /* daemon -> client, vkr_pong_t */
+    VKR_MSG_SUBMIT = 3,   /* client -> daemon, job */
+    VKR_MSG_RESULT = 4,   /* daemon -> client, output tensor */
+    VKR_MSG_ERROR = 5,    /* daemon -> client, vkr_error_t */
+} vkr_msg_type_t;
+
+typedef struct {
+    uint32_t magic;       /* VKR_PROTO_MAGIC */
+    uint16_t version;     /* VKR_PROTO_VERSION */
+    uint16_t type;        /* vkr_msg_type_t */
+    uint32_t flags;       /* must be 0 in v1 */
+    uint32_t request_id;  /* chosen by the client, echoed in the reply */
+    uint32_t n_fds;       /* descriptors sent with the frame: must be 0 in v1 */
+    uint32_t reserved;    /* must be 0 */
+    uint64_t body_len;    /* bytes following the header */
+} vkr_frame_header_t;
+
+void vkr_header_encode(const vkr_frame_header_t *h, uint8_t out[VKR_FRAME_HEADER_BYTES]);
+
+/* Decode and validate a header.  max_submit_body limits SUBMIT bodies (the daemon passes its
+ * --max-job-bytes plus descriptor room); RESULT bodies are limited by max_result_body; every other
+ * type by VKR_MAX_CONTROL_BODY_BYTES.  Returns VKR_OK or a negative code with *err filled. */
+int vkr_header_decode(const uint8_t in[VKR_FRAME_HEADER_BYTES], uint64_t max_submit_body,
+                      uint64_t max_result_body, vkr_frame_header_t *h, vkr_error_t *err);
+
+/* ---------------------------------------------------------------- tensors */
+typedef enum { VKR_DTYPE_F32 = 1 } vkr_dtype_t;
+typedef enum { VKR_LAYOUT_CONTIGUOUS = 1 } vkr_layout_t;   /* C-order, NCHW / NCDHW */
+typedef enum { VKR_STORAGE_INLINE = 0 } vkr_storage_t;
+
+#define VKR_TENSOR_DESC_BYTES 88u
+typedef struct {
+    uint16_t dtype, layout;
+    uint8_t rank, storage;
+    int64_t shape[VKR_MAX_RANK];
+    uint64_t data_offset;   /* inline: offset of the bytes within the body */
+    uint64_t data_bytes;    /* must equal prod(shape) * sizeof(dtype) */
+    const void *data;       /* decoded view into the body (not on the wire) */
+} vkr_tensor_desc_t;
+
+/* Product of shape[0..rank) with overflow detection: false if it overflows or exceeds limit. */
+bool vkr_shape_elements(const int64_t *shape, unsigned rank, uint64_t limit, uint64_t *out);
+
+/* ---------------------------------------------------------------- jobs (SUBMIT) */
+typedef enum { VKR_OP_INTERPOLATE = 1 } vkr_op_t;
+
+const char *vkr_proto_mode_name(int mode);          /* "nearest", ...; NULL if unknown */
+int vkr_proto_mode_from_name(const char *name);     /* vkr_mode_t, or 0 if unknown */
+const char *vkr_proto_backend_name(int backend);    /* "auto", "vulkan", "cpu"; NULL if unknown */
+int vkr_proto_backend_from_name(const char *name);  /* vkr_backend_id_t, or -1 if unknown */
+
+/* F.interpolate's arguments as the user gave them (before PyTorch's rules are applied). */
+#define VKR_INTERP_PARAMS_BYTES 56u
+typedef struct {
+    uint16_t mode;                     /* vkr_mode_t */
+    uint8_t align_corners;             /* vkr_opt_bool_t */
+    uint8_t recompute_scale_factor;    /* vkr_opt_bool_t */
+    uint8_t antialias;                 /* 0 or 1 */
+    uint8_t n_size;                    /* 0: not given, 1: one value for every axis, else per axis */
+    uint8_t n_scale;                   /* same, for scale_factor */
+    int64_t size[VKR_MAX_SPATIAL];
+    double scale_factor[VKR_MAX_SPATIAL];
+} vkr_interp_params_t;
+
+#define VKR_JOB_HEADER_BYTES 8u
+typedef struct {
+    uint16_t op;                       /* vkr_op_t */
+    uint16_t backend;                  /* vkr_backend_id_t */
+    uint16_t n_tensors;                /* interpolate: 1 */
+    vkr_interp_params_t interp;
+    vkr_tensor_desc_t input;
+} vkr_job_t;
+
+/* Bytes of a SUBMIT body before the inline tensor data. */
+#define VKR_SUBMIT_FIXED_BYTES (VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + VKR_TENSOR_DESC_BYTES)
+
+/* Encode the fixed part of a SUBMIT body (job header, params, descriptor) into out, which holds
+ * VKR_SUBMIT_FIXED_BYTES.  job->input.data_offset/data_bytes are filled in by this call; the
+ * caller sends the tensor bytes right after.  Returns the body length (fixed + data). */
+uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_FIXED_BYTES]);
+
+/* Decode and validate a SUBMIT body: every enum, reserved byte, rank, extent and length, the
+ * exact payload size.  job->input.data points into body.  Argument rules of PyTorch are the
+ * planner's (vkr_plan_interpolate).  Returns VKR_OK or a negative code with *err filled. */
+int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tensor_bytes,
+                      vkr_job_t *job, vkr_error_t *err);
+
+/* ---------------------------------------------------------------- plan */
+/* A job after PyTorch 1.13's argument rules: output shape and what the kernel receives. */
+typedef struct {
+    int mode;                          /* vkr_mode_t */
+    int spatial_rank;                  /* 1, 2 or 3 */
+    int64_t batch, channels;           /* N, C */
+    int64_t in_size[VKR_MAX_SPATIAL];  /* spatial extents, outer to inner (D, H, W) */
+    int64_t out_size[VKR_MAX_SPATIAL];
+    bool align_corners;                /* resolved (None -> False) */
+    bool has_scale[VKR_MAX_SPATIAL];   /* the user's scale reaches the kernel (not recomputed) */
+    double scale[VKR_MAX_SPATIAL];     /* that scale_factor, when has_scale */
+    uint64_t in_elements, out_elements;
+} vkr_interp_plan_t;
+
+/* Apply F.interpolate's rules (pytorch-semantics.md §1, §11) to a decoded job.  Rejects what
+ * PyTorch rejects with VKR_E_VALUE / VKR_E_NOT_IMPLEMENTED / VKR_E_SIZE and a message saying
+ * what PyTorch's says, and outputs larger than max_tensor_bytes with VKR_E_TOO_LARGE.  Modes
+ * PyTorch accepts that this build does not serve give VKR_E_UNSUPPORTED. */
+int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_interp_plan_t *plan,
+                         vkr_error_t *err);
+
+/* Output tensor shape of a plan: rank = spatial_rank + 2. */
+void vkr_plan_output_shape(const vkr_interp_plan_t *plan, int64_t shape[VKR_MAX_RANK]);
+
+/* ---------------------------------------------------------------- replies */
+#define VKR_RESULT_FIXED_BYTES (8u + VKR_TENSOR_DESC_BYTES)
+typedef struct {
+    uint16_t backend_used;             /* vkr_backend_id_t that ran the job */
+    vkr_tensor_desc_t output;
+} vkr_result_t;
+
+/* Encode the fixed part of a RESULT body; the data follows.  Returns the body length. */
+uint64_t vkr_result_encode_fixed(vkr_result_t *res, uint8_t out[VKR_RESULT_FIXED_BYTES]);
+/* Decode a RESULT body; res->output.data points into body. */
+int vkr_result_decode(const uint8_t *body, uint64_t body_len, vkr_result_t *res, vkr_error_t *err);
+
+/* ERROR body: i32 code, u16 field_len, u16 message_len, field, message.  Returns bytes written
+ * (at most 8 + VKR_ERROR_FIELD_MAX + VKR_ERROR_MESSAGE_MAX). */
+#define VKR_ERROR_BODY_MAX (8u + VKR_ERROR_FIELD_MAX + VKR_ERROR_MESSAGE_MAX)
+size_t vkr_error_encode(const vkr_error_t *e, uint8_t out[VKR_ERROR_BODY_MAX]);
+int vkr_error_decode(const uint8_t *body, uint64_t body_len, vkr_error_t *out, vkr_error_t *err);
+
+/* PONG body: u32 backend_mask (bit 1 << vkr_backend_id_t), u16 default_backend, u16 name_len,
+ * device name (the Vulkan device, or "cpu"). */
+#define VKR_DEVICE_NAME_MAX 255u
+typedef struct {
+    uint32_t backend_mask;
+    uint16_t default_backend;
+    char device_name[VKR_DEVICE_NAME_MAX + 1];
+} vkr_pong_t;
+#define VKR_PONG_BODY_MAX (8u + VKR_DEVICE_NAME_MAX)
+size_t vkr_pong_encode(const vkr_pong_t *p, uint8_t out[VKR_PONG_BODY_MAX]);
+int vkr_pong_decode(const uint8_t *body, uint64_t body_len, vkr_pong_t *out, vkr_error_t *err);
+
+#endif /* VKR_PROTO_H */

@@ -1,0 +1,40 @@
+/* Public enums shared by the wire protocol and the client API (installed with vkresample.h):
+ * status codes, interpolate modes, backends.  Values are part of protocol v1: never renumber. */
+#ifndef VKRESAMPLE_TYPES_H
+#define VKRESAMPLE_TYPES_H
+
+/* Status codes: 0 or negative, stable across versions. */
+typedef enum {
+    VKR_OK = 0,
+    VKR_E_IO = -1,                 /* socket error, peer closed, short read/write */
+    VKR_E_PROTOCOL = -2,           /* malformed frame: magic, type, lengths, reserved bits */
+    VKR_E_VERSION = -3,            /* unsupported protocol version */
+    VKR_E_TOO_LARGE = -4,          /* a length or tensor is over a limit */
+    VKR_E_VALUE = -5,              /* invalid argument (PyTorch: ValueError / TypeError) */
+    VKR_E_NOT_IMPLEMENTED = -6,    /* mode / rank combination PyTorch does not implement */
+    VKR_E_SIZE = -7,               /* PyTorch RuntimeError on sizes (e.g. output size <= 0) */
+    VKR_E_DTYPE = -8,              /* dtype or layout not supported */
+    VKR_E_BACKEND_UNAVAILABLE = -9,/* the requested backend does not exist in this daemon */
+    VKR_E_BACKEND = -10,           /* the backend failed while running the job */
+    VKR_E_NOMEM = -11,             /* allocation failed */
+    VKR_E_SHUTDOWN = -12,          /* the daemon is shutting down */
+    VKR_E_UNSUPPORTED = -13,       /* valid for PyTorch but not (yet) served by vkresample */
+    VKR_E_INVALID_ARG = -14,       /* bad argument to a library call (client side) */
+    VKR_E_SERVER = -15,            /* unexpected reply from the daemon (client side) */
+} vkr_status_t;
+
+typedef enum { VKR_BACKEND_AUTO = 0, VKR_BACKEND_VULKAN = 1, VKR_BACKEND_CPU = 2 } vkr_backend_id_t;
+typedef enum {
+    VKR_MODE_NEAREST = 1,
+    VKR_MODE_NEAREST_EXACT = 2,
+    VKR_MODE_LINEAR = 3,
+    VKR_MODE_BILINEAR = 4,
+    VKR_MODE_BICUBIC = 5,
+    VKR_MODE_TRILINEAR = 6,
+    VKR_MODE_AREA = 7,
+} vkr_mode_t;
+/* Tri-state for PyTorch's Optional[bool] arguments. */
+typedef enum { VKR_OPT_UNSET = 0, VKR_OPT_FALSE = 1, VKR_OPT_TRUE = 2 } vkr_opt_bool_t;
+
+
+#endif /* VKRESAMPLE_TYPES_H */
