@@ -1,0 +1,37 @@
+/* The backend interface of the daemon: what a resampling backend (cpu, vulkan) offers to the
+ * server.  A backend is created once at start-up and its run functions are called from libuv's
+ * worker threads, possibly several at once: each backend serialises internally what it must. */
+#ifndef VKR_DAEMON_BACKEND_H
+#define VKR_DAEMON_BACKEND_H
+
+#include <stdbool.h>
+#include "vkr_proto.h"
+
+typedef struct vkr_backend_s vkr_backend_s;
+struct vkr_backend_s {
+    const char *name;                      /* "cpu" or "vulkan" */
+    char device_name[VKR_DEVICE_NAME_MAX + 1];
+    /* Run one planned interpolate job.  in: plan->in_elements floats (contiguous N,C,spatial);
+     * out: plan->out_elements floats, written completely on success.  Returns VKR_OK or a
+     * negative code with *err filled (field "backend" and what failed). */
+    int (*interpolate)(vkr_backend_s *self, const vkr_interp_plan_t *plan, const float *in, float *out,
+                       vkr_error_t *err);
+    /* Messages reported by VK_LAYER_KHRONOS_validation so far (0 for cpu, or when not enabled). */
+    unsigned (*validation_messages)(vkr_backend_s *self);
+    void (*destroy)(vkr_backend_s *self);
+};
+
+typedef struct {
+    int device_index;          /* --device N, or -1: discrete > integrated > virtual > cpu type */
+    bool validation;           /* enable VK_LAYER_KHRONOS_validation + debug messenger */
+} vkr_vulkan_options_t;
+
+/* Create the CPU backend (never fails except for memory). */
+int vkr__backend_cpu_create(vkr_backend_s **out, vkr_error_t *err);
+
+/* Create the Vulkan backend: instance, device choice, glslang compile of every embedded shader
+ * (compile time logged per shader), pipelines, one warm-up dispatch per pipeline.  Returns
+ * VKR_E_BACKEND_UNAVAILABLE with a message when no usable device exists. */
+int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s **out, vkr_error_t *err);
+
+#endif

@@ -1,0 +1,182 @@
+/* vkresampled: command line, backend set-up and the exit status.  The serving itself is
+ * server.c's; the backends are backend_cpu.c and backend_vulkan.c. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "log.h"
+#include "server.h"
+
+#define EXIT_USAGE 2
+#define EXIT_VALIDATION 3
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: vkresampled [OPTIONS]\n"
+            "Serve PyTorch-exact F.interpolate jobs over a Unix socket, on Vulkan or the CPU.\n"
+            "\n"
+            "  --socket PATH         socket to listen on; default $VKRESAMPLE_SOCKET, else\n"
+            "                        $XDG_RUNTIME_DIR/vkresample.sock, else /tmp/vkresample-$UID.sock.\n"
+            "                        Created with mode 0600; a stale socket file is replaced,\n"
+            "                        one with a live daemon behind it is refused.\n"
+            "  --backend B           auto (default): Vulkan when a device works, else the CPU;\n"
+            "                        vulkan: fail to start without a Vulkan device (CPU jobs are\n"
+            "                        still served when a job asks for them); cpu: never touch Vulkan.\n"
+            "                        Jobs whose backend is 'auto' run on the default one.\n"
+            "  --device N            use Vulkan physical device N (default: discrete > integrated >\n"
+            "                        virtual > CPU-type)\n"
+            "  --max-job-bytes N     largest input or output tensor in bytes, K/M/G suffixes allowed\n"
+            "                        (default 1G)\n"
+            "  --vk-validation       enable VK_LAYER_KHRONOS_validation; any message it reports is\n"
+            "                        logged and makes the daemon exit with status 3\n"
+            "  --ready-fd N          write \"ready\\n\" to file descriptor N once listening, then close it\n"
+            "  -v, --verbose         log every connection and job\n"
+            "  -q, --quiet           log errors only\n"
+            "  -h, --help            show this help\n"
+            "  --version             print the version\n"
+            "\n"
+            "SIGTERM or SIGINT: stop accepting, finish the jobs in flight, remove the socket, exit 0.\n"
+            "Exit status: 0 clean stop, 1 start-up failure, 2 usage error, 3 validation messages seen.\n");
+}
+
+/* Parse "123", "64K", "512M", "1G" into bytes; false if malformed or zero. */
+static bool parse_bytes(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return false;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20, end++;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30, end++;
+    if (*end || v == 0 || v > (UINT64_MAX >> 2) >> shift)
+        return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+static void default_socket_path(char *buf, size_t len)
+{
+    const char *env = getenv("VKRESAMPLE_SOCKET");
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (env && *env)
+        snprintf(buf, len, "%s", env);
+    else if (xdg && *xdg)
+        snprintf(buf, len, "%s/vkresample.sock", xdg);
+    else
+        snprintf(buf, len, "/tmp/vkresample-%u.sock", (unsigned)getuid());
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_SOCKET = 256, OPT_BACKEND, OPT_DEVICE, OPT_MAX_JOB, OPT_VALIDATION, OPT_READY_FD, OPT_VERSION };
+    static const struct option options[] = {
+        {"socket", required_argument, 0, OPT_SOCKET},
+        {"backend", required_argument, 0, OPT_BACKEND},
+        {"device", required_argument, 0, OPT_DEVICE},
+        {"max-job-bytes", required_argument, 0, OPT_MAX_JOB},
+        {"vk-validation", no_argument, 0, OPT_VALIDATION},
+        {"ready-fd", required_argument, 0, OPT_READY_FD},
+        {"verbose", no_argument, 0, 'v'},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, OPT_VERSION},
+        {0, 0, 0, 0},
+    };
+    char socket_path[4096];
+    default_socket_path(socket_path, sizeof socket_path);
+    vkr_server_config_t cfg = {.socket_path = socket_path, .max_job_bytes = VKR_DEFAULT_MAX_JOB_BYTES, .ready_fd = -1};
+    vkr_vulkan_options_t vk_opts = {.device_index = -1};
+    int backend = VKR_BACKEND_AUTO;
+    char *end;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "vqh", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_SOCKET:
+            snprintf(socket_path, sizeof socket_path, "%s", optarg);
+            break;
+        case OPT_BACKEND:
+            if ((backend = vkr_proto_backend_from_name(optarg)) < 0) {
+                fprintf(stderr, "vkresampled: --backend '%s': expected auto, vulkan or cpu\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_DEVICE:
+            vk_opts.device_index = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || vk_opts.device_index < 0) {
+                fprintf(stderr, "vkresampled: --device '%s': expected a device index >= 0\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_JOB:
+            if (!parse_bytes(optarg, &cfg.max_job_bytes)) {
+                fprintf(stderr, "vkresampled: --max-job-bytes '%s': expected a positive byte count (K/M/G suffix allowed)\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_VALIDATION:
+            vk_opts.validation = true;
+            break;
+        case OPT_READY_FD:
+            cfg.ready_fd = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || cfg.ready_fd < 0) {
+                fprintf(stderr, "vkresampled: --ready-fd '%s': expected a file descriptor number\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'v': vkr__log_level = VKR_LOG_DEBUG; break;
+        case 'q': vkr__log_level = VKR_LOG_ERROR; break;
+        case 'h': usage(stdout); return 0;
+        case OPT_VERSION: printf("vkresampled %s (protocol %u)\n", VKR_VERSION, VKR_PROTO_VERSION); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vkresampled: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    vkr_error_t err;
+    int status = 1;
+    if (vkr__backend_cpu_create(&cfg.cpu, &err)) {
+        vkr__log(VKR_LOG_ERROR, "cpu backend: %s", err.message);
+        return 1;
+    }
+    if (backend != VKR_BACKEND_CPU) {
+#ifdef VKR_HAVE_VULKAN
+        if (vkr__backend_vulkan_create(&vk_opts, &cfg.vulkan, &err)) {
+            cfg.vulkan = NULL;
+            vkr__log(backend == VKR_BACKEND_VULKAN ? VKR_LOG_ERROR : VKR_LOG_WARN, "vulkan backend: %s", err.message);
+        }
+#else
+        vkr__log(backend == VKR_BACKEND_VULKAN ? VKR_LOG_ERROR : VKR_LOG_WARN, "vulkan backend: not built into this daemon");
+#endif
+        if (!cfg.vulkan && backend == VKR_BACKEND_VULKAN)
+            goto out;
+        if (!cfg.vulkan)
+            vkr__log(VKR_LOG_WARN, "--backend auto: no usable Vulkan device, serving on the CPU");
+    }
+    cfg.default_backend = cfg.vulkan ? VKR_BACKEND_VULKAN : VKR_BACKEND_CPU;
+    status = vkr__server_run(&cfg);
+    if (cfg.vulkan && cfg.vulkan->validation_messages(cfg.vulkan) > 0) {
+        vkr__log(VKR_LOG_ERROR, "vulkan validation reported %u message(s)", cfg.vulkan->validation_messages(cfg.vulkan));
+        if (status == 0)
+            status = EXIT_VALIDATION;
+    }
+out:
+    if (cfg.vulkan)
+        cfg.vulkan->destroy(cfg.vulkan);
+    cfg.cpu->destroy(cfg.cpu);
+    return status;
+}
