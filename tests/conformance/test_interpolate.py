@@ -1,0 +1,277 @@
+#!/usr/bin/python3
+"""Conformance of F.interpolate through a real daemon over its socket, against torch 1.13.
+
+Draws random cases (mode, rank, shape, size or scale_factor, align_corners,
+recompute_scale_factor; size-1 inputs and outputs; the scales of the spec's checklist), runs each
+through `vkresampled --backend B` with the Python client, and compares with
+torch.nn.functional.interpolate under the contract of pytorch-semantics.md:
+ATEN_CPU_CAPABILITY=default, inputs made with numpy, C >= 2 (a C == 1 case is compared by
+chaining torch's 1-D kernel along each axis, see separable_reference).  CPU backend: bit-exact.  Vulkan: nearest modes bit-exact, the linear
+family within 1e-6 relative (max |got - ref| / max |ref|).  Also checks that every argument
+combination torch refuses is refused with torch's message.
+
+usage: test_interpolate.py DAEMON --backend cpu|vulkan [--cases N] [--seed S] [--validation]
+Prints TAP; the last comment lines summarise counts, bit-exact counts and the largest error per mode."""
+import argparse
+import json
+import math
+import os
+import sys
+
+os.environ['ATEN_CPU_CAPABILITY'] = 'default'   # the contract: torch's portable kernels
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
+from vkr_testlib import Tap, running_daemon, vkresample  # noqa: E402
+
+SCALES = [1 / 3, 0.5, 0.7, 0.9, 1.0, 1.001, 1.05, 1.1, 4 / 3, 1.5, 5 / 3, 2.0, 2.09, 7 / 3, 2.5, 2.9, 3.0, 4.1]
+MODE_RANKS = {'nearest': (3, 4, 5), 'nearest-exact': (3, 4, 5), 'linear': (3,), 'bilinear': (4,), 'trilinear': (5,)}
+LINEAR_FAMILY = ('linear', 'bilinear', 'trilinear')
+# Vulkan tolerance per mode (relative), from the contract; the CPU backend must be bit-exact.
+VULKAN_RTOL = {'nearest': 0.0, 'nearest-exact': 0.0, 'linear': 1e-6, 'bilinear': 1e-6, 'trilinear': 1e-6}
+
+
+def random_case(rng, mode_weights):
+    modes = list(mode_weights)
+    p = np.array([mode_weights[m] for m in modes], float)
+    mode = modes[rng.choice(len(modes), p=p / p.sum())]
+    rank = int(rng.choice(MODE_RANKS[mode]))
+    dim = rank - 2
+    max_extent = {1: 40, 2: 24, 3: 9}[dim]
+    spatial = [1 if rng.random() < 0.1 else int(rng.integers(1, max_extent + 1)) for _ in range(dim)]
+    channels = 1 if rng.random() < 0.08 else int(rng.integers(2, 5))
+    shape = [int(rng.integers(1, 3)), channels] + spatial
+    case = {'mode': mode, 'shape': shape}
+    if mode in LINEAR_FAMILY:
+        case['align_corners'] = [None, False, True][rng.integers(0, 3)]
+    if rng.random() < 0.5:
+        sizes = [1 if rng.random() < 0.1 else int(rng.integers(1, 3 * n + 2)) for n in spatial]
+        case['size'] = sizes[0] if (dim == 1 or rng.random() < 0.3) and len(set(sizes)) == 1 else sizes
+        if rng.random() < 0.2:
+            case['recompute_scale_factor'] = False
+    else:
+        while True:
+            scales = [float(rng.choice(SCALES)) for _ in range(dim)]
+            if rng.random() < 0.4:
+                scales = [scales[0]] * dim
+            if all(math.floor(n * s) >= 1 for n, s in zip(spatial, scales)):
+                break
+            spatial = [max(n, 3) for n in spatial]
+            case['shape'] = shape[:2] + spatial
+        case['scale_factor'] = scales[0] if len(set(scales)) == 1 and rng.random() < 0.5 else scales
+        r = rng.random()
+        if r < 0.3:
+            case['recompute_scale_factor'] = True
+        elif r < 0.45:
+            case['recompute_scale_factor'] = False
+    if rng.random() < 0.03:
+        case['specials'] = True    # NaN and inf in the input
+    return case
+
+
+def checklist_cases():
+    """Fixed cases from §17 of pytorch-semantics.md that random draws may miss."""
+    out = []
+    for n, s in [(30, 4.1), (90, 0.7), (27, 7 / 3), (5, 1.1), (10, 2.09), (5, 7 / 3), (7, 7 / 3), (11, 7 / 3)]:
+        for mode in ('nearest', 'nearest-exact', 'linear'):
+            for rc in (None, True):
+                c = {'mode': mode, 'shape': [1, 2, n], 'scale_factor': s, 'recompute_scale_factor': rc}
+                if mode == 'linear':
+                    c['align_corners'] = False
+                out.append(c)
+    for n, o in [(1, 1), (1, 5), (5, 1), (2, 7), (7, 2), (3, 3)]:
+        for ac in (False, True):
+            out.append({'mode': 'bilinear', 'shape': [1, 3, n, n], 'size': o, 'align_corners': ac})
+        out.append({'mode': 'nearest', 'shape': [2, 2, n, n, n], 'size': o})
+    # align_corners=True ignores the scale: same output size, same map, different scales
+    out.append({'mode': 'bilinear', 'shape': [1, 2, 6, 6], 'scale_factor': 2.09, 'align_corners': True})
+    out.append({'mode': 'trilinear', 'shape': [1, 2, 3, 4, 5], 'scale_factor': [2.5, 1.0, 0.7], 'align_corners': True})
+    # C == 1 (torch would take its channels-last kernel: compared via a duplicated channel)
+    out.append({'mode': 'nearest', 'shape': [1, 1, 10, 10], 'scale_factor': 2.09})
+    out.append({'mode': 'bilinear', 'shape': [1, 1, 9, 13], 'size': [17, 5], 'align_corners': False})
+    # inf / NaN inputs: nearest copies them, linear turns inf into NaN (x*0 terms)
+    out.append({'mode': 'bilinear', 'shape': [1, 2, 5, 5], 'size': 5, 'align_corners': False, 'specials': True})
+    out.append({'mode': 'nearest', 'shape': [1, 2, 5, 5], 'size': 8, 'specials': True})
+    out.append({'mode': 'linear', 'shape': [1, 2, 6], 'size': 11, 'align_corners': True, 'specials': True})
+    return out
+
+
+def make_input(case, rng):
+    x = rng.standard_normal(case['shape']).astype(np.float32)
+    if case.get('specials'):
+        flat = x.reshape(-1)
+        idx = rng.choice(flat.size, size=min(3, flat.size), replace=False)
+        flat[idx[0]] = np.nan
+        if len(idx) > 1:
+            flat[idx[1]] = np.inf
+        if len(idx) > 2:
+            flat[idx[2]] = -np.inf
+    return x
+
+
+def torch_kwargs(case):
+    return {k: case[k] for k in ('size', 'scale_factor', 'mode', 'align_corners', 'recompute_scale_factor') if k in case}
+
+
+def takes_channels_last_kernel(x):
+    """torch 1.13 runs its channels-last kernel for any 4-D/5-D tensor that is also channels-last
+    contiguous: C == 1, or every spatial extent 1 (pytorch-semantics.md §3.1, §4.3)."""
+    return x.ndim >= 4 and (x.shape[1] == 1 or all(n == 1 for n in x.shape[2:]))
+
+
+def per_axis(value, d, dim):
+    return value[d] if isinstance(value, (list, tuple)) else value
+
+
+def separable_reference(case, x):
+    """Contract point 4: such tensors get the generic rule.  The generic kernel is separable (W
+    step first, then H, then D, each a 1-D step whose float ops are those of torch's 1-D kernel),
+    so chaining torch's own 1-D interpolate along W, H, D reproduces it bit for bit."""
+    kw = torch_kwargs(case)
+    mode = {'bilinear': 'linear', 'trilinear': 'linear'}.get(case['mode'], case['mode'])
+    dim = x.ndim - 2
+    y = x
+    for d in reversed(range(dim)):
+        axis = 2 + d
+        moved = np.moveaxis(y, axis, -1)
+        flat = np.ascontiguousarray(moved.reshape(-1, 1, moved.shape[-1]))
+        one = {k: v for k, v in kw.items() if k in ('align_corners', 'recompute_scale_factor')}
+        if 'size' in kw:
+            one['size'] = per_axis(kw['size'], d, dim)
+        else:
+            one['scale_factor'] = per_axis(kw['scale_factor'], d, dim)
+        out = F.interpolate(torch.from_numpy(flat), mode=mode, **one).numpy()
+        y = np.moveaxis(out.reshape(moved.shape[:-1] + (out.shape[-1],)), -1, axis)
+    return np.ascontiguousarray(y)
+
+
+def torch_reference(case, x):
+    if takes_channels_last_kernel(x):
+        return separable_reference(case, x)
+    return F.interpolate(torch.from_numpy(x), **torch_kwargs(case)).numpy()
+
+
+def compare(got, ref):
+    """(bit_exact, relative error): NaN must match NaN; relative = max|d| / max|ref| over finite."""
+    if got.shape != ref.shape:
+        return False, math.inf
+    nan_ok = np.array_equal(np.isnan(got), np.isnan(ref))
+    same_bits = (got.view(np.uint32) == ref.view(np.uint32)) | (np.isnan(got) & np.isnan(ref))
+    if not nan_ok:
+        return False, math.inf
+    if same_bits.all():
+        return True, 0.0
+    finite = np.isfinite(ref)
+    if not np.array_equal(finite, np.isfinite(got)) or not np.array_equal(got[~finite & ~np.isnan(ref)], ref[~finite & ~np.isnan(ref)]):
+        return False, math.inf
+    scale = float(np.max(np.abs(ref[finite]))) if finite.any() else 0.0
+    diff = float(np.max(np.abs(got[finite].astype(np.float64) - ref[finite].astype(np.float64))))
+    return False, diff / scale if scale > 0 else math.inf
+
+
+# Argument combinations torch refuses; each must be refused by the daemon with torch's message.
+REFUSED = [
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'scale_factor': 2.0}),
+    ({'shape': [1, 2, 5, 6]}, {}),
+    ({'shape': [1, 2, 5, 6]}, {'size': [3, 3, 3]}),   # lists: torch quotes the object as given
+    ({'shape': [1, 2, 5, 6]}, {'scale_factor': [2.0, 2.0, 7 / 3]}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'mode': 'nearest', 'align_corners': True}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'mode': 'nearest-exact', 'align_corners': False}),
+    ({'shape': [1, 2, 5]}, {'size': 3, 'mode': 'bilinear'}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'mode': 'linear'}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'mode': 'trilinear'}),
+    ({'shape': [1, 2, 3, 4, 5]}, {'size': 3, 'mode': 'bilinear'}),
+    ({'shape': [1, 2, 3, 4, 5]}, {'size': 3, 'mode': 'bicubic'}),
+    ({'shape': [2, 5]}, {'size': 3}),
+    ({'shape': [1, 1, 2, 2, 2, 2]}, {'size': 3}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 0}),
+    ({'shape': [1, 2, 5, 6]}, {'size': -1, 'mode': 'bilinear'}),
+    ({'shape': [1, 2, 5]}, {'size': -2, 'mode': 'linear'}),
+    ({'shape': [1, 2, 3, 4, 5]}, {'size': (1, 0, 2), 'mode': 'trilinear'}),
+    ({'shape': [1, 2, 5, 6]}, {'scale_factor': 0.1}),
+    ({'shape': [1, 2, 5, 6]}, {'scale_factor': -2.0}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'recompute_scale_factor': True}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'mode': 'nearest', 'antialias': True}),
+    ({'shape': [1, 2, 5]}, {'size': 3, 'mode': 'linear', 'antialias': True}),
+    ({'shape': [1, 0, 5, 6]}, {'size': 3, 'mode': 'bilinear'}),
+    ({'shape': [1, 2, 0, 6]}, {'size': 3}),
+]
+
+
+def check_refusals(tap, client, backend):
+    for base, kw in REFUSED:
+        x = np.zeros(base['shape'], np.float32)
+        try:
+            F.interpolate(torch.from_numpy(x), **kw)
+            tap.check(False, 'torch accepted %s %s (test list is wrong)' % (base['shape'], kw))
+            continue
+        except Exception as e:   # noqa: BLE001 - torch raises ValueError/NotImplementedError/RuntimeError
+            torch_msg = str(e)
+        try:
+            client.interpolate(x, backend=backend, **kw)
+            tap.check(False, 'refusal %s %s: daemon accepted what torch refuses (%s)' % (base['shape'], kw, torch_msg))
+        except vkresample.VkresampleError as e:
+            tap.check(e.message == torch_msg, 'refusal %s %s: "%s" (torch: "%s")' % (base['shape'], kw, e.message, torch_msg))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('daemon')
+    ap.add_argument('--backend', choices=('cpu', 'vulkan'), required=True)
+    ap.add_argument('--cases', type=int, default=400)
+    ap.add_argument('--seed', type=int, default=20261121)
+    ap.add_argument('--validation', action='store_true')
+    ap.add_argument('--summary', help='write the per-mode summary as JSON here')
+    args = ap.parse_args()
+
+    rng = np.random.default_rng(args.seed)
+    weights = {'nearest': 0.35, 'bilinear': 0.35, 'nearest-exact': 0.1, 'linear': 0.1, 'trilinear': 0.1}
+    cases = checklist_cases() + [random_case(rng, weights) for _ in range(args.cases)]
+    tap = Tap()
+    # The separable reference must itself equal torch's N-D generic kernel where torch uses it.
+    generic = [c for c in cases if not takes_channels_last_kernel(np.empty(c['shape']))][:60]
+    same = sum(np.array_equal(separable_reference(c, x), torch_reference(c, x), equal_nan=True)
+               for c in generic for x in [make_input(c, rng)])
+    tap.check(same == len(generic), 'separable 1-D reference equals torch N-D kernel bit for bit on %d/%d cases' % (same, len(generic)))
+    stats = {}
+    with running_daemon(args.daemon, backend=args.backend, validation=args.validation) as daemon:
+        with daemon.client() as client:
+            for i, case in enumerate(cases):
+                x = make_input(case, rng)
+                ref = torch_reference(case, x)
+                kw = torch_kwargs(case)
+                try:
+                    got = client.interpolate(x, backend=args.backend, **kw)
+                except vkresample.VkresampleError as e:
+                    tap.check(False, 'case %d %s %s: daemon refused: %s' % (i, case['shape'], kw, e))
+                    continue
+                if not tap.check(client.last_backend == args.backend, 'case %d ran on %s' % (i, client.last_backend)):
+                    continue
+                exact, rel = compare(got, ref)
+                mode = case['mode']
+                rtol = 0.0 if args.backend == 'cpu' else VULKAN_RTOL[mode]
+                ok = exact or rel <= rtol
+                s = stats.setdefault(mode, {'cases': 0, 'bit_exact': 0, 'max_rel_err': 0.0, 'failed': 0})
+                s['cases'] += 1
+                s['bit_exact'] += int(exact)
+                s['max_rel_err'] = max(s['max_rel_err'], rel)
+                s['failed'] += int(not ok)
+                tap.check(ok, 'case %d %s %s %s: %s' % (i, mode, case['shape'], kw,
+                                                         'bit-exact' if exact else 'rel err %.3g (limit %g)' % (rel, rtol)))
+            check_refusals(tap, client, args.backend)
+        daemon.stop()
+        tap.check(True, 'daemon stopped cleanly%s' % (' with zero validation messages' if args.validation else ''))
+    print('# backend %s: %d cases' % (args.backend, sum(s['cases'] for s in stats.values())))
+    for mode, s in sorted(stats.items()):
+        print('# %-14s cases %4d  bit-exact %4d  max rel err %.3g  failed %d' %
+              (mode, s['cases'], s['bit_exact'], s['max_rel_err'], s['failed']))
+    if args.summary:
+        with open(args.summary, 'w') as f:
+            json.dump({'backend': args.backend, 'modes': stats}, f, indent=1)
+    return tap.done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

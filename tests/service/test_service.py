@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+"""Service behaviour of a real vkresampled: socket file rules, malformed frames (answered or the
+connection closed, while the daemon and the other connections carry on), backend availability,
+many concurrent clients, graceful SIGTERM with a job in flight, and the vkresample CLI.
+
+usage: test_service.py DAEMON CLI [--backend cpu|vulkan]     (TAP output)"""
+import argparse
+import os
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
+from vkr_testlib import Daemon, Tap, running_daemon, vkresample, wait_until  # noqa: E402
+
+MAGIC = 0x31524B56
+HEADER = struct.Struct('<IHHIIIIQ')
+PING, PONG, SUBMIT, RESULT, ERROR = 1, 2, 3, 4, 5
+
+
+def raw_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(path)
+    return s
+
+
+def recv_exact(s, n):
+    buf = b''
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def recv_frame(s):
+    """(type, request_id, body) or None when the daemon closed the connection."""
+    h = recv_exact(s, HEADER.size)
+    if h is None:
+        return None
+    magic, version, mtype, flags, rid, nfds, reserved, blen = HEADER.unpack(h)
+    body = recv_exact(s, blen) if blen else b''
+    return mtype, rid, body
+
+
+def error_of(body):
+    code, flen, mlen = struct.unpack_from('<iHH', body)
+    return code, body[8:8 + flen].decode(), body[8 + flen:8 + flen + mlen].decode()
+
+
+def closed_by_peer(s):
+    try:
+        return s.recv(1) == b''
+    except ConnectionResetError:
+        return True
+
+
+def nearest_x2(x):
+    return np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+
+
+def job_ok(client, backend, seed):
+    x = np.random.default_rng(seed).standard_normal((1, 3, 7, 9)).astype(np.float32)
+    y = client.interpolate(x, scale_factor=2.0, mode='nearest', backend=backend)
+    return np.array_equal(y, nearest_x2(x))
+
+
+def test_socket_and_frames(tap, binary, backend):
+    with running_daemon(binary, backend=backend) as d:
+        mode = stat.S_IMODE(os.lstat(d.socket).st_mode)
+        tap.check(mode == 0o600, 'socket file mode is 0600 (got %o)' % mode)
+        with d.client() as c:
+            info = c.ping()
+            tap.check(bool(info.get('device')), 'ping answers with a device name (%s)' % info)
+
+        bystander = d.client()
+        tap.check(job_ok(bystander, backend, 1), 'bystander connection runs a job before the attacks')
+
+        # bad magic: an ERROR frame naming the field, then the connection is closed
+        s = raw_connect(d.socket)
+        s.sendall(HEADER.pack(0xDEADBEEF, 1, PING, 0, 5, 0, 0, 0))
+        f = recv_frame(s)
+        ok = f is not None and f[0] == ERROR and f[1] == 5 and error_of(f[2])[:2] == (-2, 'magic')
+        tap.check(ok, 'bad magic -> ERROR VKR_E_PROTOCOL [magic] (%s)' % (error_of(f[2]) if f else None,))
+        tap.check(closed_by_peer(s), 'bad magic -> connection closed')
+        s.close()
+
+        for what, hdr, code, field in [
+                ('version 9', HEADER.pack(MAGIC, 9, PING, 0, 6, 0, 0, 0), -3, 'version'),
+                ('type 77', HEADER.pack(MAGIC, 1, 77, 0, 7, 0, 0, 0), -2, 'type'),
+                ('RESULT sent by a client', HEADER.pack(MAGIC, 1, RESULT, 0, 8, 0, 0, 0), -4, 'body_len'),
+                ('body_len 2^64-1', HEADER.pack(MAGIC, 1, SUBMIT, 0, 9, 0, 0, 2**64 - 1), -4, 'body_len'),
+                ('n_fds claimed but none sent', HEADER.pack(MAGIC, 1, PING, 0, 10, 2, 0, 0), -2, 'n_fds')]:
+            s = raw_connect(d.socket)
+            s.sendall(hdr)
+            f = recv_frame(s)
+            got = error_of(f[2])[:2] if f and f[0] == ERROR else f
+            tap.check(got == (code, field), '%s -> ERROR (%d, %s) (got %s)' % (what, code, field, got))
+            tap.check(closed_by_peer(s), '%s -> connection closed' % what)
+            s.close()
+
+        # a well-framed but invalid job: ERROR, and the connection carries on
+        s = raw_connect(d.socket)
+        body = bytearray(152)
+        struct.pack_into('<HHHH', body, 0, 1, 2, 1, 0)
+        struct.pack_into('<H', body, 8, 99)                      # mode 99
+        s.sendall(HEADER.pack(MAGIC, 1, SUBMIT, 0, 11, 0, 0, len(body)) + bytes(body))
+        f = recv_frame(s)
+        got = error_of(f[2])[:2] if f and f[0] == ERROR else f
+        tap.check(got == (-6, 'mode'), 'job with mode 99 -> ERROR (VKR_E_NOT_IMPLEMENTED, mode) (got %s)' % (got,))
+        s.sendall(HEADER.pack(MAGIC, 1, PING, 0, 12, 0, 0, 0))
+        f = recv_frame(s)
+        tap.check(f is not None and f[0] == PONG and f[1] == 12, 'same connection still answers a PING after a refused job')
+        s.close()
+
+        # disconnects mid-header and mid-body
+        s = raw_connect(d.socket)
+        s.sendall(HEADER.pack(MAGIC, 1, SUBMIT, 0, 13, 0, 0, 4096)[:17])
+        s.close()
+        s = raw_connect(d.socket)
+        s.sendall(HEADER.pack(MAGIC, 1, SUBMIT, 0, 14, 0, 0, 4096) + b'\0' * 100)
+        s.close()
+        tap.check(job_ok(bystander, backend, 2), 'bystander connection still correct after every malformed frame')
+        tap.check(d.proc.poll() is None, 'daemon still running')
+        bystander.close()
+        d.stop()
+        tap.check(True, 'daemon stopped with exit 0 and removed its socket')
+
+
+def test_backend_availability(tap, binary):
+    with running_daemon(binary, backend='cpu') as d:
+        with d.client() as c:
+            try:
+                c.interpolate(np.zeros((1, 2, 3, 3), np.float32), size=4, backend='vulkan')
+                tap.check(False, 'a vulkan job on a --backend cpu daemon was accepted')
+            except vkresample.VkresampleError as e:
+                tap.check(e.code == -9 and 'vulkan' in e.message, 'vulkan job on --backend cpu -> VKR_E_BACKEND_UNAVAILABLE: %s' % e.message)
+        d.stop()
+
+
+def test_socket_path_rules(tap, binary, backend):
+    with running_daemon(binary, backend=backend) as first:
+        second = subprocess.run([binary, '--socket', first.socket, '--backend', 'cpu'], capture_output=True, text=True, timeout=60)
+        tap.check(second.returncode == 1 and 'in use' in second.stderr, 'a live socket is refused (exit %d: %s)' %
+                  (second.returncode, second.stderr.strip().splitlines()[-1:] if second.stderr else ''))
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        tap.check(os.path.exists(first.socket), 'kill -9 leaves a stale socket file')
+        again = Daemon(binary, backend='cpu', socket_path=first.socket)
+        with again.client() as c:
+            tap.check(job_ok(c, 'cpu', 3), 'a stale socket is replaced and served')
+        again.stop()
+    d = tempfile.mkdtemp(prefix='vkr-test-')
+    link = os.path.join(d, 'link.sock')
+    os.symlink(os.path.join(d, 'elsewhere'), link)
+    r = subprocess.run([binary, '--socket', link, '--backend', 'cpu'], capture_output=True, text=True, timeout=60)
+    tap.check(r.returncode == 1 and 'symbolic link' in r.stderr, 'a symlink at the socket path is refused')
+    plain = os.path.join(d, 'plain')
+    open(plain, 'w').close()
+    r = subprocess.run([binary, '--socket', plain, '--backend', 'cpu'], capture_output=True, text=True, timeout=60)
+    tap.check(r.returncode == 1 and 'not a socket' in r.stderr and os.path.exists(plain), 'a regular file at the socket path is left alone')
+
+
+def test_concurrent_clients(tap, binary, backend, n_clients=16, jobs=12):
+    with running_daemon(binary, backend=backend) as d:
+        failures = []
+
+        def worker(k):
+            try:
+                with d.client() as c:
+                    for j in range(jobs):
+                        if not job_ok(c, 'auto', 1000 * k + j):
+                            failures.append((k, j, 'wrong result'))
+            except Exception as e:  # noqa: BLE001
+                failures.append((k, -1, repr(e)))
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        tap.check(not failures, '%d clients x %d jobs at once, every reply correct (%s)' % (n_clients, jobs, failures[:3]))
+        d.stop()
+
+
+def test_sigterm_with_job_in_flight(tap, binary, backend):
+    with running_daemon(binary, backend=backend, extra=('--verbose',)) as d:
+        x = np.random.default_rng(5).standard_normal((8, 16, 256, 256)).astype(np.float32)
+        c = d.client()
+        result = {}
+
+        def submit():
+            try:
+                result['y'] = c.interpolate(x, scale_factor=2.0, mode='nearest', backend=backend)
+            except Exception as e:  # noqa: BLE001
+                result['e'] = e
+        t = threading.Thread(target=submit)
+        t.start()
+        # the daemon logs "queued" at --verbose once it holds the job (or answers it, if quicker)
+        wait_until(lambda: 'queued' in d.log())
+        d.proc.send_signal(signal.SIGTERM)
+        t.join(timeout=120)
+        ok = 'y' in result and np.array_equal(result['y'], nearest_x2(x))
+        tap.check(ok, 'SIGTERM while a job is in flight: the job is answered correctly (%s)' % result.get('e'))
+        status = d.proc.wait(timeout=60)
+        tap.check(status == 0 and not os.path.exists(d.socket), 'then exit 0 (got %s) and the socket is removed' % status)
+        c.close()
+
+
+def test_cli(tap, binary, cli, backend):
+    with running_daemon(binary, backend=backend) as d:
+        tmp = tempfile.mkdtemp(prefix='vkr-cli-')
+        x = np.random.default_rng(9).standard_normal((2, 3, 5, 4)).astype(np.float32)
+        src, dst = os.path.join(tmp, 'in.npy'), os.path.join(tmp, 'out.npy')
+        np.save(src, x)
+        run = lambda *a: subprocess.run([cli, '--socket', d.socket, *a], capture_output=True, text=True, timeout=60)  # noqa: E731
+        r = run('interpolate', src, dst, '--mode', 'nearest', '--scale-factor', '2')
+        tap.check(r.returncode == 0 and np.array_equal(np.load(dst), nearest_x2(x)), 'CLI interpolate x2 nearest (exit %d %s)' % (r.returncode, r.stderr.strip()))
+        os.unlink(dst)
+        r = run('interpolate', src, dst, '--mode', 'nearest', '--size', '3', '--align-corners')
+        tap.check(r.returncode == 1 and 'align_corners' in r.stderr and not os.path.exists(dst),
+                  'CLI refused job: exit 1, message on stderr, no output file (exit %d: %s)' % (r.returncode, r.stderr.strip()))
+        r = run('interpolate', src, dst, '--mode', 'nearest', '--bogus')
+        tap.check(r.returncode == 2 and not os.path.exists(dst), 'CLI usage error: exit 2 (got %d)' % r.returncode)
+        np.save(src, x.astype(np.float64))
+        r = run('interpolate', src, dst, '--mode', 'nearest', '--size', '3')
+        tap.check(r.returncode == 1 and 'f8' in r.stderr and not os.path.exists(dst), 'CLI refuses a float64 .npy (exit %d: %s)' % (r.returncode, r.stderr.strip()))
+        r = run('ping')
+        tap.check(r.returncode == 0 and r.stdout.strip() != '', 'CLI ping (exit %d: %s)' % (r.returncode, r.stdout.strip()))
+        r = subprocess.run([cli, '--help'], capture_output=True, text=True, timeout=60)
+        tap.check(r.returncode == 0 and 'interpolate' in r.stdout and 'ping' in r.stdout, 'CLI --help')
+        d.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('daemon')
+    ap.add_argument('cli')
+    ap.add_argument('--backend', default='cpu', choices=('cpu', 'vulkan'))
+    args = ap.parse_args()
+    tap = Tap()
+    test_socket_and_frames(tap, args.daemon, args.backend)
+    test_backend_availability(tap, args.daemon)
+    test_socket_path_rules(tap, args.daemon, args.backend)
+    test_concurrent_clients(tap, args.daemon, args.backend)
+    test_sigterm_with_job_in_flight(tap, args.daemon, args.backend)
+    test_cli(tap, args.daemon, args.cli, args.backend)
+    return tap.done()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Test support shared by the Python tests: start a real vkresampled on a private socket in a
+fresh 0700 directory, wait for its readiness line (no sleeps), stop it with SIGTERM and check that
+it exited cleanly, removed its socket and (with --vk-validation) reported no validation message.
+
+Every test imports the client module from client/python (the same module users script with)."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', '..', 'client', 'python'))
+
+import vkresample  # noqa: E402  (client/python/vkresample.py)
+
+
+class Daemon:
+    """A running daemon: .socket, .proc, .log() (stderr so far)."""
+
+    def __init__(self, binary, backend='cpu', validation=False, extra=(), socket_path=None):
+        self.dir = tempfile.mkdtemp(prefix='vkr-test-')
+        os.chmod(self.dir, 0o700)
+        self.socket = socket_path or os.path.join(self.dir, 'vkresample.sock')
+        self.stderr_path = os.path.join(self.dir, 'daemon.log')
+        self.validation = validation
+        ready_r, ready_w = os.pipe()
+        args = [binary, '--socket', self.socket, '--backend', backend, '--ready-fd', str(ready_w), *extra]
+        if validation:
+            args.append('--vk-validation')
+        env = dict(os.environ)
+        with open(self.stderr_path, 'wb') as err:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         pass_fds=(ready_w,), env=env)
+        os.close(ready_w)
+        line = b''
+        with os.fdopen(ready_r, 'rb') as r:
+            line = r.readline()
+        if line != b'ready\n':
+            self.proc.wait(timeout=60)
+            raise RuntimeError('daemon did not become ready (exit %s):\n%s' % (self.proc.returncode, self.log()))
+
+    def log(self):
+        with open(self.stderr_path, 'r', errors='replace') as f:
+            return f.read()
+
+    def client(self):
+        return vkresample.Client(self.socket)
+
+    def stop(self, expect_status=0):
+        """SIGTERM, wait, and assert a clean stop; returns the daemon's log."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        status = self.proc.wait(timeout=120)
+        log = self.log()
+        problems = []
+        if status != expect_status:
+            problems.append('daemon exit status %s, expected %s' % (status, expect_status))
+        if expect_status == 0 and os.path.exists(self.socket):
+            problems.append('socket %s left behind' % self.socket)
+        if self.validation and 'vulkan validation' in log:
+            problems.append('validation layer reported messages')
+        if problems:
+            raise AssertionError('; '.join(problems) + '\n--- daemon log ---\n' + log)
+        return log
+
+
+@contextlib.contextmanager
+def running_daemon(binary, **kw):
+    d = Daemon(binary, **kw)
+    try:
+        yield d
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+class Tap:
+    """TAP lines for meson (protocol: 'tap')."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def check(self, ok, what):
+        self.n += 1
+        if not ok:
+            self.failed += 1
+        print('%s %d - %s' % ('ok' if ok else 'not ok', self.n, what), flush=True)
+        return ok
+
+    def done(self):
+        print('1..%d' % self.n, flush=True)
+        return 1 if self.failed else 0
+
+
+def wait_until(predicate, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
