@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const axis_letter[3][3] = {{"W", "", ""}, {"H", "W", ""}, {"D", "H", "W"}};
@@ -19,11 +20,27 @@ static void format_list(char *buf, size_t len, const int64_t *v, int n)
         snprintf(buf + off, len - off, "]");
 }
 
+/* Python's repr() of a float: the shortest %g form that reads back exactly, with ".0" when it
+ * would look like an integer (so messages quote scales the way PyTorch's do). */
+static void format_py_float(char *buf, size_t len, double v)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    if (isfinite(v) && !strpbrk(buf, ".en"))
+        strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
 static void format_scales(char *buf, size_t len, const double *v, int n)
 {
     size_t off = (size_t)snprintf(buf, len, "[");
-    for (int i = 0; i < n && off < len; i++)
-        off += (size_t)snprintf(buf + off, len - off, "%s%.17g", i ? ", " : "", v[i]);
+    for (int i = 0; i < n && off < len; i++) {
+        char f[32];
+        format_py_float(f, sizeof f, v[i]);
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", f);
+    }
     if (off < len)
         snprintf(buf + off, len - off, "]");
 }
@@ -142,7 +159,10 @@ int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_in
         double s = ip->scale_factor[ip->n_scale == 1 ? 0 : d];
         double o = floor((double)spatial_in[d] * s);
         if (!(o > -9.2e18 && o < 9.2e18))
-            return vkr_proto_error_set(err, VKR_E_SIZE, "scale_factor", "scale_factor %.17g gives an output size that cannot be represented", s);
+            {
+            format_py_float(a, sizeof a, s);
+            return vkr_proto_error_set(err, VKR_E_SIZE, "scale_factor", "scale_factor %s gives an output size that cannot be represented", a);
+        }
         plan->out_size[d] = (int64_t)o;
         plan->has_scale[d] = !recompute;
         plan->scale[d] = recompute ? 0.0 : s;

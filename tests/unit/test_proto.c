@@ -318,7 +318,7 @@ static void test_plan_rejections(void)
     with_scale(&j, 3, 2, 2, 2);
     expect_plan_prefix(j, VKR_E_VALUE,
                        "Input and scale_factor must have the same number of spatial dimensions, but got input with spatial dimensions of "
-                       "[5, 6] and scale_factor of shape [2, 2, 2].",
+                       "[5, 6] and scale_factor of shape [2.0, 2.0, 2.0].",
                        "scale_factor of the wrong arity");
     const char *ac = "align_corners option can only be set with the interpolating modes: linear | bilinear | bicubic | trilinear";
     int no_ac_modes[3] = {VKR_MODE_NEAREST, VKR_MODE_NEAREST_EXACT, VKR_MODE_AREA};
@@ -400,7 +400,7 @@ static void test_plan_rejections(void)
     expect_plan_error(j, VKR_E_SIZE, "Non-empty 4D data tensor expected but got a tensor with sizes [1, 0, 5, 6]", "C=0");
     j = job_of(VKR_MODE_NEAREST, 4, s4);
     with_scale(&j, 1, 1e300, 0, 0);
-    expect_plan_prefix(j, VKR_E_SIZE, "scale_factor 1.0000000000000001e+300 gives an output size that cannot be represented", "scale 1e300");
+    expect_plan_prefix(j, VKR_E_SIZE, "scale_factor 1e+300 gives an output size that cannot be represented", "scale 1e300");
     j = job_of(VKR_MODE_NEAREST, 4, s4);
     with_size(&j, 2, 4096, 4096, 0);
     expect_plan_prefix(j, VKR_E_TOO_LARGE, "output of shape [1, 2, 4096, 4096] is over the job limit", "output over --max-job-bytes");
