@@ -97,7 +97,7 @@ def test_socket_and_frames(tap, binary, backend):
         for what, hdr, code, field in [
                 ('version 9', HEADER.pack(MAGIC, 9, PING, 0, 6, 0, 0, 0), -3, 'version'),
                 ('type 77', HEADER.pack(MAGIC, 1, 77, 0, 7, 0, 0, 0), -2, 'type'),
-                ('RESULT sent by a client', HEADER.pack(MAGIC, 1, RESULT, 0, 8, 0, 0, 0), -4, 'body_len'),
+                ('RESULT sent by a client', HEADER.pack(MAGIC, 1, RESULT, 0, 8, 0, 0, 0), -2, 'type'),
                 ('body_len 2^64-1', HEADER.pack(MAGIC, 1, SUBMIT, 0, 9, 0, 0, 2**64 - 1), -4, 'body_len'),
                 ('n_fds claimed but none sent', HEADER.pack(MAGIC, 1, PING, 0, 10, 2, 0, 0), -2, 'n_fds')]:
             s = raw_connect(d.socket)
@@ -234,7 +234,7 @@ def test_cli(tap, binary, cli, backend):
         r = run('interpolate', src, dst, '--mode', 'nearest', '--size', '3')
         tap.check(r.returncode == 1 and 'f8' in r.stderr and not os.path.exists(dst), 'CLI refuses a float64 .npy (exit %d: %s)' % (r.returncode, r.stderr.strip()))
         r = run('ping')
-        tap.check(r.returncode == 0 and r.stdout.strip() != '', 'CLI ping (exit %d: %s)' % (r.returncode, r.stdout.strip()))
+        tap.check(r.returncode == 0 and r.stdout.strip() != '', 'CLI ping (exit %d: %r)' % (r.returncode, r.stdout.strip()))
         r = subprocess.run([cli, '--help'], capture_output=True, text=True, timeout=60)
         tap.check(r.returncode == 0 and 'interpolate' in r.stdout and 'ping' in r.stdout, 'CLI --help')
         d.stop()
