@@ -1,6 +1,6 @@
 /* Kernel spec, host side: per-axis scales and index/weight tables, built once per job in C and
  * read by both backends (the Vulkan backend uploads them, the CPU backend loops over them).  This
- * is where PyTorch's double-precision and dividing arithmetic happens (§2, §4.1), so the devices
+ * is where PyTorch's double-precision and dividing arithmetic happens (sec. 2, sec. 4.1), so the devices
  * only gather and sum. */
 #ifndef VKR_SPEC_AXIS_TABLES_H
 #define VKR_SPEC_AXIS_TABLES_H
@@ -8,10 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* area_pixel_compute_scale<float> (§2).  has_scale: the user's scale_factor reaches the kernel. */
+/* area_pixel_compute_scale<float> (sec. 2).  has_scale: the user's scale_factor reaches the kernel. */
 float vkr_spec_area_pixel_scale(int64_t n, int64_t o, bool align_corners, bool has_scale, double scale);
 
-/* Linear taps of one axis (§4.1).  Arrays of length o; i0/i1 are source indices. */
+/* Linear taps of one axis (sec. 4.1).  Arrays of length o; i0/i1 are source indices. */
 typedef struct {
     int32_t *i0, *i1;
     float *l0, *l1;
@@ -21,7 +21,25 @@ typedef struct {
 void vkr_spec_linear_taps(int64_t n, int64_t o, bool align_corners, bool has_scale, double scale,
                           vkr_linear_taps_t taps);
 
-/* Nearest / nearest-exact source index of every output position (§3): idx[o]. */
+/* Nearest / nearest-exact source index of every output position (sec. 3): idx[o]. */
 void vkr_spec_nearest_indices(int64_t n, int64_t o, bool exact, bool has_scale, double scale, int32_t *idx);
+
+/* Bicubic taps of one axis (sec. 5): source indices clamped to the border, and coefficients. */
+typedef struct {
+    int32_t *idx[4];
+    float *coeff[4];
+} vkr_cubic_taps_t;
+
+void vkr_spec_cubic_taps(int64_t n, int64_t o, bool align_corners, bool has_scale, double scale, vkr_cubic_taps_t taps);
+
+/* area (sec. 7): adaptive-average-pooling window [start, start + len) of every output index. */
+void vkr_spec_area_windows(int64_t n, int64_t o, int32_t *start, int32_t *len);
+
+/* Antialias (sec. 6): weights of a separable PIL-style filter.  vkr_spec_aa_max_taps gives the row
+ * length of the weight table; vkr_spec_aa_taps fills xmin[o], xsize[o] and weights[o * max_taps]
+ * (normalised; entries past xsize are 0).  bicubic selects Keys a = -0.5, else the triangle. */
+int vkr_spec_aa_max_taps(int64_t n, int64_t o, bool align_corners, bool has_scale, double scale, bool bicubic);
+void vkr_spec_aa_taps(int64_t n, int64_t o, bool align_corners, bool has_scale, double scale, bool bicubic, int max_taps,
+                      int32_t *xmin, int32_t *xsize, float *weights);
 
 #endif

@@ -1,13 +1,13 @@
 /* Kernel spec for F.interpolate (PyTorch 1.13 CPU, ATEN_CPU_CAPABILITY=default): the coordinate
  * maps, the nearest / nearest-exact index rules and the linear combination order.  Included by
  * the compute shaders, by the CPU backend and by the host table builder (axis_tables.c); no other
- * code computes a source coordinate.  See ../shared/spec/pytorch-semantics.md §2-§4. */
+ * code computes a source coordinate.  See ../shared/spec/pytorch-semantics.md sec. 2-sec. 4. */
 #ifndef VKR_SPEC_INTERP_RULES_H
 #define VKR_SPEC_INTERP_RULES_H
 
 #include "spec_common.h"
 
-/* align_corners=True map: src = scale * i  (§2). */
+/* align_corners=True map: src = scale * i  (sec. 2). */
 SPEC_FN SPEC_REAL spec_src_align_corners(SPEC_REAL scale, int i)
 {
     SPEC_PRECISE SPEC_REAL src = scale * SPEC_REAL_OF(i);
@@ -15,20 +15,20 @@ SPEC_FN SPEC_REAL spec_src_align_corners(SPEC_REAL scale, int i)
 }
 
 /* Half-pixel map: src = scale * (i + 0.5) - 0.5; the linear modes clamp a negative source to 0,
- * cubic does not (§2, §4.1, §5). */
+ * cubic does not (sec. 2, sec. 4.1, sec. 5). */
 SPEC_FN SPEC_REAL spec_src_half_pixel(SPEC_REAL scale, int i, bool clamp_negative)
 {
     SPEC_PRECISE SPEC_REAL src = scale * (SPEC_REAL_OF(i) + SPEC_REAL_OF(0.5)) - SPEC_REAL_OF(0.5);
     return (clamp_negative && src < SPEC_REAL_OF(0.0)) ? SPEC_REAL_OF(0.0) : src;
 }
 
-/* Linear-family source coordinate (§4.1): in double on the CPU, from a float scale. */
+/* Linear-family source coordinate (sec. 4.1): in double on the CPU, from a float scale. */
 SPEC_FN SPEC_REAL spec_src_linear(SPEC_REAL scale, int i, bool align_corners)
 {
     return align_corners ? spec_src_align_corners(scale, i) : spec_src_half_pixel(scale, i, true);
 }
 
-/* nearest (§3.1): idx = min(floor(f32(f32(i) * scale)), n - 1), float32 product. */
+/* nearest (sec. 3.1): idx = min(floor(f32(f32(i) * scale)), n - 1), float32 product. */
 SPEC_FN int spec_nearest_index(int i, float scale, int n)
 {
     SPEC_PRECISE float src = SPEC_FLOAT(i) * scale;
@@ -36,7 +36,7 @@ SPEC_FN int spec_nearest_index(int i, float scale, int n)
     return idx < n - 1 ? idx : n - 1;
 }
 
-/* nearest-exact (§3.2): idx = min(floor(f32(f32(i + 0.5) * scale)), n - 1). */
+/* nearest-exact (sec. 3.2): idx = min(floor(f32(f32(i + 0.5) * scale)), n - 1). */
 SPEC_FN int spec_nearest_exact_index(int i, float scale, int n)
 {
     SPEC_PRECISE float src = (SPEC_FLOAT(i) + 0.5f) * scale;
@@ -44,13 +44,77 @@ SPEC_FN int spec_nearest_exact_index(int i, float scale, int n)
     return idx < n - 1 ? idx : n - 1;
 }
 
-/* One linear step, DEFAULT capability order (§4.2): f32(f32(a*l0) + f32(b*l1)).  The separable
+/* One linear step, DEFAULT capability order (sec. 4.2): f32(f32(a*l0) + f32(b*l1)).  The separable
  * recursion applies it along W first, then H, then D. */
 SPEC_FN float spec_lerp(float a, float b, float l0, float l1)
 {
     SPEC_PRECISE float pa = a * l0;
     SPEC_PRECISE float pb = b * l1;
     SPEC_PRECISE float r = pa + pb;
+    return r;
+}
+
+/* Cubic convolution, A = -0.75 (sec. 5), float, exactly this evaluation order.  The constants fold
+ * exactly: A+2 = 1.25, A+3 = 2.25, 5A = -3.75, 8A = -6, 4A = -3.
+ *   cc1(x) = ((A+2)x - (A+3)) x x + 1        for |x| <= 1
+ *   cc2(x) = ((A x - 5A) x + 8A) x - 4A      for 1 < |x| < 2 */
+SPEC_FN float spec_cubic_cc1(float x)
+{
+    SPEC_PRECISE float t = 1.25f * x;
+    t = t - 2.25f;
+    t = t * x;
+    t = t * x;
+    t = t + 1.0f;
+    return t;
+}
+
+SPEC_FN float spec_cubic_cc2(float x)
+{
+    SPEC_PRECISE float t = -0.75f * x;
+    t = t + 3.75f;
+    t = t * x;
+    t = t - 6.0f;
+    t = t * x;
+    t = t + 3.0f;
+    return t;
+}
+
+/* The four upsample-bicubic coefficients of a fractional offset t (sec. 5):
+ * c0 = cc2(t+1), c1 = cc1(t), c2 = cc1(1-t), c3 = cc2((1-t)+1).  (grid_sample uses 2-t for c3.) */
+SPEC_FN float spec_upsample_cubic_coeff(float t, int k)
+{
+    SPEC_PRECISE float u = 1.0f - t;
+    if (k == 0)
+        return spec_cubic_cc2(t + 1.0f);
+    if (k == 1)
+        return spec_cubic_cc1(t);
+    if (k == 2)
+        return spec_cubic_cc1(u);
+    return spec_cubic_cc2(u + 1.0f);
+}
+
+/* One term of a left-to-right weighted sum: f32(acc + f32(v*w)).  The cubic rows and columns
+ * (sec. 5) and the antialias passes (sec. 6) accumulate with it, starting from f32(v0*w0). */
+SPEC_FN float spec_madd(float acc, float v, float w)
+{
+    SPEC_PRECISE float p = v * w;
+    SPEC_PRECISE float r = acc + p;
+    return r;
+}
+
+SPEC_FN float spec_mul(float v, float w)
+{
+    SPEC_PRECISE float p = v * w;
+    return p;
+}
+
+/* area (sec. 7): the float running sum of a window divided sequentially by each axis' extent,
+ * outer axis first: f32(f32(f32(sum / kd) / kh) / kw).  Pass k = 1 for absent axes (exact). */
+SPEC_FN float spec_area_mean(float sum, int kd, int kh, int kw)
+{
+    SPEC_PRECISE float r = sum / SPEC_FLOAT(kd);
+    r = r / SPEC_FLOAT(kh);
+    r = r / SPEC_FLOAT(kw);
     return r;
 }
 
