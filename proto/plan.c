@@ -71,9 +71,39 @@ static int linear_family_rank(int mode)
     }
 }
 
-static bool served_by_this_build(int mode, bool antialias)
+/* adaptive_avg_pool{1,2,3}d's checks, in its order and words (1-D runs as 2-D on an (N, C, 1, W)
+ * view; the 3-D message really reads "{D, H,W}"): output sizes >= 0, then the input's non-batch
+ * extents (2-D: the last two; 3-D: C and the spatial ones) non-zero. */
+static int check_area(const vkr_interp_plan_t *plan, const vkr_tensor_desc_t *in, vkr_error_t *err)
 {
-    return !antialias && (mode == VKR_MODE_NEAREST || mode == VKR_MODE_NEAREST_EXACT || linear_family_rank(mode));
+    const int dim = plan->spatial_rank;
+    const int64_t *o = plan->out_size;
+    char a[160];
+    if ((dim == 1 && o[0] < 0) || (dim == 2 && (o[0] < 0 || o[1] < 0)) || (dim == 3 && (o[0] < 0 || o[1] < 0 || o[2] < 0))) {
+        if (dim == 1)
+            snprintf(a, sizeof a, "{1, %lld}", (long long)o[0]);
+        else if (dim == 2)
+            snprintf(a, sizeof a, "{%lld, %lld}", (long long)o[0], (long long)o[1]);
+        else
+            snprintf(a, sizeof a, "{%lld, %lld,%lld}", (long long)o[0], (long long)o[1], (long long)o[2]);
+        return vkr_proto_error_set(err, VKR_E_SIZE, "size", "adaptive_avg_pool2d: elements of output_size must be greater than or equal to 0 but received %s", a);
+    }
+    int64_t view[5];
+    int rank = 0;
+    view[rank++] = in->shape[0];
+    view[rank++] = in->shape[1];
+    if (dim == 1)
+        view[rank++] = 1;
+    for (int d = 0; d < dim; d++)
+        view[rank++] = plan->in_size[d];
+    for (int i = dim == 3 ? 1 : rank - 2; i < rank; i++)
+        if (view[i] <= 0) {
+            format_list(a, sizeof a, view, rank);
+            return vkr_proto_error_set(err, VKR_E_SIZE, "input.shape",
+                                       "adaptive_avg_pool%dd(): Expected input to have non-zero size for non-batch dimensions, but "
+                                       "input has sizes %s with dimension %d being empty", dim == 3 ? 3 : 2, a, i);
+        }
+    return VKR_OK;
 }
 
 int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_interp_plan_t *plan, vkr_error_t *err)
@@ -147,6 +177,7 @@ int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_in
 
     /* 6. output size: given, or floor(double(n) * s) (both the recompute path and the C++ path) */
     plan->mode = mode;
+    plan->antialias = ip->antialias;
     plan->spatial_rank = dim;
     plan->batch = in->shape[0];
     plan->channels = in->shape[1];
@@ -168,10 +199,15 @@ int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_in
         plan->scale[d] = recompute ? 0.0 : s;
     }
 
-    /* 7. the kernels' checks: positive sizes (area allows an empty output), non-empty channels */
+    /* 7. the kernels' checks: positive sizes, non-empty channels (area: adaptive pooling's own) */
+    if (mode == VKR_MODE_AREA) {
+        int rc = check_area(plan, in, err);
+        if (rc)
+            return rc;
+    }
     bool sizes_ok = true;
-    for (int d = 0; d < dim; d++)
-        if (plan->in_size[d] <= 0 || (plan->out_size[d] <= 0 && !(mode == VKR_MODE_AREA && plan->out_size[d] == 0)))
+    for (int d = 0; d < dim && mode != VKR_MODE_AREA; d++)
+        if (plan->in_size[d] <= 0 || plan->out_size[d] <= 0)
             sizes_ok = false;
     if (!sizes_ok) {
         format_extents(a, sizeof a, plan->in_size, dim);
@@ -179,7 +215,7 @@ int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_in
         return vkr_proto_error_set(err, VKR_E_SIZE, "size", "Input and output sizes should be greater than 0, but got input %s%s output %s", a,
                                    dim == 1 ? " and" : "", b);
     }
-    if (plan->channels == 0) {
+    if (plan->channels == 0 && mode != VKR_MODE_AREA) {
         format_list(a, sizeof a, in->shape, rank);
         return vkr_proto_error_set(err, VKR_E_SIZE, "input.shape", "Non-empty %dD data tensor expected but got a tensor with sizes %s", rank, a);
     }
@@ -200,11 +236,6 @@ int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_in
         return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape", "input is over the job limit of %llu bytes",
                                    (unsigned long long)max_tensor_bytes);
 
-    /* 9. what this build serves */
-    if (!served_by_this_build(mode, ip->antialias))
-        return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, ip->antialias ? "antialias" : "mode",
-                                   "mode '%s'%s is valid in PyTorch but not served by this vkresample build yet", mode_name,
-                                   ip->antialias ? " with antialias=True" : "");
     return VKR_OK;
 }
 

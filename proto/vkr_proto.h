@@ -140,6 +140,7 @@ typedef struct {
     int64_t in_size[VKR_MAX_SPATIAL];  /* spatial extents, outer to inner (D, H, W) */
     int64_t out_size[VKR_MAX_SPATIAL];
     bool align_corners;                /* resolved (None -> False) */
+    bool antialias;                    /* bilinear / bicubic with antialias=True */
     bool has_scale[VKR_MAX_SPATIAL];   /* the user's scale reaches the kernel (not recomputed) */
     double scale[VKR_MAX_SPATIAL];     /* that scale_factor, when has_scale */
     uint64_t in_elements, out_elements;

@@ -404,9 +404,38 @@ static void test_plan_rejections(void)
     j = job_of(VKR_MODE_NEAREST, 4, s4);
     with_size(&j, 2, 4096, 4096, 0);
     expect_plan_prefix(j, VKR_E_TOO_LARGE, "output of shape [1, 2, 4096, 4096] is over the job limit", "output over --max-job-bytes");
-    j = job_of(VKR_MODE_BICUBIC, 4, s4);
+    j = job_of(VKR_MODE_AREA, 4, s4);
+    with_size(&j, 2, -1, 3, 0);
+    expect_plan_error(j, VKR_E_SIZE, "adaptive_avg_pool2d: elements of output_size must be greater than or equal to 0 but received {-1, 3}",
+                      "area size (-1, 3)");
+    j = job_of(VKR_MODE_AREA, 3, s3);
+    with_size(&j, 1, -1, 0, 0);
+    expect_plan_error(j, VKR_E_SIZE, "adaptive_avg_pool2d: elements of output_size must be greater than or equal to 0 but received {1, -1}",
+                      "1-D area size -1 (viewed as 2-D)");
+    j = job_of(VKR_MODE_AREA, 5, s5);
+    with_size(&j, 3, -1, 2, 3);
+    expect_plan_error(j, VKR_E_SIZE, "adaptive_avg_pool2d: elements of output_size must be greater than or equal to 0 but received {-1, 2,3}",
+                      "3-D area size (-1, 2, 3), torch's own spacing");
+    j = job_of(VKR_MODE_AREA, 4, h0);
     with_size(&j, 1, 3, 0, 0);
-    expect_plan_prefix(j, VKR_E_UNSUPPORTED, "mode 'bicubic' is valid in PyTorch but not served", "bicubic is not served yet");
+    expect_plan_error(j, VKR_E_SIZE, "adaptive_avg_pool2d(): Expected input to have non-zero size for non-batch dimensions, but input has "
+                      "sizes [1, 2, 0, 6] with dimension 2 being empty", "area input H=0");
+    const int64_t c0_3d[5] = {1, 0, 3, 4, 5};
+    j = job_of(VKR_MODE_AREA, 5, c0_3d);
+    with_size(&j, 1, 2, 0, 0);
+    expect_plan_error(j, VKR_E_SIZE, "adaptive_avg_pool3d(): Expected input to have non-zero size for non-batch dimensions, but input has "
+                      "sizes [1, 0, 3, 4, 5] with dimension 1 being empty", "3-D area C=0");
+    j = job_of(VKR_MODE_AREA, 4, c0);
+    with_size(&j, 1, 3, 0, 0);
+    vkr_interp_plan_t empty;
+    vkr_error_t e2;
+    int rc = vkr_plan_interpolate(&j, MAX_BYTES, &empty, &e2);
+    tap_check(rc == 0 && empty.out_elements == 0, "2-D area with C=0 gives an empty output, as torch (rc %d)", rc);
+    j = job_of(VKR_MODE_AREA, 4, s4);
+    with_scale(&j, 1, 0.1, 0, 0);
+    rc = vkr_plan_interpolate(&j, MAX_BYTES, &empty, &e2);
+    tap_check(rc == 0 && empty.out_elements == 0 && empty.out_size[0] == 0 && !empty.has_scale[0],
+              "area with scale 0.1: recomputed size 0, empty output (rc %d)", rc);
 }
 
 static void test_plan_sizes(void)
