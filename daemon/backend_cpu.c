@@ -1,66 +1,115 @@
-/* The CPU backend: interpolate on the host, bit-exact with PyTorch 1.13's portable kernels.  It
- * computes no coordinate of its own: nearest indices come from the kernel spec's index rules and
- * the linear family from the spec's per-axis tables (shaders/spec/), combined with spec_lerp in
- * PyTorch's separable order (W innermost, then H, then D). */
+/* The CPU backend: F.interpolate on the host, bit-exact with PyTorch 1.13's portable kernels.  It
+ * computes no coordinate of its own: every index and weight comes from the kernel spec's per-axis
+ * tables (shaders/spec/axis_tables.c), and every sum is the spec's (spec_lerp, spec_madd,
+ * spec_area_mean), in PyTorch's order: W innermost, then H, then D. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "spec/axis_tables.h"
+#include "spec/cascade_sum.h"
 #include "spec/interp_rules.h"
 
-typedef struct {
-    vkr_backend_s base;
-} cpu_backend_t;
+typedef enum { FAMILY_NEAREST, FAMILY_LINEAR, FAMILY_CUBIC, FAMILY_AREA, FAMILY_ANTIALIAS } family_t;
 
-/* Per-axis tables of one job, padded to three axes (D, H, W); unused outer axes have extent 1. */
+/* Per-axis tables of one job, padded to three axes (D, H, W); absent outer axes have extent 1. */
 typedef struct {
     int64_t in[3], out[3];
     int32_t *idx[3];              /* nearest */
-    vkr_linear_taps_t taps[3];    /* linear family */
+    vkr_linear_taps_t lin[3];     /* linear family */
+    vkr_cubic_taps_t cub[3];      /* bicubic (H, W) */
+    int32_t *start[3], *len[3];   /* area windows */
+    int max_taps[3];              /* antialias (H, W): xmin, xsize, weights[max_taps] per output */
+    int32_t *xmin[3], *xsize[3];
+    float *aa_w[3];
     void *block;
 } axis_tables_t;
 
-static void tables_free(axis_tables_t *t) { free(t->block); }
+static family_t family_of(const vkr_interp_plan_t *plan)
+{
+    if (plan->antialias)
+        return FAMILY_ANTIALIAS;
+    switch (plan->mode) {
+    case VKR_MODE_LINEAR:
+    case VKR_MODE_BILINEAR:
+    case VKR_MODE_TRILINEAR: return FAMILY_LINEAR;
+    case VKR_MODE_BICUBIC: return FAMILY_CUBIC;
+    case VKR_MODE_AREA: return FAMILY_AREA;
+    default: return FAMILY_NEAREST;
+    }
+}
 
-/* Build the tables of plan's axes; pad with identity axes in front.  Returns VKR_OK or NOMEM. */
-static int tables_build(const vkr_interp_plan_t *plan, bool linear, axis_tables_t *t, vkr_error_t *err)
+/* 32-bit words a family needs for one axis of output length o. */
+static size_t words_per_axis(family_t f, int64_t o, int max_taps)
+{
+    switch (f) {
+    case FAMILY_NEAREST: return (size_t)o;
+    case FAMILY_LINEAR: return 4 * (size_t)o;
+    case FAMILY_CUBIC: return 8 * (size_t)o;
+    case FAMILY_AREA: return 2 * (size_t)o;
+    default: return (2 + (size_t)max_taps) * (size_t)o;
+    }
+}
+
+static int tables_build(const vkr_interp_plan_t *plan, family_t f, axis_tables_t *t, vkr_error_t *err)
 {
     memset(t, 0, sizeof *t);
-    int pad = 3 - plan->spatial_rank;
+    const int pad = 3 - plan->spatial_rank;
     size_t total = 0;
     for (int a = 0; a < 3; a++) {
-        t->in[a] = a < pad ? 1 : plan->in_size[a - pad];
-        t->out[a] = a < pad ? 1 : plan->out_size[a - pad];
-        total += (size_t)t->out[a] * (linear ? 4 : 1);
+        int d = a - pad;
+        t->in[a] = d < 0 ? 1 : plan->in_size[d];
+        t->out[a] = d < 0 ? 1 : plan->out_size[d];
+        if (f == FAMILY_ANTIALIAS && d >= 0)
+            t->max_taps[a] = vkr_spec_aa_max_taps(t->in[a], t->out[a], plan->align_corners, plan->has_scale[d], plan->scale[d],
+                                                  plan->mode == VKR_MODE_BICUBIC);
+        total += words_per_axis(f, t->out[a], t->max_taps[a]);
     }
     t->block = malloc(total * sizeof(int32_t));
     if (!t->block)
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %zu table entries", total);
     int32_t *p = t->block;
     for (int a = 0; a < 3; a++) {
-        int64_t o = t->out[a];
-        int d = a - pad;
-        if (!linear) {
+        const int d = a - pad;
+        const int64_t n = t->in[a], o = t->out[a];
+        const bool has_scale = d >= 0 && plan->has_scale[d];
+        const double scale = d >= 0 ? plan->scale[d] : 0.0;
+        switch (f) {
+        case FAMILY_NEAREST:
             t->idx[a] = p;
-            p += o;
-            if (d < 0)
-                t->idx[a][0] = 0;
-            else
-                vkr_spec_nearest_indices(t->in[a], o, plan->mode == VKR_MODE_NEAREST_EXACT, plan->has_scale[d], plan->scale[d], t->idx[a]);
-            continue;
+            vkr_spec_nearest_indices(n, o, plan->mode == VKR_MODE_NEAREST_EXACT, has_scale, scale, t->idx[a]);
+            break;
+        case FAMILY_LINEAR:
+            t->lin[a] = (vkr_linear_taps_t){p, p + o, (float *)(p + 2 * o), (float *)(p + 3 * o)};
+            vkr_spec_linear_taps(n, o, plan->align_corners, has_scale, scale, t->lin[a]);
+            break;
+        case FAMILY_CUBIC:
+            for (int k = 0; k < 4; k++) {
+                t->cub[a].idx[k] = p + k * o;
+                t->cub[a].coeff[k] = (float *)(p + (4 + k) * o);
+            }
+            vkr_spec_cubic_taps(n, o, plan->align_corners, has_scale, scale, t->cub[a]);
+            break;
+        case FAMILY_AREA:
+            t->start[a] = p;
+            t->len[a] = p + o;
+            vkr_spec_area_windows(n, o, t->start[a], t->len[a]);
+            break;
+        case FAMILY_ANTIALIAS:
+            t->xmin[a] = p;
+            t->xsize[a] = p + o;
+            t->aa_w[a] = (float *)(p + 2 * o);
+            if (d >= 0)
+                vkr_spec_aa_taps(n, o, plan->align_corners, has_scale, scale, plan->mode == VKR_MODE_BICUBIC, t->max_taps[a],
+                                 t->xmin[a], t->xsize[a], t->aa_w[a]);
+            break;
         }
-        t->taps[a].i0 = p;
-        t->taps[a].i1 = p + o;
-        t->taps[a].l0 = (float *)(p + 2 * o);
-        t->taps[a].l1 = (float *)(p + 3 * o);
-        p += 4 * o;
-        if (d >= 0)
-            vkr_spec_linear_taps(t->in[a], o, plan->align_corners, plan->has_scale[d], plan->scale[d], t->taps[a]);
+        p += words_per_axis(f, o, t->max_taps[a]);
     }
     return VKR_OK;
 }
 
+/* ---------------------------------------------------------------- nearest */
 static void run_nearest(const axis_tables_t *t, int64_t planes, const float *in, float *out)
 {
     const int64_t in_plane = t->in[0] * t->in[1] * t->in[2];
@@ -78,6 +127,7 @@ static void run_nearest(const axis_tables_t *t, int64_t planes, const float *in,
     }
 }
 
+/* ---------------------------------------------------------------- linear family */
 /* W step of the separable recursion for one input row. */
 static inline float lerp_w(const float *row, const vkr_linear_taps_t *w, int64_t ow)
 {
@@ -96,11 +146,11 @@ static inline float lerp_hw(const float *slice, int64_t in_w, const vkr_linear_t
 static void run_linear(const axis_tables_t *t, int spatial_rank, int64_t planes, const float *in, float *out)
 {
     const int64_t in_w = t->in[2], in_hw = t->in[1] * t->in[2], in_plane = t->in[0] * in_hw;
-    const vkr_linear_taps_t *d = &t->taps[0], *h = &t->taps[1], *w = &t->taps[2];
+    const vkr_linear_taps_t *d = &t->lin[0], *h = &t->lin[1], *w = &t->lin[2];
     for (int64_t p = 0; p < planes; p++) {
         const float *src = in + p * in_plane;
-        for (int64_t od = 0; od < t->out[0]; od++) {
-            for (int64_t oh = 0; oh < t->out[1]; oh++) {
+        for (int64_t od = 0; od < t->out[0]; od++)
+            for (int64_t oh = 0; oh < t->out[1]; oh++)
                 for (int64_t ow = 0; ow < t->out[2]; ow++) {
                     float v;
                     if (spatial_rank == 1)
@@ -112,38 +162,118 @@ static void run_linear(const axis_tables_t *t, int spatial_rank, int64_t planes,
                                       lerp_hw(src + d->i1[od] * in_hw, in_w, h, w, oh, ow), d->l0[od], d->l1[od]);
                     *out++ = v;
                 }
+    }
+}
+
+/* ---------------------------------------------------------------- bicubic (2-D) */
+static inline float cubic_row(const float *row, const vkr_cubic_taps_t *w, int64_t ow)
+{
+    float acc = spec_mul(row[w->idx[0][ow]], w->coeff[0][ow]);
+    for (int k = 1; k < 4; k++)
+        acc = spec_madd(acc, row[w->idx[k][ow]], w->coeff[k][ow]);
+    return acc;
+}
+
+static void run_cubic(const axis_tables_t *t, int64_t planes, const float *in, float *out)
+{
+    const int64_t in_w = t->in[2], in_plane = t->in[1] * in_w;
+    const vkr_cubic_taps_t *h = &t->cub[1], *w = &t->cub[2];
+    for (int64_t p = 0; p < planes; p++) {
+        const float *src = in + p * in_plane;
+        for (int64_t oh = 0; oh < t->out[1]; oh++)
+            for (int64_t ow = 0; ow < t->out[2]; ow++) {
+                float acc = spec_mul(cubic_row(src + h->idx[0][oh] * in_w, w, ow), h->coeff[0][oh]);
+                for (int k = 1; k < 4; k++)
+                    acc = spec_madd(acc, cubic_row(src + h->idx[k][oh] * in_w, w, ow), h->coeff[k][oh]);
+                *out++ = acc;
+            }
+    }
+}
+
+/* ---------------------------------------------------------------- area */
+static void run_area(const axis_tables_t *t, int64_t planes, const float *in, float *out)
+{
+    const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, in_plane = t->in[0] * in_hw;
+    if (t->out[0] == 1 && t->out[1] == 1 && t->out[2] == 1) {
+        /* adaptive_avg_pool with an all-ones output is torch's mean(): cascade sum / n */
+        for (int64_t p = 0; p < planes; p++)
+            out[p] = spec_area_mean(spec_cascade_sum(in + p * in_plane, (int)in_plane), 1, 1, (int)in_plane);
+        return;
+    }
+    for (int64_t p = 0; p < planes; p++) {
+        const float *src = in + p * in_plane;
+        for (int64_t od = 0; od < t->out[0]; od++)
+            for (int64_t oh = 0; oh < t->out[1]; oh++)
+                for (int64_t ow = 0; ow < t->out[2]; ow++) {
+                    const int kd = t->len[0][od], kh = t->len[1][oh], kw = t->len[2][ow];
+                    const float *base = src + t->start[0][od] * in_hw + t->start[1][oh] * in_w + t->start[2][ow];
+                    float sum = 0.0f;
+                    for (int id = 0; id < kd; id++)
+                        for (int ih = 0; ih < kh; ih++)
+                            for (int iw = 0; iw < kw; iw++)
+                                sum = sum + base[id * in_hw + ih * in_w + iw];
+                    *out++ = spec_area_mean(sum, kd, kh, kw);
+                }
+    }
+}
+
+/* ---------------------------------------------------------------- antialias (2-D, separable) */
+/* One pass along an axis: rows of n inputs (stride `step` between taps) -> o outputs. */
+static void aa_pass(const float *in, float *out, int64_t outer, int64_t n, int64_t o, int64_t inner, const axis_tables_t *t,
+                    int a)
+{
+    const int mt = t->max_taps[a];
+    for (int64_t x = 0; x < outer; x++) {
+        const float *src = in + x * n * inner;
+        float *dst = out + x * o * inner;
+        for (int64_t i = 0; i < o; i++) {
+            const float *w = t->aa_w[a] + i * mt;
+            const int32_t xmin = t->xmin[a][i], xsize = t->xsize[a][i];
+            for (int64_t y = 0; y < inner; y++) {
+                const float *s = src + xmin * inner + y;
+                float acc = xsize > 0 ? spec_mul(s[0], w[0]) : 0.0f;
+                for (int32_t j = 1; j < xsize; j++)
+                    acc = spec_madd(acc, s[j * inner], w[j]);
+                dst[i * inner + y] = acc;
             }
         }
     }
 }
 
+/* PyTorch 1.13 runs both passes even where an axis keeps its size (its weights then need not be
+ * the identity: a scale_factor of 1.05 on 8 pixels gives 8 outputs with 1/1.05 weights). */
+static int run_antialias(const axis_tables_t *t, int64_t planes, const float *in, float *out, vkr_error_t *err)
+{
+    const int64_t H = t->in[1], W = t->in[2], OH = t->out[1], OW = t->out[2];
+    float *tmp = malloc((size_t)(planes * H * OW) * sizeof(float));
+    if (!tmp)
+        return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for the antialias intermediate");
+    aa_pass(in, tmp, planes * H, W, OW, 1, t, 2);  /* horizontal: N*C*H rows of W -> OW */
+    aa_pass(tmp, out, planes, H, OH, OW, t, 1);    /* vertical: columns of H -> OH */
+    free(tmp);
+    return VKR_OK;
+}
+
 static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, const float *in, float *out, vkr_error_t *err)
 {
     (void)self;
-    bool linear;
-    switch (plan->mode) {
-    case VKR_MODE_NEAREST:
-    case VKR_MODE_NEAREST_EXACT: linear = false; break;
-    case VKR_MODE_LINEAR:
-    case VKR_MODE_BILINEAR:
-    case VKR_MODE_TRILINEAR: linear = true; break;
-    default:
-        return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, "mode", "cpu backend: mode '%s' is not implemented",
-                                   vkr_proto_mode_name(plan->mode) ? vkr_proto_mode_name(plan->mode) : "?");
-    }
     if (plan->out_elements == 0)
         return VKR_OK;
+    const family_t f = family_of(plan);
     axis_tables_t t;
-    int rc = tables_build(plan, linear, &t, err);
+    int rc = tables_build(plan, f, &t, err);
     if (rc)
         return rc;
-    int64_t planes = plan->batch * plan->channels;
-    if (linear)
-        run_linear(&t, plan->spatial_rank, planes, in, out);
-    else
-        run_nearest(&t, planes, in, out);
-    tables_free(&t);
-    return VKR_OK;
+    const int64_t planes = plan->batch * plan->channels;
+    switch (f) {
+    case FAMILY_NEAREST: run_nearest(&t, planes, in, out); break;
+    case FAMILY_LINEAR: run_linear(&t, plan->spatial_rank, planes, in, out); break;
+    case FAMILY_CUBIC: run_cubic(&t, planes, in, out); break;
+    case FAMILY_AREA: run_area(&t, planes, in, out); break;
+    case FAMILY_ANTIALIAS: rc = run_antialias(&t, planes, in, out, err); break;
+    }
+    free(t.block);
+    return rc;
 }
 
 static unsigned cpu_validation_messages(vkr_backend_s *self)
@@ -156,14 +286,14 @@ static void cpu_destroy(vkr_backend_s *self) { free(self); }
 
 int vkr__backend_cpu_create(vkr_backend_s **out, vkr_error_t *err)
 {
-    cpu_backend_t *b = calloc(1, sizeof *b);
+    vkr_backend_s *b = calloc(1, sizeof *b);
     if (!b)
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory");
-    b->base.name = "cpu";
-    strcpy(b->base.device_name, "cpu");
-    b->base.interpolate = cpu_interpolate;
-    b->base.validation_messages = cpu_validation_messages;
-    b->base.destroy = cpu_destroy;
-    *out = &b->base;
+    b->name = "cpu";
+    strcpy(b->device_name, "cpu");
+    b->interpolate = cpu_interpolate;
+    b->validation_messages = cpu_validation_messages;
+    b->destroy = cpu_destroy;
+    *out = b;
     return VKR_OK;
 }
