@@ -1,0 +1,492 @@
+"""vkresample: a Python client of the vkresampled daemon (protocol v1), stdlib + numpy only.
+
+This module owns the Python side of the wire format: it packs frames with ``struct`` and talks
+to the daemon's Unix socket directly (it does not load libvkresample).  Frame layout:
+proto/PROTOCOL.md and proto/vkr_proto.h.
+
+    from vkresample import Client
+    with Client() as c:
+        y = c.interpolate(x, scale_factor=2, mode='bilinear')
+
+Errors from the daemon, from the connection and from arguments that cannot be put on the wire
+raise VkresampleError(code, field, message).  ``Client.send_raw`` and ``Client.recv_frame``
+give tests access to raw frames (malformed ones included).
+"""
+
+import math
+import os
+import socket
+import struct
+from collections import namedtuple
+
+import numpy as np
+
+__all__ = [
+    'Client', 'VkresampleError', 'Frame', 'default_socket_path',
+    'pack_header', 'pack_submit_body', 'unpack_header',
+    'MAGIC', 'VERSION', 'HEADER_BYTES',
+    'MSG_PING', 'MSG_PONG', 'MSG_SUBMIT', 'MSG_RESULT', 'MSG_ERROR',
+    'MODES', 'BACKENDS', 'CODES',
+]
+
+# ------------------------------------------------------------------ protocol constants
+MAGIC = 0x31524B56               # b"VKR1"
+VERSION = 1
+HEADER_BYTES = 32
+MSG_PING, MSG_PONG, MSG_SUBMIT, MSG_RESULT, MSG_ERROR = 1, 2, 3, 4, 5
+OP_INTERPOLATE = 1
+DTYPE_F32 = 1
+LAYOUT_CONTIGUOUS = 1
+STORAGE_INLINE = 0
+MAX_RANK = 8
+MAX_SPATIAL = 3
+JOB_HEADER_BYTES = 8
+INTERP_PARAMS_BYTES = 56
+TENSOR_DESC_BYTES = 88
+SUBMIT_FIXED_BYTES = JOB_HEADER_BYTES + INTERP_PARAMS_BYTES + TENSOR_DESC_BYTES   # 152
+RESULT_FIXED_BYTES = 8 + TENSOR_DESC_BYTES                                        # 96
+MAX_CONTROL_BODY_BYTES = 4096
+
+_HEADER = struct.Struct('<IHHIIIIQ')                 # magic version type flags id n_fds rsv len
+_JOB_HEADER = struct.Struct('<HHHH')                 # op backend n_tensors reserved
+_INTERP = struct.Struct('<HBBBBBB3q3d')              # mode ac rsf aa n_size n_scale rsv size scale
+_TENSOR_DESC = struct.Struct('<HHBBH8qQQ')           # dtype layout rank storage rsv shape off bytes
+_RESULT_HEAD = struct.Struct('<HHI')                 # backend_used reserved reserved
+_ERROR_HEAD = struct.Struct('<iHH')                  # code field_len message_len
+_PONG_HEAD = struct.Struct('<IHH')                   # backend_mask default_backend name_len
+assert _HEADER.size == HEADER_BYTES and _INTERP.size == INTERP_PARAMS_BYTES
+assert _TENSOR_DESC.size == TENSOR_DESC_BYTES
+
+MODES = {'nearest': 1, 'nearest-exact': 2, 'linear': 3, 'bilinear': 4, 'bicubic': 5,
+         'trilinear': 6, 'area': 7}
+BACKENDS = {'auto': 0, 'vulkan': 1, 'cpu': 2}
+_BACKEND_NAMES = {v: k for k, v in BACKENDS.items()}
+
+# Status codes (vkresample_types.h): stable, negative on failure.
+VKR_OK = 0
+VKR_E_IO = -1                   # socket error, peer closed, short read/write
+VKR_E_PROTOCOL = -2             # malformed frame
+VKR_E_VERSION = -3              # unsupported protocol version
+VKR_E_TOO_LARGE = -4            # a length or tensor is over a limit
+VKR_E_VALUE = -5                # invalid argument (PyTorch: ValueError / TypeError)
+VKR_E_NOT_IMPLEMENTED = -6      # mode / rank combination PyTorch does not implement
+VKR_E_SIZE = -7                 # PyTorch RuntimeError on sizes
+VKR_E_DTYPE = -8                # dtype or layout not supported
+VKR_E_BACKEND_UNAVAILABLE = -9  # the requested backend does not exist in this daemon
+VKR_E_BACKEND = -10             # the backend failed while running the job
+VKR_E_NOMEM = -11               # allocation failed
+VKR_E_SHUTDOWN = -12            # the daemon is shutting down
+VKR_E_UNSUPPORTED = -13         # valid for PyTorch but not (yet) served by vkresample
+VKR_E_INVALID_ARG = -14         # bad argument to a library call (client side)
+VKR_E_SERVER = -15              # unexpected reply from the daemon (client side)
+CODES = {code: name for name, code in sorted(globals().items())
+         if name.startswith('VKR_') and isinstance(code, int)}
+__all__ += list(CODES.values())
+
+
+class VkresampleError(Exception):
+    """A refused or failed request.  code: a negative VKR_E_* value; field: the argument or frame
+    field at fault ('' if none); message: the daemon's (PyTorch's wording) or a local one."""
+
+    def __init__(self, code, field, message):
+        super().__init__(code, field, message)
+        self.code = code
+        self.field = field
+        self.message = message
+
+    @property
+    def code_name(self):
+        return CODES.get(self.code, 'VKR_E_?')
+
+    def __str__(self):
+        where = '%s: ' % self.field if self.field else ''
+        return '%s: %s%s' % (self.code_name, where, self.message)
+
+
+Frame = namedtuple('Frame', 'magic version type flags request_id n_fds reserved body_len body')
+
+
+def default_socket_path():
+    """The daemon's default socket, as libvkresample computes it: $VKRESAMPLE_SOCKET if set and
+    not empty, else $XDG_RUNTIME_DIR/vkresample.sock, else /tmp/vkresample-<uid>.sock."""
+    env = os.environ.get('VKRESAMPLE_SOCKET')
+    if env:
+        return env
+    runtime = os.environ.get('XDG_RUNTIME_DIR')
+    if runtime:
+        return runtime + '/vkresample.sock'
+    return '/tmp/vkresample-%d.sock' % os.getuid()
+
+
+# ------------------------------------------------------------------ frame packing
+def pack_header(msg_type, request_id, body_len, magic=MAGIC, version=VERSION, flags=0, n_fds=0,
+                reserved=0):
+    """A 32-byte frame header.  Every field can be overridden (tests send bad ones)."""
+    return _HEADER.pack(magic, version, msg_type, flags, request_id, n_fds, reserved, body_len)
+
+
+def unpack_header(data):
+    """(magic, version, type, flags, request_id, n_fds, reserved, body_len) of 32 bytes."""
+    return _HEADER.unpack(data)
+
+
+def _count(value, name):
+    """(n, values) for a size/scale_factor argument: None -> 0; scalar -> 1 (broadcast);
+    sequence -> its length."""
+    if value is None:
+        return 0, []
+    if isinstance(value, (list, tuple, np.ndarray)):
+        values = list(np.asarray(value).reshape(-1)) if isinstance(value, np.ndarray) else list(value)
+        if not 1 <= len(values) <= MAX_SPATIAL:
+            raise VkresampleError(VKR_E_VALUE, name, '%s has %d values: vkresample takes 1 to %d'
+                                  % (name, len(values), MAX_SPATIAL))
+        return len(values), values
+    return 1, [value]
+
+
+def _opt_bool(value):
+    """The wire's tri-state: None -> 0, False -> 1, True -> 2; an int is sent as it is."""
+    if value is None:
+        return 0
+    if isinstance(value, (bool, np.bool_)):
+        return 2 if value else 1
+    return int(value)
+
+
+def pack_submit_body(shape, data=b'', mode='nearest', size=None, scale_factor=None,
+                     align_corners=None, recompute_scale_factor=None, antialias=False,
+                     backend='auto', op=OP_INTERPOLATE, n_tensors=1, dtype=DTYPE_F32,
+                     layout=LAYOUT_CONTIGUOUS, storage=STORAGE_INLINE, data_offset=None,
+                     data_bytes=None, n_size=None, n_scale=None):
+    """A SUBMIT body for an interpolate job: job header, interpolate parameters, tensor
+    descriptor, then `data` (bytes-like, float32 little-endian).  mode/backend may be names or
+    numbers; align_corners/recompute_scale_factor may be None/False/True or the raw byte.  The
+    defaults describe a well-formed job; every raw field can be overridden for negative tests."""
+    mode_id = MODES[mode] if isinstance(mode, str) else int(mode)
+    backend_id = BACKENDS[backend] if isinstance(backend, str) else int(backend)
+    ns, sizes = _count(size, 'size')
+    nf, scales = _count(scale_factor, 'scale_factor')
+    sizes = [int(v) for v in sizes] + [0] * (MAX_SPATIAL - len(sizes))
+    scales = [float(v) for v in scales] + [0.0] * (MAX_SPATIAL - len(scales))
+    ac = _opt_bool(align_corners)
+    rsf = _opt_bool(recompute_scale_factor)
+    shape = [int(d) for d in shape]
+    rank = len(shape)
+    if data_offset is None:
+        data_offset = SUBMIT_FIXED_BYTES
+    if data_bytes is None:
+        data_bytes = memoryview(data).nbytes
+    body = bytearray()
+    body += _JOB_HEADER.pack(op, backend_id, n_tensors, 0)
+    body += _INTERP.pack(mode_id, ac, rsf, int(antialias),
+                         ns if n_size is None else n_size, nf if n_scale is None else n_scale, 0,
+                         *sizes, *scales)
+    body += _TENSOR_DESC.pack(dtype, layout, rank, storage, 0,
+                              *(shape[:MAX_RANK] + [0] * (MAX_RANK - min(rank, MAX_RANK))),
+                              data_offset, data_bytes)
+    body += data
+    return bytes(body)
+
+
+# ------------------------------------------------------------------ client
+class Client:
+    """A blocking connection to vkresampled.  path: the socket (None: default_socket_path()).
+    timeout: seconds for each socket operation (None: wait forever).  Usable as a context
+    manager; close() is idempotent.  Not thread-safe: one Client per thread."""
+
+    def __init__(self, path=None, timeout=None):
+        self.path = default_socket_path() if path is None else path
+        self.last_backend = None      # 'vulkan' or 'cpu': what ran the last interpolate
+        self._next_id = 1
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(self.path)
+        except OSError as e:
+            self._sock.close()
+            self._sock = None
+            raise VkresampleError(VKR_E_IO, 'socket', 'cannot connect to the daemon at %s: %s'
+                                  % (self.path, e.strerror or e)) from e
+
+    # -------------------------------------------------------------- lifetime
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def fileno(self):
+        return self._sock.fileno() if self._sock is not None else -1
+
+    # -------------------------------------------------------------- raw frames
+    def _require_open(self):
+        if self._sock is None:
+            raise VkresampleError(VKR_E_IO, '', 'the connection is closed')
+
+    def _take_id(self):
+        rid = self._next_id
+        self._next_id = self._next_id % 0xFFFFFFFF + 1
+        return rid
+
+    def send_raw(self, data):
+        """Send bytes as they are (any frame, well-formed or not).  Raises VkresampleError
+        (VKR_E_IO) if the socket fails."""
+        self._require_open()
+        try:
+            self._sock.sendall(data)
+        except OSError as e:
+            raise VkresampleError(VKR_E_IO, '', 'sending to the daemon failed: %s' % e) from e
+
+    def _recv_exact(self, n, what):
+        """Up to n bytes as a bytearray: fewer only when the stream ends."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            try:
+                k = self._sock.recv_into(view[got:], min(n - got, 1 << 24))
+            except InterruptedError:
+                continue
+            except OSError as e:
+                raise VkresampleError(VKR_E_IO, '', 'reading %s failed: %s' % (what, e)) from e
+            if k == 0:
+                break
+            got += k
+        view.release()
+        if got < n:
+            del buf[got:]
+        return buf
+
+    def recv_frame(self, max_body=None):
+        """Read one frame.  Returns a Frame (header fields and the body: bytes, or a bytearray
+        when over 4 KiB, to avoid a copy), or None if the daemon closed the connection at a
+        frame boundary.  The header is not validated (tests look at what came).  The body is
+        read only if body_len <= max_body (None: no limit, the whole body is allocated at
+        once: pass a limit unless the peer is trusted), else VkresampleError(VKR_E_TOO_LARGE)
+        is raised.  A stream that ends inside a frame raises VkresampleError(VKR_E_IO)."""
+        self._require_open()
+        head = self._recv_exact(HEADER_BYTES, 'a frame header')
+        if not head:
+            return None
+        if len(head) < HEADER_BYTES:
+            raise VkresampleError(VKR_E_IO, '', 'the daemon closed the connection within a frame '
+                                  'header (%d of %d bytes)' % (len(head), HEADER_BYTES))
+        fields = _HEADER.unpack(bytes(head))
+        body_len = fields[-1]
+        if max_body is not None and body_len > max_body:
+            raise VkresampleError(VKR_E_TOO_LARGE, 'body_len', 'frame body of %d bytes is over '
+                                  'the limit of %d' % (body_len, max_body))
+        body = self._recv_exact(body_len, 'a frame body')
+        if len(body) < body_len:
+            raise VkresampleError(VKR_E_IO, '', 'the daemon closed the connection within a frame '
+                                  'body (%d of %d bytes)' % (len(body), body_len))
+        return Frame(*fields, bytes(body) if len(body) <= MAX_CONTROL_BODY_BYTES else body)
+
+    # -------------------------------------------------------------- requests
+    def _fail(self, code, field, message):
+        """The connection is out of step: close it and raise."""
+        self.close()
+        raise VkresampleError(code, field, message)
+
+    def _reply(self, request_id, expect_type, max_body):
+        try:
+            frame = self.recv_frame(max_body=max(max_body, MAX_CONTROL_BODY_BYTES))
+        except VkresampleError as e:
+            self.close()
+            if e.code == VKR_E_TOO_LARGE:
+                raise VkresampleError(VKR_E_SERVER, e.field, 'reply ' + e.message) from None
+            raise
+        if frame is None:
+            self._fail(VKR_E_IO, '', 'the daemon closed the connection without replying')
+        if frame.magic != MAGIC or frame.version != VERSION or frame.flags or frame.n_fds \
+                or frame.reserved:
+            self._fail(VKR_E_SERVER, 'header', 'bad frame header from the daemon: magic 0x%08x '
+                       'version %d flags %d n_fds %d reserved %d' % (
+                           frame.magic, frame.version, frame.flags, frame.n_fds, frame.reserved))
+        if frame.request_id != request_id:
+            self._fail(VKR_E_SERVER, 'request_id', 'reply carries request_id %d, expected %d'
+                       % (frame.request_id, request_id))
+        if frame.type == MSG_ERROR:
+            body = frame.body
+            if len(body) < _ERROR_HEAD.size:
+                self._fail(VKR_E_SERVER, 'body_len', 'ERROR body of %d bytes' % len(body))
+            code, fl, ml = _ERROR_HEAD.unpack_from(body)
+            if code >= 0 or len(body) != _ERROR_HEAD.size + fl + ml:
+                self._fail(VKR_E_SERVER, 'body_len', 'malformed ERROR body from the daemon')
+            field = body[8:8 + fl].decode('utf-8', 'replace')
+            message = body[8 + fl:8 + fl + ml].decode('utf-8', 'replace')
+            raise VkresampleError(code, field, message)
+        if frame.type != expect_type:
+            self._fail(VKR_E_SERVER, 'type', 'reply has message type %d, expected %d'
+                       % (frame.type, expect_type))
+        if frame.type != MSG_RESULT and len(frame.body) > MAX_CONTROL_BODY_BYTES:
+            self._fail(VKR_E_SERVER, 'body_len', 'reply body of %d bytes' % len(frame.body))
+        return frame.body
+
+    def ping(self):
+        """Round trip a PING.  Returns {'device': str, 'backends': [names],
+        'backend_mask': int, 'default_backend': name}."""
+        self._require_open()
+        rid = self._take_id()
+        self.send_raw(pack_header(MSG_PING, rid, 0))
+        body = self._reply(rid, MSG_PONG, MAX_CONTROL_BODY_BYTES)
+        if len(body) < _PONG_HEAD.size:
+            self._fail(VKR_E_SERVER, 'body_len', 'PONG body of %d bytes' % len(body))
+        mask, default, nl = _PONG_HEAD.unpack_from(body)
+        if len(body) != _PONG_HEAD.size + nl:
+            self._fail(VKR_E_SERVER, 'body_len', 'PONG name length %d does not match body_len %d'
+                       % (nl, len(body)))
+        return {
+            'device': body[8:8 + nl].decode('utf-8', 'replace'),
+            'backends': [_BACKEND_NAMES.get(b, str(b)) for b in range(32) if mask & (1 << b)],
+            'backend_mask': mask,
+            'default_backend': _BACKEND_NAMES.get(default, str(default)),
+        }
+
+    def interpolate(self, x, size=None, scale_factor=None, mode='nearest', align_corners=None,
+                    recompute_scale_factor=None, antialias=False, backend='auto'):
+        """torch.nn.functional.interpolate(x, ...) on the daemon.  x: a float32 numpy array
+        (N, C, W), (N, C, H, W) or (N, C, D, H, W), any byte order or strides (it is sent as
+        contiguous little-endian).  size / scale_factor: a scalar (every spatial axis) or a
+        sequence (one per axis).  Returns a new float32 array.  Raises VkresampleError: the
+        daemon's code, field and message (PyTorch's wording) when it refuses the job."""
+        self._require_open()
+        x = np.asarray(x)
+        if x.dtype.kind != 'f' or x.dtype.itemsize != 4:
+            raise VkresampleError(VKR_E_DTYPE, 'input.dtype', "dtype %s is not supported: "
+                                  "vkresample takes float32" % x.dtype)
+        if not 1 <= x.ndim <= MAX_RANK:
+            raise VkresampleError(VKR_E_VALUE, 'input.rank', 'input has %d dimensions: the '
+                                  'protocol carries 1 to %d' % (x.ndim, MAX_RANK))
+        if mode not in MODES:
+            raise VkresampleError(VKR_E_NOT_IMPLEMENTED, 'mode', 'Input Error: unknown mode %r: '
+                                  'expected one of %s' % (mode, ', '.join(MODES)))
+        if backend not in BACKENDS:
+            raise VkresampleError(VKR_E_VALUE, 'backend', 'backend %r is not one of %s'
+                                  % (backend, ', '.join(BACKENDS)))
+        for v, name in ((align_corners, 'align_corners'),
+                        (recompute_scale_factor, 'recompute_scale_factor')):
+            if v is not None and not isinstance(v, (bool, np.bool_)):
+                raise VkresampleError(VKR_E_VALUE, name, '%s must be None, False or True, not %r'
+                                      % (name, v))
+        dim = x.ndim - 2
+        # The wire's count 1 means "one value for every axis" (a Python scalar); a 1-element
+        # sequence on a multi-axis input is PyTorch's ValueError, decided here.
+        for value, name, shown in ((size, 'size', 'output size of'),
+                                   (scale_factor, 'scale_factor', 'scale_factor of shape')):
+            if isinstance(value, (list, tuple, np.ndarray)) and np.size(value) == 1 and dim != 1:
+                what = 'output' if name == 'size' else 'scale_factor'
+                fmt = '(o1, o2, ...,oK)' if name == 'size' else '(s1, s2, ...,sK)'
+                raise VkresampleError(
+                    VKR_E_VALUE, name,
+                    'Input and %s must have the same number of spatial dimensions, but got '
+                    'input with spatial dimensions of %s and %s %s. Please provide input tensor '
+                    'in (N, C, d1, d2, ...,dK) format and %s in %s format.'
+                    % (what, list(x.shape[2:]), shown, list(value),
+                       'output size' if name == 'size' else 'scale_factor', fmt))
+        try:
+            if size is not None:
+                size = [int(v) for v in np.asarray(size).reshape(-1)] if np.ndim(size) else int(size)
+            if scale_factor is not None:
+                scale_factor = ([float(v) for v in np.asarray(scale_factor).reshape(-1)]
+                                if np.ndim(scale_factor) else float(scale_factor))
+        except (TypeError, ValueError) as e:
+            raise VkresampleError(VKR_E_VALUE, 'size' if size is not None else 'scale_factor',
+                                  str(e)) from None
+        if isinstance(size, int) and not -(1 << 63) <= size < (1 << 63):
+            raise VkresampleError(VKR_E_VALUE, 'size', 'size %d does not fit in 64 bits' % size)
+        if isinstance(size, list) and any(not -(1 << 63) <= v < (1 << 63) for v in size):
+            raise VkresampleError(VKR_E_VALUE, 'size', 'size %s does not fit in 64 bits' % size)
+
+        data = np.ascontiguousarray(x, dtype='<f4')
+        body = pack_submit_body(x.shape, b'', mode=mode, size=size, scale_factor=scale_factor,
+                                align_corners=None if align_corners is None else bool(align_corners),
+                                recompute_scale_factor=(None if recompute_scale_factor is None
+                                                        else bool(recompute_scale_factor)),
+                                antialias=bool(antialias), backend=backend,
+                                data_bytes=data.nbytes)
+        rid = self._take_id()
+        header = pack_header(MSG_SUBMIT, rid, len(body) + data.nbytes)
+        try:
+            self.send_raw(header + body)
+            self.send_raw(memoryview(data.reshape(-1)).cast('B'))
+        except VkresampleError:
+            # The daemon may have refused the job and closed before reading all of it.
+            try:
+                self._reply(rid, MSG_RESULT, 0)
+            except VkresampleError as e:
+                if e.code not in (VKR_E_IO, VKR_E_SERVER):
+                    self.close()
+                    raise
+            self.close()
+            raise
+        want = _expected_shape(x.shape, size, scale_factor)
+        n_out = 1
+        for d in want or ():
+            n_out *= d
+        reply = self._reply(rid, MSG_RESULT, RESULT_FIXED_BYTES + 4 * n_out)
+        return self._decode_result(reply, x.shape, want)
+
+    def _decode_result(self, body, in_shape, want):
+        if want is None:
+            self._fail(VKR_E_SERVER, 'output', 'the daemon returned a result for a job PyTorch '
+                       'refuses (size and scale_factor both or neither given, or of the wrong '
+                       'length)')
+        if len(body) < RESULT_FIXED_BYTES:
+            self._fail(VKR_E_SERVER, 'body_len', 'RESULT body of %d bytes' % len(body))
+        backend_used, r1, r2 = _RESULT_HEAD.unpack_from(body)
+        desc = _TENSOR_DESC.unpack_from(body, 8)
+        dtype, layout, rank, storage, r3 = desc[:5]
+        shape, off, nbytes = desc[5:5 + MAX_RANK], desc[13], desc[14]
+        if r1 or r2 or r3 or dtype != DTYPE_F32 or layout != LAYOUT_CONTIGUOUS \
+                or storage != STORAGE_INLINE or not 1 <= rank <= MAX_RANK \
+                or any(shape[rank:]) or backend_used not in (BACKENDS['vulkan'], BACKENDS['cpu']):
+            self._fail(VKR_E_SERVER, 'output', 'malformed RESULT descriptor from the daemon')
+        shape = tuple(shape[:rank])
+        n = 1
+        for d in want:
+            n *= d
+        if shape != want or off != RESULT_FIXED_BYTES or nbytes != 4 * n \
+                or len(body) != RESULT_FIXED_BYTES + nbytes:
+            self._fail(VKR_E_SERVER, 'output', 'the daemon\'s result (shape %s, %d bytes) does not '
+                       'match the expected output shape %s' % (shape, nbytes, want))
+        self.last_backend = _BACKEND_NAMES[backend_used]
+        out = np.frombuffer(body, dtype='<f4', count=n, offset=RESULT_FIXED_BYTES).reshape(want)
+        out = out.astype(np.float32, copy=False)
+        return out if out.flags.writeable else out.copy()
+
+
+def _expected_shape(in_shape, size, scale_factor):
+    """The output shape F.interpolate gives for these arguments (size, else floor(n * s) in
+    double precision), or None when PyTorch refuses them (both or neither given, a count that
+    is neither 1 nor the number of spatial axes): the daemon must then answer with an ERROR."""
+    spatial = [int(d) for d in in_shape[2:]]
+    dim = len(spatial)
+    if (size is None) == (scale_factor is None) or dim < 1:
+        return None
+    values = size if size is not None else scale_factor
+    values = values if isinstance(values, list) else [values] * dim
+    if len(values) != dim:
+        return None
+    if size is not None:
+        out = [int(v) for v in values]
+    else:
+        out = []
+        for n, s in zip(spatial, values):
+            o = float(n) * float(s)
+            if o != o or abs(o) >= 9.2e18:
+                return None
+            out.append(int(math.floor(o)))
+    return tuple(int(d) for d in in_shape[:2]) + tuple(out)
