@@ -27,10 +27,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from vkr_testlib import Tap, running_daemon, vkresample  # noqa: E402
 
 SCALES = [1 / 3, 0.5, 0.7, 0.9, 1.0, 1.001, 1.05, 1.1, 4 / 3, 1.5, 5 / 3, 2.0, 2.09, 7 / 3, 2.5, 2.9, 3.0, 4.1]
-MODE_RANKS = {'nearest': (3, 4, 5), 'nearest-exact': (3, 4, 5), 'linear': (3,), 'bilinear': (4,), 'trilinear': (5,)}
-LINEAR_FAMILY = ('linear', 'bilinear', 'trilinear')
-# Vulkan tolerance per mode (relative), from the contract; the CPU backend must be bit-exact.
-VULKAN_RTOL = {'nearest': 0.0, 'nearest-exact': 0.0, 'linear': 1e-6, 'bilinear': 1e-6, 'trilinear': 1e-6}
+MODE_RANKS = {'nearest': (3, 4, 5), 'nearest-exact': (3, 4, 5), 'linear': (3,), 'bilinear': (4,), 'trilinear': (5,),
+              'bicubic': (4,), 'area': (3, 4, 5)}
+INTERPOLATING = ('linear', 'bilinear', 'trilinear', 'bicubic')
+# Vulkan tolerance per kind (relative), from the contract; the CPU backend must be bit-exact.
+VULKAN_RTOL = {'nearest': 0.0, 'nearest-exact': 0.0, 'linear': 1e-6, 'bilinear': 1e-6, 'trilinear': 1e-6, 'area': 1e-6,
+               'bicubic': 1e-5, 'bilinear-antialias': 1e-5, 'bicubic-antialias': 1e-5}
+ALL_MODES = 'nearest,nearest-exact,linear,bilinear,trilinear,bicubic,area'
+
+
+def kind_of(case):
+    return case['mode'] + ('-antialias' if case.get('antialias') else '')
 
 
 def random_case(rng, mode_weights):
@@ -44,10 +51,13 @@ def random_case(rng, mode_weights):
     channels = 1 if rng.random() < 0.08 else int(rng.integers(2, 5))
     shape = [int(rng.integers(1, 3)), channels] + spatial
     case = {'mode': mode, 'shape': shape}
-    if mode in LINEAR_FAMILY:
+    if mode in INTERPOLATING:
         case['align_corners'] = [None, False, True][rng.integers(0, 3)]
+    if mode in ('bilinear', 'bicubic') and rng.random() < 0.35:
+        case['antialias'] = True
     if rng.random() < 0.5:
-        sizes = [1 if rng.random() < 0.1 else int(rng.integers(1, 3 * n + 2)) for n in spatial]
+        low = 0 if mode == 'area' else 1       # area allows an empty output
+        sizes = [1 if rng.random() < 0.1 else int(rng.integers(low, 3 * n + 2)) for n in spatial]
         case['size'] = sizes[0] if (dim == 1 or rng.random() < 0.3) and len(set(sizes)) == 1 else sizes
         if rng.random() < 0.2:
             case['recompute_scale_factor'] = False
@@ -56,7 +66,7 @@ def random_case(rng, mode_weights):
             scales = [float(rng.choice(SCALES)) for _ in range(dim)]
             if rng.random() < 0.4:
                 scales = [scales[0]] * dim
-            if all(math.floor(n * s) >= 1 for n, s in zip(spatial, scales)):
+            if all(math.floor(n * s) >= 1 for n, s in zip(spatial, scales)) or (mode == 'area' and rng.random() < 0.1):
                 break
             spatial = [max(n, 3) for n in spatial]
             case['shape'] = shape[:2] + spatial
@@ -91,10 +101,28 @@ def checklist_cases():
     # C == 1 (torch would take its channels-last kernel: compared via a duplicated channel)
     out.append({'mode': 'nearest', 'shape': [1, 1, 10, 10], 'scale_factor': 2.09})
     out.append({'mode': 'bilinear', 'shape': [1, 1, 9, 13], 'size': [17, 5], 'align_corners': False})
+    # bicubic: negative source coordinates (no clamp), taps beyond both borders (n = 1, 2, 3), overshoot
+    for n in (1, 2, 3, 4):
+        for ac in (False, True):
+            out.append({'mode': 'bicubic', 'shape': [1, 2, n, n + 1], 'size': [2 * n + 1, 3 * n], 'align_corners': ac})
+    # antialias: down by 1/2, 1/3, 0.7, non-integer ratios, up, align_corners=True
+    for s_ in (0.5, 1 / 3, 0.7, 0.37, 1.6):
+        for mode in ('bilinear', 'bicubic'):
+            out.append({'mode': mode, 'shape': [1, 3, 19, 23], 'scale_factor': s_, 'antialias': True, 'align_corners': False})
+    out.append({'mode': 'bicubic', 'shape': [2, 2, 12, 9], 'size': [5, 9], 'antialias': True, 'align_corners': True})
+    out.append({'mode': 'bilinear', 'shape': [1, 2, 9, 9], 'size': 9, 'antialias': True, 'specials': True})
+    # area: overlapping windows (n % o != 0), o > n, o = 0
+    for n, o in [(7, 3), (10, 4), (5, 8), (9, 9), (6, 0)]:
+        out.append({'mode': 'area', 'shape': [1, 2, n], 'size': o})
+        out.append({'mode': 'area', 'shape': [1, 2, n, n + 2], 'size': [o, o + 1]})
+        out.append({'mode': 'area', 'shape': [1, 2, 3, n, 4], 'size': [2, o, 3]})
+    out.append({'mode': 'area', 'shape': [1, 1, 10, 12], 'scale_factor': 0.5})
     # inf / NaN inputs: nearest copies them, linear turns inf into NaN (x*0 terms)
     out.append({'mode': 'bilinear', 'shape': [1, 2, 5, 5], 'size': 5, 'align_corners': False, 'specials': True})
     out.append({'mode': 'nearest', 'shape': [1, 2, 5, 5], 'size': 8, 'specials': True})
     out.append({'mode': 'linear', 'shape': [1, 2, 6], 'size': 11, 'align_corners': True, 'specials': True})
+    out.append({'mode': 'bicubic', 'shape': [1, 2, 5, 5], 'size': 5, 'align_corners': False, 'specials': True})
+    out.append({'mode': 'area', 'shape': [1, 2, 6, 6], 'size': 4, 'specials': True})
     return out
 
 
@@ -112,7 +140,8 @@ def make_input(case, rng):
 
 
 def torch_kwargs(case):
-    return {k: case[k] for k in ('size', 'scale_factor', 'mode', 'align_corners', 'recompute_scale_factor') if k in case}
+    keys = ('size', 'scale_factor', 'mode', 'align_corners', 'recompute_scale_factor', 'antialias')
+    return {k: case[k] for k in keys if k in case}
 
 
 def takes_channels_last_kernel(x):
@@ -148,9 +177,15 @@ def separable_reference(case, x):
 
 
 def torch_reference(case, x):
-    if takes_channels_last_kernel(x):
+    kw = torch_kwargs(case)
+    if case['mode'] == 'area' and x.shape[1] == 1:
+        # area's channels-last kernel divides once by kh*kw; a duplicated channel takes the NCHW one
+        ref = F.interpolate(torch.from_numpy(np.repeat(x, 2, axis=1)), **kw).numpy()
+        return np.ascontiguousarray(ref[:, :1])
+    if case['mode'] in ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear') and not case.get('antialias') \
+            and takes_channels_last_kernel(x):
         return separable_reference(case, x)
-    return F.interpolate(torch.from_numpy(x), **torch_kwargs(case)).numpy()
+    return F.interpolate(torch.from_numpy(x), **kw).numpy()
 
 
 def compare(got, ref):
@@ -197,6 +232,19 @@ REFUSED = [
     ({'shape': [1, 2, 5]}, {'size': 3, 'mode': 'linear', 'antialias': True}),
     ({'shape': [1, 0, 5, 6]}, {'size': 3, 'mode': 'bilinear'}),
     ({'shape': [1, 2, 0, 6]}, {'size': 3}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'mode': 'area', 'align_corners': False}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 3, 'mode': 'area', 'antialias': True}),
+    ({'shape': [1, 2, 5, 6]}, {'size': (-1, 3), 'mode': 'area'}),
+    ({'shape': [1, 2, 5]}, {'size': -1, 'mode': 'area'}),
+    ({'shape': [1, 2, 3, 4, 5]}, {'size': (-1, 2, 3), 'mode': 'area'}),
+    ({'shape': [1, 2, 5, 6]}, {'scale_factor': -1.0, 'mode': 'area'}),
+    ({'shape': [1, 2, 0, 6]}, {'size': 3, 'mode': 'area'}),
+    ({'shape': [1, 2, 0]}, {'size': 2, 'mode': 'area'}),
+    ({'shape': [1, 0, 3, 4, 5]}, {'size': 2, 'mode': 'area'}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 0, 'mode': 'bicubic'}),
+    ({'shape': [1, 0, 5, 6]}, {'size': 3, 'mode': 'bicubic', 'antialias': True}),
+    ({'shape': [1, 2, 5, 6]}, {'size': 0, 'mode': 'bilinear', 'antialias': True}),
+    ({'shape': [1, 2, 3, 4, 5]}, {'size': 3, 'mode': 'trilinear', 'antialias': True}),
 ]
 
 
@@ -224,14 +272,18 @@ def main():
     ap.add_argument('--seed', type=int, default=20261121)
     ap.add_argument('--validation', action='store_true')
     ap.add_argument('--summary', help='write the per-mode summary as JSON here')
+    ap.add_argument('--modes', default=ALL_MODES, help='comma-separated modes to draw (default: all)')
     args = ap.parse_args()
 
     rng = np.random.default_rng(args.seed)
-    weights = {'nearest': 0.35, 'bilinear': 0.35, 'nearest-exact': 0.1, 'linear': 0.1, 'trilinear': 0.1}
-    cases = checklist_cases() + [random_case(rng, weights) for _ in range(args.cases)]
+    modes = args.modes.split(',')
+    weights = {m: w for m, w in {'nearest': 0.2, 'bilinear': 0.25, 'nearest-exact': 0.1, 'linear': 0.1, 'trilinear': 0.1,
+                                 'bicubic': 0.15, 'area': 0.1}.items() if m in modes}
+    cases = [c for c in checklist_cases() if c['mode'] in modes] + [random_case(rng, weights) for _ in range(args.cases)]
     tap = Tap()
     # The separable reference must itself equal torch's N-D generic kernel where torch uses it.
-    generic = [c for c in cases if not takes_channels_last_kernel(np.empty(c['shape']))][:60]
+    generic = [c for c in cases if not takes_channels_last_kernel(np.empty(c['shape']))
+               and c['mode'] in ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear') and not c.get('antialias')][:60]
     same = sum(np.array_equal(separable_reference(c, x), torch_reference(c, x), equal_nan=True)
                for c in generic for x in [make_input(c, rng)])
     tap.check(same == len(generic), 'separable 1-D reference equals torch N-D kernel bit for bit on %d/%d cases' % (same, len(generic)))
@@ -250,7 +302,7 @@ def main():
                 if not tap.check(client.last_backend == args.backend, 'case %d ran on %s' % (i, client.last_backend)):
                     continue
                 exact, rel = compare(got, ref)
-                mode = case['mode']
+                mode = kind_of(case)
                 rtol = 0.0 if args.backend == 'cpu' else VULKAN_RTOL[mode]
                 ok = exact or rel <= rtol
                 s = stats.setdefault(mode, {'cases': 0, 'bit_exact': 0, 'max_rel_err': 0.0, 'failed': 0})
