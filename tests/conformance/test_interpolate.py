@@ -33,7 +33,7 @@ INTERPOLATING = ('linear', 'bilinear', 'trilinear', 'bicubic')
 # Vulkan tolerance per kind (relative), from the contract; the CPU backend must be bit-exact.
 VULKAN_RTOL = {'nearest': 0.0, 'nearest-exact': 0.0, 'linear': 1e-6, 'bilinear': 1e-6, 'trilinear': 1e-6, 'area': 1e-6,
                'bicubic': 1e-5, 'bilinear-antialias': 1e-5, 'bicubic-antialias': 1e-5}
-ALL_MODES = 'nearest,nearest-exact,linear,bilinear,trilinear,bicubic,area'
+ALL_KINDS = 'nearest,nearest-exact,linear,bilinear,trilinear,bicubic,area,bilinear-antialias,bicubic-antialias'
 
 
 def kind_of(case):
@@ -272,14 +272,19 @@ def main():
     ap.add_argument('--seed', type=int, default=20261121)
     ap.add_argument('--validation', action='store_true')
     ap.add_argument('--summary', help='write the per-mode summary as JSON here')
-    ap.add_argument('--modes', default=ALL_MODES, help='comma-separated modes to draw (default: all)')
+    ap.add_argument('--kinds', default=ALL_KINDS, help='comma-separated modes (and mode-antialias) to draw (default: all)')
     args = ap.parse_args()
 
     rng = np.random.default_rng(args.seed)
-    modes = args.modes.split(',')
+    kinds = args.kinds.split(',')
     weights = {m: w for m, w in {'nearest': 0.2, 'bilinear': 0.25, 'nearest-exact': 0.1, 'linear': 0.1, 'trilinear': 0.1,
-                                 'bicubic': 0.15, 'area': 0.1}.items() if m in modes}
-    cases = [c for c in checklist_cases() if c['mode'] in modes] + [random_case(rng, weights) for _ in range(args.cases)]
+                                 'bicubic': 0.15, 'area': 0.1}.items() if m in kinds or m + '-antialias' in kinds}
+    cases = [c for c in checklist_cases() if kind_of(c) in kinds]
+    target = len(cases) + args.cases
+    while len(cases) < target:
+        c = random_case(rng, weights)
+        if kind_of(c) in kinds:
+            cases.append(c)
     tap = Tap()
     # The separable reference must itself equal torch's N-D generic kernel where torch uses it.
     generic = [c for c in cases if not takes_channels_last_kernel(np.empty(c['shape']))
