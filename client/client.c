@@ -572,7 +572,8 @@ static int build_job(vkr_client_t *c, const vkr_interpolate_args_t *args, const 
 VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
                                const vkr_tensor_t *input, vkr_tensor_t *output)
 {
-    uint8_t fixed[VKR_SUBMIT_FIXED_BYTES];
+    uint8_t fixed[VKR_SUBMIT_MAX_FIXED_BYTES];
+    size_t fixed_len;
     int64_t want_shape[VKR_MAX_RANK];
     vkr_interp_plan_t plan;
     vkr_error_t plan_err, perr;
@@ -597,8 +598,8 @@ VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *ar
     rc = build_job(c, args, input, &job);
     if (rc != VKR_OK)
         return rc;
-    body_len = vkr_submit_encode_fixed(&job, fixed);
-    data_bytes = body_len - VKR_SUBMIT_FIXED_BYTES;
+    body_len = vkr_submit_encode_fixed(&job, fixed, &fixed_len);
+    data_bytes = body_len - fixed_len;
 
     /* The output shape the daemon must return: the same planner, run here.  When it refuses
      * the job by PyTorch's rules the daemon refuses it too (with the message the user sees). */
@@ -619,7 +620,7 @@ VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *ar
     }
 
     id = take_request_id(c);
-    rc = send_frame(c, VKR_MSG_SUBMIT, id, fixed, sizeof fixed, input->data, (size_t)data_bytes,
+    rc = send_frame(c, VKR_MSG_SUBMIT, id, fixed, fixed_len, input->data, (size_t)data_bytes,
                     &send_errno);
     if (rc != VKR_OK) {
         /* The daemon may have refused the job and closed before reading all of it: its

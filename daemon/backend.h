@@ -16,6 +16,11 @@ struct vkr_backend_s {
      * negative code with *err filled (field "backend" and what failed). */
     int (*interpolate)(vkr_backend_s *self, const vkr_interp_plan_t *plan, const float *in, float *out,
                        vkr_error_t *err);
+    /* Run one planned grid_sample / affine_grid / affine_sample job (NULL: not served yet).
+     * image: the input tensor (NULL for affine_grid); coords: the grid (grid_sample) or theta
+     * (affine_grid, affine_sample); out: plan->out_elements floats.  Same contract as above. */
+    int (*grid)(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float *image, const float *coords, float *out,
+                vkr_error_t *err);
     /* Messages reported by VK_LAYER_KHRONOS_validation so far (0 for cpu, or when not enabled). */
     unsigned (*validation_messages)(vkr_backend_s *self);
     void (*destroy)(vkr_backend_s *self);

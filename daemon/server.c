@@ -45,7 +45,7 @@ typedef struct {
     uint32_t request_id;
     uint8_t *body;                  /* owns the request body (input tensor view points into it) */
     vkr_job_t job;
-    vkr_interp_plan_t plan;
+    vkr_plan_t plan;
     vkr_backend_s *backend;
     int backend_id;
     float *output;
@@ -171,7 +171,19 @@ static void job_work_cb(uv_work_t *req)
             return;
         }
     }
-    j->status = j->backend->interpolate(j->backend, &j->plan, (const float *)j->job.input.data, j->output, &j->error);
+    const vkr_job_t *job = &j->job;
+    vkr_backend_s *b = j->backend;
+    switch (job->op) {
+    case VKR_OP_INTERPOLATE:
+        j->status = b->interpolate(b, &j->plan.interp, job->input.data, j->output, &j->error);
+        break;
+    case VKR_OP_AFFINE_GRID:
+        j->status = b->grid(b, &j->plan.grid, NULL, job->input.data, j->output, &j->error);
+        break;
+    default:
+        j->status = b->grid(b, &j->plan.grid, job->input.data, job->aux.data, j->output, &j->error);
+        break;
+    }
 }
 
 static void job_done_cb(uv_work_t *req, int status)
@@ -194,8 +206,8 @@ static void job_done_cb(uv_work_t *req, int status)
             client_close(c);
         } else {
             vkr_result_t res = {.backend_used = (uint16_t)j->backend_id};
-            res.output.rank = (uint8_t)(j->plan.spatial_rank + 2);
-            vkr_plan_output_shape(&j->plan, res.output.shape);
+            res.output.rank = (uint8_t)j->plan.out_rank;
+            memcpy(res.output.shape, j->plan.out_shape, sizeof res.output.shape);
             uint64_t body_len = vkr_result_encode_fixed(&res, w->head + VKR_FRAME_HEADER_BYTES);
             vkr_frame_header_t h = {.magic = VKR_PROTO_MAGIC, .version = VKR_PROTO_VERSION, .type = VKR_MSG_RESULT,
                                     .request_id = j->request_id, .body_len = body_len};
@@ -240,10 +252,15 @@ static void handle_submit(client_t *c, uint8_t *body)
     j->request_id = c->header.request_id;
     j->body = body;
     if (vkr_submit_decode(body, c->header.body_len, cfg->max_job_bytes, &j->job, &err) ||
-        vkr_plan_interpolate(&j->job, cfg->max_job_bytes, &j->plan, &err))
+        vkr_plan_job(&j->job, cfg->max_job_bytes, &j->plan, &err))
         goto fail;
     if (!(j->backend = choose_backend(cfg, j->job.backend, &j->backend_id, &err)))
         goto fail;
+    if (j->job.op != VKR_OP_INTERPOLATE && !j->backend->grid) {
+        vkr_proto_error_set(&err, VKR_E_UNSUPPORTED, "backend", "the %s backend does not serve grid_sample / affine_grid / affine_sample yet",
+                            j->backend->name);
+        goto fail;
+    }
     int rc = uv_queue_work(s->loop, &j->work, job_work_cb, job_done_cb);
     if (rc < 0) {
         vkr_proto_error_set(&err, VKR_E_BACKEND, "", "could not queue the job: %s", uv_strerror(rc));
@@ -312,7 +329,8 @@ static void header_complete(client_t *c)
 {
     const vkr_server_config_t *cfg = c->server->cfg;
     vkr_error_t err;
-    if (vkr_header_decode(c->header_bytes, cfg->max_job_bytes + VKR_SUBMIT_FIXED_BYTES, 0, &c->header, &err)) {
+    /* a SUBMIT carries at most two tensors of up to max_job_bytes each */
+    if (vkr_header_decode(c->header_bytes, 2 * cfg->max_job_bytes + VKR_SUBMIT_MAX_FIXED_BYTES, 0, &c->header, &err)) {
         /* the stream cannot be trusted past a bad header: answer and close */
         send_error(c, c->header.request_id, &err, true);
         c->state = READ_PAUSED;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char *const axis_letter[3][3] = {{"W", "", ""}, {"H", "W", ""}, {"D", "H", "W"}};
@@ -246,4 +247,167 @@ void vkr_plan_output_shape(const vkr_interp_plan_t *plan, int64_t shape[VKR_MAX_
     shape[1] = plan->channels;
     for (int d = 0; d < plan->spatial_rank; d++)
         shape[2 + d] = plan->out_size[d];
+}
+
+/* ---------------------------------------------------------------- grid_sample, affine_grid */
+
+/* torch's shape checks of grid_sampler (GridSamplerUtils.h), in its order and words. */
+static int check_grid_sample(const vkr_tensor_desc_t *in, const vkr_tensor_desc_t *grid, int mode, vkr_error_t *err)
+{
+    char a[200], b[200];
+    format_list(a, sizeof a, in->shape, in->rank);
+    format_list(b, sizeof b, grid->shape, grid->rank);
+    const int dim = in->rank - 2;
+    if (in->shape[0] != grid->shape[0])
+        return vkr_proto_error_set(err, VKR_E_SIZE, "grid.shape",
+                                   "grid_sampler(): expected grid and input to have same batch size, but got input with sizes %s and grid with sizes %s", a, b);
+    if (grid->shape[grid->rank - 1] != dim)
+        return vkr_proto_error_set(err, VKR_E_SIZE, "grid.shape",
+                                   "grid_sampler(): expected grid to have size %d in last dimension, but got grid with sizes %s", dim, b);
+    for (int i = 2; i < in->rank; i++)
+        if (in->shape[i] <= 0)
+            return vkr_proto_error_set(err, VKR_E_SIZE, "input.shape",
+                                       "grid_sampler(): expected input to have non-empty spatial dimensions, but input has sizes %s with dimension %d being empty", a, i);
+    const int want = in->rank == 4 ? 4 : 5;
+    if (in->rank != want || grid->rank != want)
+        return vkr_proto_error_set(err, VKR_E_SIZE, "grid.shape",
+                                   "grid_sampler(): expected %dD input and grid with same number of dimensions, but got input with sizes %s and grid with sizes %s",
+                                   want, a, b);
+    if (want == 5 && mode == VKR_GRID_BICUBIC)
+        return vkr_proto_error_set(err, VKR_E_SIZE, "mode", "grid_sampler(): bicubic interpolation only supports 4D input");
+    return VKR_OK;
+}
+
+/* F.affine_grid's checks (functional.py) and affine_grid_generator's (C++), in their order. */
+static int check_affine_grid(const vkr_tensor_desc_t *theta, const int64_t *size, int n_size, bool align_corners, vkr_error_t *err)
+{
+    char s[200], t[200];
+    format_list(s, sizeof s, size, n_size);
+    format_list(t, sizeof t, theta->shape, theta->rank);
+    if (n_size != 4 && n_size != 5)
+        return vkr_proto_error_set(err, VKR_E_NOT_IMPLEMENTED, "size",
+                                   "affine_grid only supports 4D and 5D sizes, for 2D and 3D affine transforms, respectively. Got size %s.", s);
+    const int sp = n_size - 2;        /* spatial rank: theta is N x sp x (sp + 1) */
+    if (theta->rank != 3 || theta->shape[1] != sp || theta->shape[2] != sp + 1)
+        return vkr_proto_error_set(err, VKR_E_VALUE, "theta.shape", "Expected a batch of %dD affine matrices of shape Nx%dx%d for size %s. Got torch.Size(%s).",
+                                   sp, sp, sp + 1, s, t);
+    int64_t min_spatial = size[2], min_all = size[0];
+    for (int i = 0; i < n_size; i++) {
+        if (i >= 2 && size[i] < min_spatial)
+            min_spatial = size[i];
+        if (size[i] < min_all)
+            min_all = size[i];
+    }
+    if (!(align_corners && min_spatial == 1) && min_all <= 0)
+        return vkr_proto_error_set(err, VKR_E_VALUE, "size", "Expected non-zero, positive output size. Got %s", s);
+    if (size[0] < 0) {                /* reachable only past the check above: torch's base grid */
+        int64_t base[5] = {size[0]};
+        for (int i = 0; i < sp; i++)
+            base[1 + i] = size[2 + i];
+        base[1 + sp] = sp + 1;
+        format_list(t, sizeof t, base, sp + 2);
+        return vkr_proto_error_set(err, VKR_E_SIZE, "size", "Trying to create tensor with negative dimension %lld: %s", (long long)size[0], t);
+    }
+    if (theta->shape[0] != size[0])
+        return vkr_proto_error_set(err, VKR_E_SIZE, "theta.shape",
+                                   "Expected size for first two dimensions of batch2 tensor to be: [%lld, %d] but got: [%lld, %d].",
+                                   (long long)size[0], sp + 1, (long long)theta->shape[0], sp + 1);
+    return VKR_OK;
+}
+
+static int plan_grid(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_plan_t *plan, vkr_error_t *err)
+{
+    const vkr_grid_params_t *gp = &job->grid;
+    vkr_grid_plan_t *g = &plan->grid;
+    const vkr_tensor_desc_t *in = &job->input;
+    int rc;
+    g->op = job->op;
+    g->mode = gp->mode;
+    g->padding_mode = gp->padding_mode;
+    g->align_corners = gp->align_corners == VKR_OPT_TRUE;
+
+    if (job->op == VKR_OP_GRID_SAMPLE) {
+        if ((rc = check_grid_sample(in, &job->aux, gp->mode, err)))
+            return rc;
+        g->spatial_rank = in->rank - 2;
+        for (int d = 0; d < g->spatial_rank; d++) {
+            g->in_size[d] = in->shape[2 + d];
+            g->out_size[d] = job->aux.shape[1 + d];
+        }
+    } else if (job->op == VKR_OP_AFFINE_GRID) {
+        if ((rc = check_affine_grid(in, gp->size, gp->n_size, g->align_corners, err)))
+            return rc;
+        g->spatial_rank = gp->n_size - 2;
+        for (int d = 0; d < g->spatial_rank; d++)
+            g->out_size[d] = gp->size[2 + d];
+    } else {
+        char a[200];
+        format_list(a, sizeof a, in->shape, in->rank);
+        if (in->rank != 4 && in->rank != 5)
+            return vkr_proto_error_set(err, VKR_E_NOT_IMPLEMENTED, "input.shape",
+                                       "affine_sample takes a 4D (N, C, H, W) or 5D (N, C, D, H, W) input, got sizes %s", a);
+        g->spatial_rank = in->rank - 2;
+        if (gp->n_size != g->spatial_rank)
+            return vkr_proto_error_set(err, VKR_E_VALUE, "size", "affine_sample: size must give the %d output spatial extents of a %dD input, got %u value(s)",
+                                       g->spatial_rank, in->rank, gp->n_size);
+        int64_t size[5] = {in->shape[0], in->shape[1]};
+        for (int d = 0; d < g->spatial_rank; d++)
+            size[2 + d] = gp->size[d];
+        if ((rc = check_affine_grid(&job->aux, size, in->rank, g->align_corners, err)))
+            return rc;
+        for (int d = 0; d < g->spatial_rank; d++) {
+            if (in->shape[2 + d] <= 0)
+                return vkr_proto_error_set(err, VKR_E_SIZE, "input.shape",
+                                           "grid_sampler(): expected input to have non-empty spatial dimensions, but input has sizes %s with dimension %d being empty",
+                                           a, 2 + d);
+            g->in_size[d] = in->shape[2 + d];
+            g->out_size[d] = gp->size[d];
+        }
+        if (in->rank == 5 && gp->mode == VKR_GRID_BICUBIC)
+            return vkr_proto_error_set(err, VKR_E_SIZE, "mode", "grid_sampler(): bicubic interpolation only supports 4D input");
+    }
+
+    const bool image = job->op != VKR_OP_AFFINE_GRID;
+    g->batch = image ? in->shape[0] : gp->size[0];
+    g->channels = image ? in->shape[1] : gp->size[1];
+    int64_t *o = plan->out_shape;
+    unsigned r = 0;
+    o[r++] = g->batch;
+    if (image)
+        o[r++] = g->channels;
+    for (int d = 0; d < g->spatial_rank; d++)
+        o[r++] = g->out_size[d];
+    if (!image)
+        o[r++] = g->spatial_rank;
+    plan->out_rank = r;
+    for (int d = 0; d < g->spatial_rank; d++)
+        if (g->out_size[d] > VKR_MAX_DIM_EXTENT)
+            return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size", "output extent %lld is over the limit of %lld", (long long)g->out_size[d],
+                                       (long long)VKR_MAX_DIM_EXTENT);
+    if (!vkr_shape_elements(o, r, max_tensor_bytes / sizeof(float), &plan->out_elements)) {
+        char a[200];
+        format_list(a, sizeof a, o, (int)r);
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size", "output of shape %s is over the job limit of %llu bytes", a,
+                                   (unsigned long long)max_tensor_bytes);
+    }
+    g->out_elements = plan->out_elements;
+    (void)vkr_shape_elements(in->shape, in->rank, UINT64_MAX, &g->in_elements);
+    if (job->n_tensors > 1)
+        (void)vkr_shape_elements(job->aux.shape, job->aux.rank, UINT64_MAX, &g->aux_elements);
+    return VKR_OK;
+}
+
+int vkr_plan_job(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_plan_t *plan, vkr_error_t *err)
+{
+    memset(plan, 0, sizeof *plan);
+    plan->op = job->op;
+    if (job->op != VKR_OP_INTERPOLATE)
+        return plan_grid(job, max_tensor_bytes, plan, err);
+    int rc = vkr_plan_interpolate(job, max_tensor_bytes, &plan->interp, err);
+    if (rc)
+        return rc;
+    plan->out_rank = (unsigned)plan->interp.spatial_rank + 2;
+    vkr_plan_output_shape(&plan->interp, plan->out_shape);
+    plan->out_elements = plan->interp.out_elements;
+    return VKR_OK;
 }

@@ -124,6 +124,48 @@ int vkr_proto_backend_from_name(const char *name)
     return -1;
 }
 
+static const char *const grid_mode_names[] = {[VKR_GRID_BILINEAR] = "bilinear", [VKR_GRID_NEAREST] = "nearest",
+                                               [VKR_GRID_BICUBIC] = "bicubic"};
+static const char *const padding_names[] = {[VKR_PADDING_ZEROS] = "zeros", [VKR_PADDING_BORDER] = "border",
+                                            [VKR_PADDING_REFLECTION] = "reflection"};
+
+const char *vkr_proto_grid_mode_name(int mode)
+{
+    return mode >= VKR_GRID_BILINEAR && mode <= VKR_GRID_BICUBIC ? grid_mode_names[mode] : NULL;
+}
+
+int vkr_proto_grid_mode_from_name(const char *name)
+{
+    for (int m = VKR_GRID_BILINEAR; name && m <= VKR_GRID_BICUBIC; m++)
+        if (strcmp(name, grid_mode_names[m]) == 0)
+            return m;
+    return 0;
+}
+
+const char *vkr_proto_padding_name(int padding)
+{
+    return padding >= VKR_PADDING_ZEROS && padding <= VKR_PADDING_REFLECTION ? padding_names[padding] : NULL;
+}
+
+int vkr_proto_padding_from_name(const char *name)
+{
+    for (int p = VKR_PADDING_ZEROS; name && p <= VKR_PADDING_REFLECTION; p++)
+        if (strcmp(name, padding_names[p]) == 0)
+            return p;
+    return 0;
+}
+
+unsigned vkr_op_tensors(int op)
+{
+    switch (op) {
+    case VKR_OP_INTERPOLATE:
+    case VKR_OP_AFFINE_GRID: return 1;
+    case VKR_OP_GRID_SAMPLE:
+    case VKR_OP_AFFINE_SAMPLE: return 2;
+    default: return 0;
+    }
+}
+
 /* ---------------------------------------------------------------- header */
 void vkr_header_encode(const vkr_frame_header_t *h, uint8_t out[VKR_FRAME_HEADER_BYTES])
 {
@@ -210,8 +252,8 @@ static void tensor_desc_encode(const vkr_tensor_desc_t *t, uint8_t *p)
     put_u64(p + 80, t->data_bytes);
 }
 
-/* Decode and check a tensor descriptor at p whose data must start at expect_offset and run to
- * the end of a body of body_len bytes.  prefix names the tensor in error fields ("input"). */
+/* Decode and check a tensor descriptor at p whose data must start at expect_offset and lie within
+ * a body of body_len bytes.  prefix names the tensor in error fields ("input"). */
 static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t body_len, uint64_t expect_offset,
                               uint64_t max_tensor_bytes, const char *prefix, vkr_tensor_desc_t *t, vkr_error_t *err)
 {
@@ -257,40 +299,64 @@ static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t bo
     if (t->data_bytes != elements * sizeof(float))
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("data_bytes"), "data_bytes %llu does not match the shape (%llu elements x 4 bytes)",
                                    (unsigned long long)t->data_bytes, (unsigned long long)elements);
-    if (body_len < expect_offset || body_len - expect_offset != t->data_bytes)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "body_len %llu does not equal %llu descriptor bytes + %llu data bytes",
-                                   (unsigned long long)body_len, (unsigned long long)expect_offset, (unsigned long long)t->data_bytes);
+    if (body_len < expect_offset || body_len - expect_offset < t->data_bytes)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "body_len %llu is short of %s's %llu data bytes at offset %llu",
+                                   (unsigned long long)body_len, prefix, (unsigned long long)t->data_bytes, (unsigned long long)expect_offset);
     t->data = body + expect_offset;
     return VKR_OK;
 #undef FIELD
 }
 
 /* ---------------------------------------------------------------- SUBMIT */
-uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_FIXED_BYTES])
+static uint64_t tensor_bytes(const vkr_tensor_desc_t *t)
 {
-    memset(out, 0, VKR_SUBMIT_FIXED_BYTES);
+    uint64_t elements = 1;
+    for (unsigned i = 0; i < t->rank && i < VKR_MAX_RANK; i++)
+        elements *= (uint64_t)t->shape[i];
+    return elements * sizeof(float);
+}
+
+uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_MAX_FIXED_BYTES], size_t *fixed_len)
+{
+    unsigned n = job->n_tensors > VKR_MAX_TENSORS ? VKR_MAX_TENSORS : job->n_tensors;
+    size_t fixed = VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + n * VKR_TENSOR_DESC_BYTES;
+    memset(out, 0, fixed);
     put_u16(out + 0, job->op);
     put_u16(out + 2, job->backend);
     put_u16(out + 4, job->n_tensors);
-    const vkr_interp_params_t *ip = &job->interp;
     uint8_t *p = out + VKR_JOB_HEADER_BYTES;
-    put_u16(p + 0, ip->mode);
-    p[2] = ip->align_corners;
-    p[3] = ip->recompute_scale_factor;
-    p[4] = ip->antialias;
-    p[5] = ip->n_size;
-    p[6] = ip->n_scale;
-    for (unsigned i = 0; i < VKR_MAX_SPATIAL; i++) {
-        put_u64(p + 8 + 8 * i, (uint64_t)ip->size[i]);
-        put_f64(p + 32 + 8 * i, ip->scale_factor[i]);
+    if (job->op == VKR_OP_INTERPOLATE) {
+        const vkr_interp_params_t *ip = &job->interp;
+        put_u16(p + 0, ip->mode);
+        p[2] = ip->align_corners;
+        p[3] = ip->recompute_scale_factor;
+        p[4] = ip->antialias;
+        p[5] = ip->n_size;
+        p[6] = ip->n_scale;
+        for (unsigned i = 0; i < VKR_MAX_SPATIAL; i++) {
+            put_u64(p + 8 + 8 * i, (uint64_t)ip->size[i]);
+            put_f64(p + 32 + 8 * i, ip->scale_factor[i]);
+        }
+    } else {
+        const vkr_grid_params_t *gp = &job->grid;
+        put_u16(p + 0, gp->mode);
+        put_u16(p + 2, gp->padding_mode);
+        p[4] = gp->align_corners;
+        p[5] = gp->n_size;
+        for (unsigned i = 0; i < 5; i++)
+            put_u64(p + 8 + 8 * i, (uint64_t)gp->size[i]);
     }
-    uint64_t elements = 1;
-    for (unsigned i = 0; i < job->input.rank && i < VKR_MAX_RANK; i++)
-        elements *= (uint64_t)job->input.shape[i];
-    job->input.data_offset = VKR_SUBMIT_FIXED_BYTES;
-    job->input.data_bytes = elements * sizeof(float);
-    tensor_desc_encode(&job->input, out + VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES);
-    return VKR_SUBMIT_FIXED_BYTES + job->input.data_bytes;
+    vkr_tensor_desc_t *tensors[VKR_MAX_TENSORS] = {&job->input, &job->aux};
+    uint64_t offset = fixed;
+    for (unsigned k = 0; k < n; k++) {
+        tensors[k]->data_offset = offset;
+        tensors[k]->data_bytes = tensor_bytes(tensors[k]);
+        offset += tensors[k]->data_bytes;
+        tensor_desc_encode(tensors[k], out + VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + k * VKR_TENSOR_DESC_BYTES);
+    }
+    if (fixed_len)
+        *fixed_len = fixed;
+    return offset;
 }
 
 static int opt_bool_check(uint8_t v, const char *field, vkr_error_t *err)
@@ -300,27 +366,9 @@ static int opt_bool_check(uint8_t v, const char *field, vkr_error_t *err)
     return VKR_OK;
 }
 
-int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tensor_bytes, vkr_job_t *job, vkr_error_t *err)
+static int interp_params_decode(const uint8_t *p, vkr_interp_params_t *ip, vkr_error_t *err)
 {
     int rc;
-    memset(job, 0, sizeof *job);
-    if (body_len < VKR_SUBMIT_FIXED_BYTES)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "SUBMIT body of %llu bytes is shorter than its %u-byte descriptors",
-                                   (unsigned long long)body_len, VKR_SUBMIT_FIXED_BYTES);
-    job->op = get_u16(body + 0);
-    job->backend = get_u16(body + 2);
-    job->n_tensors = get_u16(body + 4);
-    if (job->op != VKR_OP_INTERPOLATE)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "op", "unknown op %u (1 = interpolate)", job->op);
-    if (job->backend > VKR_BACKEND_CPU)
-        return vkr_proto_error_set(err, VKR_E_VALUE, "backend", "backend %u is not one of 0 (auto), 1 (vulkan), 2 (cpu)", job->backend);
-    if (job->n_tensors != 1)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_tensors", "interpolate takes 1 tensor, got n_tensors = %u", job->n_tensors);
-    if (get_u16(body + 6) != 0)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved job header bytes must be 0");
-
-    const uint8_t *p = body + VKR_JOB_HEADER_BYTES;
-    vkr_interp_params_t *ip = &job->interp;
     ip->mode = get_u16(p + 0);
     ip->align_corners = p[2];
     ip->recompute_scale_factor = p[3];
@@ -350,8 +398,85 @@ int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tenso
         if (i < ip->n_scale && !isfinite(ip->scale_factor[i]))
             return vkr_proto_error_set(err, VKR_E_VALUE, "scale_factor", "scale_factor[%u] = %g is not a finite number", i, ip->scale_factor[i]);
     }
-    return tensor_desc_decode(p + VKR_INTERP_PARAMS_BYTES, body, body_len, VKR_SUBMIT_FIXED_BYTES, max_tensor_bytes, "input",
-                              &job->input, err);
+    return VKR_OK;
+}
+
+static int grid_params_decode(const uint8_t *p, int op, vkr_grid_params_t *gp, vkr_error_t *err)
+{
+    gp->mode = get_u16(p + 0);
+    gp->padding_mode = get_u16(p + 2);
+    gp->align_corners = p[4];
+    gp->n_size = p[5];
+    const bool samples = op != VKR_OP_AFFINE_GRID;
+    if (samples && !vkr_proto_grid_mode_name(gp->mode))
+        return vkr_proto_error_set(err, VKR_E_VALUE, "mode",
+                                   "nn.functional.grid_sample(): expected mode to be 'bilinear', 'nearest' or 'bicubic', but got: mode %u", gp->mode);
+    if (samples && !vkr_proto_padding_name(gp->padding_mode))
+        return vkr_proto_error_set(err, VKR_E_VALUE, "padding_mode",
+                                   "nn.functional.grid_sample(): expected padding_mode to be 'zeros', 'border', or 'reflection', but got: padding_mode %u",
+                                   gp->padding_mode);
+    if (!samples && (gp->mode || gp->padding_mode))
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "mode", "affine_grid takes no mode or padding_mode: both must be 0");
+    int rc = opt_bool_check(gp->align_corners, "align_corners", err);
+    if (rc)
+        return rc;
+    unsigned max_size = op == VKR_OP_GRID_SAMPLE ? 0 : op == VKR_OP_AFFINE_GRID ? 5 : VKR_MAX_SPATIAL;
+    if (gp->n_size > max_size)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_size", "n_size = %u is over %u for this op", gp->n_size, max_size);
+    if (get_u16(p + 6) != 0 || get_u64(p + 48) != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved parameter bytes must be 0");
+    for (unsigned i = 0; i < 5; i++) {
+        gp->size[i] = (int64_t)get_u64(p + 8 + 8 * i);
+        if (i >= gp->n_size && gp->size[i] != 0)
+            return vkr_proto_error_set(err, VKR_E_PROTOCOL, "size", "size[%u] = %lld beyond n_size %u must be 0", i, (long long)gp->size[i], gp->n_size);
+    }
+    return VKR_OK;
+}
+
+int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tensor_bytes, vkr_job_t *job, vkr_error_t *err)
+{
+    static const char *const tensor_names[VKR_OP_AFFINE_SAMPLE + 1][VKR_MAX_TENSORS] = {
+        [VKR_OP_INTERPOLATE] = {"input", ""}, [VKR_OP_GRID_SAMPLE] = {"input", "grid"},
+        [VKR_OP_AFFINE_GRID] = {"theta", ""}, [VKR_OP_AFFINE_SAMPLE] = {"input", "theta"}};
+    int rc;
+    memset(job, 0, sizeof *job);
+    if (body_len < VKR_SUBMIT_FIXED_BYTES)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "SUBMIT body of %llu bytes is shorter than its %u-byte descriptors",
+                                   (unsigned long long)body_len, VKR_SUBMIT_FIXED_BYTES);
+    job->op = get_u16(body + 0);
+    job->backend = get_u16(body + 2);
+    job->n_tensors = get_u16(body + 4);
+    const unsigned n = vkr_op_tensors(job->op);
+    if (!n)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "op", "unknown op %u (1 interpolate, 2 grid_sample, 3 affine_grid, 4 affine_sample)", job->op);
+    if (job->backend > VKR_BACKEND_CPU)
+        return vkr_proto_error_set(err, VKR_E_VALUE, "backend", "backend %u is not one of 0 (auto), 1 (vulkan), 2 (cpu)", job->backend);
+    if (job->n_tensors != n)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_tensors", "this op takes %u tensor(s), got n_tensors = %u", n, job->n_tensors);
+    if (get_u16(body + 6) != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved job header bytes must be 0");
+    const uint64_t fixed = VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + (uint64_t)n * VKR_TENSOR_DESC_BYTES;
+    if (body_len < fixed)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "SUBMIT body of %llu bytes is shorter than its %llu-byte descriptors",
+                                   (unsigned long long)body_len, (unsigned long long)fixed);
+
+    const uint8_t *p = body + VKR_JOB_HEADER_BYTES;
+    rc = job->op == VKR_OP_INTERPOLATE ? interp_params_decode(p, &job->interp, err) : grid_params_decode(p, job->op, &job->grid, err);
+    if (rc)
+        return rc;
+    vkr_tensor_desc_t *tensors[VKR_MAX_TENSORS] = {&job->input, &job->aux};
+    uint64_t offset = fixed;
+    for (unsigned k = 0; k < n; k++) {
+        rc = tensor_desc_decode(p + VKR_INTERP_PARAMS_BYTES + k * VKR_TENSOR_DESC_BYTES, body, body_len, offset, max_tensor_bytes,
+                                tensor_names[job->op][k], tensors[k], err);
+        if (rc)
+            return rc;
+        offset += tensors[k]->data_bytes;
+    }
+    if (offset != body_len)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "body_len %llu does not equal %llu descriptor bytes + %llu data bytes",
+                                   (unsigned long long)body_len, (unsigned long long)fixed, (unsigned long long)(offset - fixed));
+    return VKR_OK;
 }
 
 /* ---------------------------------------------------------------- RESULT */
@@ -382,7 +507,11 @@ int vkr_result_decode(const uint8_t *body, uint64_t body_len, vkr_result_t *res,
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "backend_used", "backend_used = %u", res->backend_used);
     if (get_u16(body + 2) != 0 || get_u32(body + 4) != 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved RESULT bytes must be 0");
-    return tensor_desc_decode(body + 8, body, body_len, VKR_RESULT_FIXED_BYTES, body_len, "output", &res->output, err);
+    int rc = tensor_desc_decode(body + 8, body, body_len, VKR_RESULT_FIXED_BYTES, body_len, "output", &res->output, err);
+    if (rc == VKR_OK && body_len - VKR_RESULT_FIXED_BYTES != res->output.data_bytes)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "RESULT body_len %llu does not equal %u + %llu data bytes",
+                                   (unsigned long long)body_len, VKR_RESULT_FIXED_BYTES, (unsigned long long)res->output.data_bytes);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- ERROR */

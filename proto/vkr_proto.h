@@ -88,10 +88,19 @@ typedef struct {
 bool vkr_shape_elements(const int64_t *shape, unsigned rank, uint64_t limit, uint64_t *out);
 
 /* ---------------------------------------------------------------- jobs (SUBMIT) */
-typedef enum { VKR_OP_INTERPOLATE = 1 } vkr_op_t;
+typedef enum {
+    VKR_OP_INTERPOLATE = 1,    /* tensors: input */
+    VKR_OP_GRID_SAMPLE = 2,    /* tensors: input, grid */
+    VKR_OP_AFFINE_GRID = 3,    /* tensors: theta */
+    VKR_OP_AFFINE_SAMPLE = 4,  /* tensors: input, theta (grid_sample of affine_grid, fused) */
+} vkr_op_t;
 
 const char *vkr_proto_mode_name(int mode);          /* "nearest", ...; NULL if unknown */
 int vkr_proto_mode_from_name(const char *name);     /* vkr_mode_t, or 0 if unknown */
+const char *vkr_proto_grid_mode_name(int mode);     /* "bilinear", "nearest", "bicubic"; NULL if unknown */
+int vkr_proto_grid_mode_from_name(const char *name);/* vkr_grid_mode_t, or 0 */
+const char *vkr_proto_padding_name(int padding);    /* "zeros", "border", "reflection"; NULL if unknown */
+int vkr_proto_padding_from_name(const char *name);  /* vkr_padding_t, or 0 */
 const char *vkr_proto_backend_name(int backend);    /* "auto", "vulkan", "cpu"; NULL if unknown */
 int vkr_proto_backend_from_name(const char *name);  /* vkr_backend_id_t, or -1 if unknown */
 
@@ -108,26 +117,43 @@ typedef struct {
     double scale_factor[VKR_MAX_SPATIAL];
 } vkr_interp_params_t;
 
+/* grid_sample / affine_grid / affine_sample arguments (the same 56-byte parameter block). */
+typedef struct {
+    uint16_t mode;                     /* vkr_grid_mode_t (grid_sample, affine_sample) */
+    uint16_t padding_mode;             /* vkr_padding_t (grid_sample, affine_sample) */
+    uint8_t align_corners;             /* vkr_opt_bool_t; unset means False, as in PyTorch */
+    uint8_t n_size;                    /* entries of size: affine_grid 4 or 5; affine_sample 2 or 3 */
+    int64_t size[5];                   /* affine_grid: (N, C, H, W[, D]); affine_sample: output (H, W) / (D, H, W) */
+} vkr_grid_params_t;
+
 #define VKR_JOB_HEADER_BYTES 8u
+#define VKR_MAX_TENSORS 2u
 typedef struct {
     uint16_t op;                       /* vkr_op_t */
     uint16_t backend;                  /* vkr_backend_id_t */
-    uint16_t n_tensors;                /* interpolate: 1 */
-    vkr_interp_params_t interp;
-    vkr_tensor_desc_t input;
+    uint16_t n_tensors;                /* 1 (interpolate, affine_grid) or 2 (grid_sample, affine_sample) */
+    vkr_interp_params_t interp;        /* op == VKR_OP_INTERPOLATE */
+    vkr_grid_params_t grid;            /* the grid ops */
+    vkr_tensor_desc_t input;           /* first tensor: the image; theta for affine_grid */
+    vkr_tensor_desc_t aux;             /* second tensor: the grid, or theta for affine_sample */
 } vkr_job_t;
 
-/* Bytes of a SUBMIT body before the inline tensor data. */
+/* Bytes of a SUBMIT body before the inline tensor data: VKR_SUBMIT_FIXED_BYTES for one tensor,
+ * VKR_SUBMIT_MAX_FIXED_BYTES for two. */
 #define VKR_SUBMIT_FIXED_BYTES (VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + VKR_TENSOR_DESC_BYTES)
+#define VKR_SUBMIT_MAX_FIXED_BYTES (VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + VKR_MAX_TENSORS * VKR_TENSOR_DESC_BYTES)
 
-/* Encode the fixed part of a SUBMIT body (job header, params, descriptor) into out, which holds
- * VKR_SUBMIT_FIXED_BYTES.  job->input.data_offset/data_bytes are filled in by this call; the
- * caller sends the tensor bytes right after.  Returns the body length (fixed + data). */
-uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_FIXED_BYTES]);
+/* Tensors an op takes (0 for an unknown op). */
+unsigned vkr_op_tensors(int op);
+
+/* Encode the fixed part of a SUBMIT body (job header, params, descriptors) into out.  Each
+ * tensor's data_offset/data_bytes are filled in by this call; the caller sends the tensors' bytes
+ * right after, in order.  Returns the body length (fixed + data); *fixed_len gets the fixed part. */
+uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_MAX_FIXED_BYTES], size_t *fixed_len);
 
 /* Decode and validate a SUBMIT body: every enum, reserved byte, rank, extent and length, the
- * exact payload size.  job->input.data points into body.  Argument rules of PyTorch are the
- * planner's (vkr_plan_interpolate).  Returns VKR_OK or a negative code with *err filled. */
+ * exact payload size.  The tensors' data point into body.  Argument rules of PyTorch are the
+ * planner's (vkr_plan_job).  Returns VKR_OK or a negative code with *err filled. */
 int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tensor_bytes,
                       vkr_job_t *job, vkr_error_t *err);
 
@@ -155,6 +181,33 @@ int vkr_plan_interpolate(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_in
 
 /* Output tensor shape of a plan: rank = spatial_rank + 2. */
 void vkr_plan_output_shape(const vkr_interp_plan_t *plan, int64_t shape[VKR_MAX_RANK]);
+
+/* grid_sample / affine_grid / affine_sample after PyTorch's rules (pytorch-semantics.md sec. 8,
+ * 9).  Spatial extents are outer to inner: (H, W) or (D, H, W). */
+typedef struct {
+    int op;                            /* VKR_OP_GRID_SAMPLE, VKR_OP_AFFINE_GRID, VKR_OP_AFFINE_SAMPLE */
+    int mode;                          /* vkr_grid_mode_t */
+    int padding_mode;                  /* vkr_padding_t */
+    bool align_corners;
+    int spatial_rank;                  /* 2 or 3 */
+    int64_t batch, channels;           /* N, C (C of the input; affine_grid: size[1], unused) */
+    int64_t in_size[VKR_MAX_SPATIAL];  /* the input image's extents (grid_sample, affine_sample) */
+    int64_t out_size[VKR_MAX_SPATIAL]; /* the sampled / generated extents */
+    uint64_t in_elements, aux_elements, out_elements;
+} vkr_grid_plan_t;
+
+/* Any job after PyTorch's rules: the op's own plan and the output tensor's shape. */
+typedef struct {
+    int op;
+    vkr_interp_plan_t interp;          /* op == VKR_OP_INTERPOLATE */
+    vkr_grid_plan_t grid;              /* the other ops */
+    unsigned out_rank;
+    int64_t out_shape[VKR_MAX_RANK];
+    uint64_t out_elements;
+} vkr_plan_t;
+
+/* Plan any decoded job (interpolate goes through vkr_plan_interpolate).  Same error contract. */
+int vkr_plan_job(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_plan_t *plan, vkr_error_t *err);
 
 /* ---------------------------------------------------------------- replies */
 #define VKR_RESULT_FIXED_BYTES (8u + VKR_TENSOR_DESC_BYTES)

@@ -33,6 +33,9 @@ typedef enum {
     VKR_MODE_TRILINEAR = 6,
     VKR_MODE_AREA = 7,
 } vkr_mode_t;
+/* grid_sample's mode and padding_mode. */
+typedef enum { VKR_GRID_BILINEAR = 1, VKR_GRID_NEAREST = 2, VKR_GRID_BICUBIC = 3 } vkr_grid_mode_t;
+typedef enum { VKR_PADDING_ZEROS = 1, VKR_PADDING_BORDER = 2, VKR_PADDING_REFLECTION = 3 } vkr_padding_t;
 /* Tri-state for PyTorch's Optional[bool] arguments. */
 typedef enum { VKR_OPT_UNSET = 0, VKR_OPT_FALSE = 1, VKR_OPT_TRUE = 2 } vkr_opt_bool_t;
 

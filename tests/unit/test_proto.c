@@ -87,12 +87,13 @@ static vkr_job_t base_job(int rank, const int64_t *shape)
 
 static body_t encode_job(vkr_job_t *j)
 {
-    uint8_t fixed[VKR_SUBMIT_FIXED_BYTES];
-    uint64_t len = vkr_submit_encode_fixed(j, fixed);
+    uint8_t fixed[VKR_SUBMIT_MAX_FIXED_BYTES];
+    size_t fixed_len;
+    uint64_t len = vkr_submit_encode_fixed(j, fixed, &fixed_len);
     body_t b = {calloc(1, len), len};
-    memcpy(b.bytes, fixed, sizeof fixed);
-    float *data = (float *)(b.bytes + VKR_SUBMIT_FIXED_BYTES);
-    for (uint64_t i = 0; i < (len - VKR_SUBMIT_FIXED_BYTES) / 4; i++)
+    memcpy(b.bytes, fixed, fixed_len);
+    float *data = (float *)(b.bytes + fixed_len);
+    for (uint64_t i = 0; i < (len - fixed_len) / 4; i++)
         data[i] = (float)i;
     return b;
 }
@@ -513,6 +514,132 @@ static void test_replies(void)
     tap_check(vkr_result_decode(rb, len - 4, &ro, &err) == VKR_E_PROTOCOL, "result with missing data refused");
 }
 
+/* ---------------------------------------------------------------- grid ops */
+static vkr_job_t grid_job(int op, int r0, const int64_t *s0, int r1, const int64_t *s1)
+{
+    vkr_job_t j = {.op = (uint16_t)op, .backend = VKR_BACKEND_CPU, .n_tensors = (uint16_t)vkr_op_tensors(op)};
+    j.grid.mode = op == VKR_OP_AFFINE_GRID ? 0 : VKR_GRID_BILINEAR;
+    j.grid.padding_mode = op == VKR_OP_AFFINE_GRID ? 0 : VKR_PADDING_ZEROS;
+    vkr_tensor_desc_t *t[2] = {&j.input, &j.aux};
+    const int64_t *sh[2] = {s0, s1};
+    int rk[2] = {r0, r1};
+    for (int k = 0; k < j.n_tensors; k++) {
+        t[k]->dtype = VKR_DTYPE_F32;
+        t[k]->layout = VKR_LAYOUT_CONTIGUOUS;
+        t[k]->rank = (uint8_t)rk[k];
+        for (int i = 0; i < rk[k]; i++)
+            t[k]->shape[i] = sh[k][i];
+    }
+    return j;
+}
+
+static void expect_job_error(vkr_job_t j, int code, const char *message, const char *what)
+{
+    vkr_plan_t p;
+    vkr_error_t err = {0};
+    int rc = vkr_plan_job(&j, MAX_BYTES, &p, &err);
+    tap_check(rc == code && strcmp(err.message, message) == 0, "plan %s -> %s \"%s\" (got %s \"%s\")", what, vkr_proto_code_name(code), message,
+              vkr_proto_code_name(rc), err.message);
+}
+
+static void test_grid_ops(void)
+{
+    const int64_t x4[4] = {1, 2, 5, 6}, g4[4] = {1, 3, 4, 2}, x5[5] = {1, 2, 3, 4, 5}, g5[5] = {1, 2, 3, 4, 3};
+    vkr_job_t j = grid_job(VKR_OP_GRID_SAMPLE, 4, x4, 4, g4);
+    j.grid.mode = VKR_GRID_BICUBIC;
+    j.grid.padding_mode = VKR_PADDING_REFLECTION;
+    j.grid.align_corners = VKR_OPT_TRUE;
+    body_t b = encode_job(&j);
+    vkr_job_t out;
+    vkr_error_t err;
+    int rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, &out, &err);
+    tap_check(rc == 0 && out.op == VKR_OP_GRID_SAMPLE && out.grid.mode == VKR_GRID_BICUBIC && out.grid.padding_mode == VKR_PADDING_REFLECTION &&
+                  out.input.data_offset == VKR_SUBMIT_MAX_FIXED_BYTES && out.aux.data_offset == VKR_SUBMIT_MAX_FIXED_BYTES + 60 * 4 &&
+                  b.len == VKR_SUBMIT_MAX_FIXED_BYTES + (60 + 24) * 4,
+              "grid_sample job round trip: two tensors back to back (rc %d %s)", rc, rc ? err.message : "");
+    vkr_plan_t p;
+    rc = vkr_plan_job(&out, MAX_BYTES, &p, &err);
+    tap_check(rc == 0 && p.out_rank == 4 && p.out_shape[1] == 2 && p.out_shape[2] == 3 && p.out_shape[3] == 4 && p.grid.align_corners,
+              "grid_sample plan: output (N, C, Ho, Wo) (rc %d)", rc);
+    b.bytes[8] = 4;
+    expect_submit_error(b, VKR_E_VALUE, "mode", "grid_sample mode 4");
+    b = encode_job(&j);
+    b.bytes[10] = 0;
+    expect_submit_error(b, VKR_E_VALUE, "padding_mode", "grid_sample padding_mode 0");
+    b = encode_job(&j);
+    b.bytes[13] = 1;
+    expect_submit_error(b, VKR_E_PROTOCOL, "n_size", "grid_sample with a size");
+    b = encode_job(&j);
+    put64(b.bytes + 136 + 88, 4);
+    expect_submit_error(b, VKR_E_PROTOCOL, "grid.data_offset", "grid data_offset not right after the input's bytes");
+    b = encode_job(&j);
+    b.bytes[4] = 1;
+    expect_submit_error(b, VKR_E_PROTOCOL, "n_tensors", "grid_sample with one tensor");
+
+    const int64_t g4b[4] = {2, 3, 4, 3}, g3[3] = {1, 3, 2}, x3[3] = {1, 2, 5}, x4e[4] = {1, 2, 5, 0}, g5b[5] = {1, 2, 3, 4, 2};
+    expect_job_error(grid_job(VKR_OP_GRID_SAMPLE, 4, x4, 4, g4b), VKR_E_SIZE,
+                     "grid_sampler(): expected grid and input to have same batch size, but got input with sizes [1, 2, 5, 6] and grid with sizes [2, 3, 4, 3]",
+                     "batch mismatch first");
+    expect_job_error(grid_job(VKR_OP_GRID_SAMPLE, 3, x3, 3, g3), VKR_E_SIZE,
+                     "grid_sampler(): expected grid to have size 1 in last dimension, but got grid with sizes [1, 3, 2]", "3-D input");
+    expect_job_error(grid_job(VKR_OP_GRID_SAMPLE, 5, x5, 4, g4), VKR_E_SIZE,
+                     "grid_sampler(): expected grid to have size 3 in last dimension, but got grid with sizes [1, 3, 4, 2]", "5-D input, 4-D grid");
+    expect_job_error(grid_job(VKR_OP_GRID_SAMPLE, 4, x4e, 4, g4), VKR_E_SIZE,
+                     "grid_sampler(): expected input to have non-empty spatial dimensions, but input has sizes [1, 2, 5, 0] with dimension 3 being empty",
+                     "empty W");
+    expect_job_error(grid_job(VKR_OP_GRID_SAMPLE, 4, x4, 5, g5b), VKR_E_SIZE,
+                     "grid_sampler(): expected 4D input and grid with same number of dimensions, but got input with sizes [1, 2, 5, 6] and grid with sizes [1, 2, 3, 4, 2]",
+                     "4-D input, 5-D grid");
+    j = grid_job(VKR_OP_GRID_SAMPLE, 5, x5, 5, g5);
+    j.grid.mode = VKR_GRID_BICUBIC;
+    expect_job_error(j, VKR_E_SIZE, "grid_sampler(): bicubic interpolation only supports 4D input", "bicubic 5-D");
+
+    const int64_t th2[3] = {1, 2, 3};
+    j = grid_job(VKR_OP_AFFINE_GRID, 3, th2, 0, NULL);
+    j.grid.n_size = 4;
+    j.grid.size[0] = 1, j.grid.size[1] = 1, j.grid.size[2] = 4, j.grid.size[3] = 5;
+    rc = vkr_plan_job(&j, MAX_BYTES, &p, &err);
+    tap_check(rc == 0 && p.out_rank == 4 && p.out_shape[0] == 1 && p.out_shape[1] == 4 && p.out_shape[2] == 5 && p.out_shape[3] == 2,
+              "affine_grid plan: output (N, H, W, 2) (rc %d)", rc);
+    vkr_job_t k = j;
+    k.input.shape[1] = 3;
+    expect_job_error(k, VKR_E_VALUE, "Expected a batch of 2D affine matrices of shape Nx2x3 for size [1, 1, 4, 5]. Got torch.Size([1, 3, 3]).",
+                     "theta 1x3x3 for a 4-D size");
+    k = j;
+    k.grid.n_size = 3;
+    k.grid.size[3] = 0;
+    expect_job_error(k, VKR_E_NOT_IMPLEMENTED,
+                     "affine_grid only supports 4D and 5D sizes, for 2D and 3D affine transforms, respectively. Got size [1, 1, 4].", "size of 3");
+    k = j;
+    k.grid.size[2] = 0;
+    expect_job_error(k, VKR_E_VALUE, "Expected non-zero, positive output size. Got [1, 1, 0, 5]", "size with a 0");
+    k = j;
+    k.input.shape[0] = 2;
+    expect_job_error(k, VKR_E_SIZE, "Expected size for first two dimensions of batch2 tensor to be: [1, 3] but got: [2, 3].", "theta batch 2 for N=1");
+    k = j;
+    k.grid.align_corners = VKR_OPT_TRUE;
+    k.grid.size[0] = -1;
+    k.grid.size[2] = 1;
+    k.grid.size[3] = 3;
+    expect_job_error(k, VKR_E_SIZE, "Trying to create tensor with negative dimension -1: [-1, 1, 3, 3]",
+                     "align_corners with a unit extent skips the size check; N=-1 then fails as in torch");
+
+    j = grid_job(VKR_OP_AFFINE_SAMPLE, 4, x4, 3, th2);
+    j.grid.n_size = 2;
+    j.grid.size[0] = 7, j.grid.size[1] = 9;
+    rc = vkr_plan_job(&j, MAX_BYTES, &p, &err);
+    tap_check(rc == 0 && p.out_rank == 4 && p.out_shape[1] == 2 && p.out_shape[2] == 7 && p.out_shape[3] == 9 && p.grid.in_size[1] == 6,
+              "affine_sample plan: output (N, C, 7, 9) (rc %d)", rc);
+    k = j;
+    k.aux.shape[1] = 3, k.aux.shape[2] = 4;
+    expect_job_error(k, VKR_E_VALUE, "Expected a batch of 2D affine matrices of shape Nx2x3 for size [1, 2, 7, 9]. Got torch.Size([1, 3, 4]).",
+                     "affine_sample with a 3-D theta");
+    k = j;
+    k.grid.n_size = 3;
+    k.grid.size[2] = 2;
+    expect_job_error(k, VKR_E_VALUE, "affine_sample: size must give the 2 output spatial extents of a 4D input, got 3 value(s)", "affine_sample size arity");
+}
+
 static void test_names(void)
 {
     bool ok = true;
@@ -530,6 +657,7 @@ int main(void)
     test_plan_rejections();
     test_plan_sizes();
     test_replies();
+    test_grid_ops();
     test_names();
     return tap_done();
 }
