@@ -139,3 +139,34 @@ void vkr_spec_aa_taps(int64_t n, int64_t o, bool align_corners, bool has_scale, 
         xsize_out[i] = (int32_t)xsize;
     }
 }
+
+/* torch.linspace(-1, 1, n)[idx] outside the vector blocks: the two-sided formula. */
+static float linspace_scalar(int64_t n, float step, int64_t idx)
+{
+    if (idx < n / 2)
+        return -1.0f + step * (float)idx;
+    return 1.0f - step * (float)(n - idx - 1);
+}
+
+void vkr_spec_affine_base(int64_t n, bool align_corners, float *out)
+{
+    if (n <= 1) {
+        if (n == 1)
+            out[0] = 0.0f;
+        return;
+    }
+    const float step = 2.0f / (float)(n - 1);
+    const int64_t lanes = 8, vectorised = (n / (2 * lanes)) * (2 * lanes);
+    for (int64_t j = 0; j < vectorised; j += lanes) {
+        float base = linspace_scalar(n, step, j);
+        out[j] = base;
+        out[j + 1] = base + step;
+        for (int64_t k = 2; k < lanes; k++)
+            out[j + k] = base + (float)k * step;
+    }
+    for (int64_t idx = vectorised; idx < n; idx++)
+        out[idx] = linspace_scalar(n, step, idx);
+    if (!align_corners)
+        for (int64_t i = 0; i < n; i++)
+            out[i] = out[i] * (float)(n - 1) / (float)n;
+}

@@ -42,4 +42,9 @@ int vkr_spec_aa_max_taps(int64_t n, int64_t o, bool align_corners, bool has_scal
 void vkr_spec_aa_taps(int64_t n, int64_t o, bool align_corners, bool has_scale, double scale, bool bicubic, int max_taps,
                       int32_t *xmin, int32_t *xsize, float *weights);
 
+/* affine_grid's base coordinates of an axis of n points (sec. 9): torch 1.13's CPU linspace(-1, 1,
+ * n) (symmetric formula, 16-element vector blocks of base + k*step lanes) and, without
+ * align_corners, the pixel centres f32(f32(r * (n-1)) / n).  n == 1 gives 0. */
+void vkr_spec_affine_base(int64_t n, bool align_corners, float *out);
+
 #endif

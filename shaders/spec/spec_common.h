@@ -14,10 +14,20 @@
 #define SPEC_FLOORF(x) floor(x)
 #define SPEC_REAL float          /* host-only maps run in double on the CPU, float on a GPU */
 #define SPEC_REAL_OF(x) float(x)
+#define SPEC_UINT uint
+#define SPEC_UINT_OF(x) uint(x)
+#define SPEC_TRUNCF(x) trunc(x)
+#define SPEC_ROUND_EVEN(x) roundEven(x)
+#define SPEC_FABSF(x) abs(x)
+#define SPEC_INT_MIN int(0x80000000u)
+#define spec_float_bits(x) floatBitsToUint(x)
+#define spec_bits_float(u) uintBitsToFloat(u)
 #else
 /* ---- C11 ---- */
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
 #define SPEC_FN static inline
 #define SPEC_PRECISE             /* C side is built with -ffp-contract=off */
 #define SPEC_FLOAT(x) ((float)(x))
@@ -25,6 +35,24 @@
 #define SPEC_FLOORF(x) floorf(x)
 #define SPEC_REAL double
 #define SPEC_REAL_OF(x) ((double)(x))
+#define SPEC_UINT uint32_t
+#define SPEC_UINT_OF(x) ((uint32_t)(x))
+#define SPEC_TRUNCF(x) truncf(x)
+#define SPEC_ROUND_EVEN(x) rintf(x)        /* the default rounding mode: half to even */
+#define SPEC_FABSF(x) fabsf(x)
+#define SPEC_INT_MIN INT32_MIN
+static inline uint32_t spec_float_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+static inline float spec_bits_float(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 #endif
 
 #endif /* VKR_SPEC_COMMON_H */

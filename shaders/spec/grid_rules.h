@@ -1,0 +1,316 @@
+/* Kernel spec for F.grid_sample and F.affine_grid (pytorch-semantics.md sec. 8, 9): unnormalize,
+ * clip, reflect, the nearest rounding, the bilinear / bicubic weights and their summation order,
+ * and the affine map.  Common subset of C11 and GLSL 450; included by the grid shaders and the CPU
+ * backend, and the only code that turns a grid value into a source coordinate.
+ *
+ * 2-D follows PyTorch 1.13's 2-D CPU kernel (its vectorised formulas, ATEN_CPU_CAPABILITY=default),
+ * 3-D its scalar 3-D kernel, except where the README's rules say otherwise:
+ *  - nearest rounds half to even in 2-D and 3-D (PyTorch >= 2.1; 1.13's 3-D rounds half away);
+ *  - a grid point with a NaN or infinite component yields NaN in every channel, whatever the mode
+ *    and padding, and reads nothing (PyTorch's own results differ by kernel, sec. 8.7);
+ *  - a coordinate that becomes NaN after padding (only reachable when unnormalizing a finite
+ *    grid value overflows float) clips to 0.
+ *
+ * The includer provides the element read: define SPEC_GS_PARAM (a leading parameter with its
+ * comma, or nothing), SPEC_GS_ARG (the matching argument) and SPEC_GS_LOAD(i) (element i of the
+ * current plane, row-major (D,) H, W) before including; the C default reads a float pointer. */
+#ifndef VKR_SPEC_GRID_RULES_H
+#define VKR_SPEC_GRID_RULES_H
+
+#include "spec_common.h"
+#include "interp_rules.h"
+
+#ifndef SPEC_GS_LOAD
+#define SPEC_GS_PARAM const float *spec_gs_src,
+#define SPEC_GS_ARG spec_gs_src,
+#define SPEC_GS_LOAD(i) spec_gs_src[i]
+#endif
+
+/* Mode and padding ids, as on the wire (vkresample_types.h). */
+#define SPEC_GS_BILINEAR 1
+#define SPEC_GS_NEAREST 2
+#define SPEC_GS_BICUBIC 3
+#define SPEC_PAD_ZEROS 1
+#define SPEC_PAD_BORDER 2
+#define SPEC_PAD_REFLECTION 3
+
+/* Bit-level tests: exact on every driver, whatever it assumes about NaN and inf in arithmetic. */
+SPEC_FN bool spec_is_nan(float x) { return (spec_float_bits(x) & 0x7fffffffu) > 0x7f800000u; }
+SPEC_FN bool spec_is_finite(float x) { return (spec_float_bits(x) & 0x7f800000u) != 0x7f800000u; }
+SPEC_FN float spec_nan(void) { return spec_bits_float(0x7fc00000u); }
+
+/* a / b rounded to nearest, for finite a >= 0 and b > 0.  IEEE division on the CPU; on a GPU,
+ * whose division may be a few ULP off, the quotient is corrected with exact fma residuals (the
+ * reflections below floor or truncate it, so one ULP can move a result by a whole fold). */
+SPEC_FN float spec_div_rn(float a, float b)
+{
+#ifdef VULKAN
+    precise float q = a / b;
+    if (a == 0.0 || !spec_is_finite(q))
+        return q;
+    for (int i = 0; i < 4; i++) {
+        precise float lo = spec_bits_float(spec_float_bits(q) - 1u);
+        precise float hi = spec_bits_float(spec_float_bits(q) + 1u);
+        precise float r = abs(fma(-q, b, a));
+        precise float rlo = abs(fma(-lo, b, a));
+        precise float rhi = abs(fma(-hi, b, a));
+        bool odd = (spec_float_bits(q) & 1u) != 0u;
+        if (rlo < r || (rlo == r && odd))
+            q = lo;
+        else if (rhi < r || (rhi == r && odd))
+            q = hi;
+        else
+            break;
+    }
+    return q;
+#else
+    return a / b;
+#endif
+}
+
+/* fmodf(a, span) exactly, for finite a >= 0 and a normal span > 0: subtract span * 2^k, the
+ * largest such multiple not above the remainder, until it is below span (each step is exact). */
+SPEC_FN float spec_fmod_positive(float a, float span)
+{
+    if (!spec_is_finite(a))
+        return spec_nan();
+    SPEC_UINT sb = spec_float_bits(span);
+    float r = a;
+    while (r >= span) {
+        SPEC_UINT rb = spec_float_bits(r);
+        int k = SPEC_INT(rb >> 23) - SPEC_INT(sb >> 23);
+        if ((sb & 0x7fffffu) > (rb & 0x7fffffu))
+            k = k - 1;
+        float s = spec_bits_float(sb + SPEC_UINT_OF(k) * 0x800000u);
+        SPEC_PRECISE float d = r - s;
+        r = d;
+    }
+    return r;
+}
+
+/* Grid value in [-1, 1] to a pixel coordinate (sec. 8.2): corners map to pixel centres with
+ * align_corners, else to the outer pixel edges.  Halving is exact, so the 2-D kernel's
+ * (g+1)*f32(W/2) - 0.5 and the scalar ((g+1)*W - 1)/2 are the same value. */
+SPEC_FN float spec_gs_unnormalize(float g, int size, bool align_corners)
+{
+    SPEC_PRECISE float r;
+    if (align_corners) {
+        r = (g + 1.0f) * (SPEC_FLOAT(size - 1) * 0.5f);
+    } else {
+        r = (g + 1.0f) * (SPEC_FLOAT(size) * 0.5f);
+        r = r - 0.5f;
+    }
+    return r;
+}
+
+/* border padding: clip to [0, size-1]. */
+SPEC_FN float spec_gs_clip(float c, int size)
+{
+    if (spec_is_nan(c))
+        return 0.0f;
+    float hi = SPEC_FLOAT(size - 1);
+    float r = c > 0.0f ? c : 0.0f;
+    return r < hi ? r : hi;
+}
+
+/* reflection, 2-D kernel form (sec. 8.3): a = |c - low|; f = trunc(a / S2); extra = a - f*S2;
+ * min(extra, S2 - extra) + low, with S2 = 2(size-1), low = 0 (align_corners) or S2 = 2 size,
+ * low = -0.5. */
+SPEC_FN float spec_gs_reflect_2d(float c, int size, bool align_corners)
+{
+    if (align_corners && size <= 1)
+        return 0.0f;
+    float span2 = align_corners ? SPEC_FLOAT(size - 1) * 2.0f : SPEC_FLOAT(size) * 2.0f;
+    float low = align_corners ? 0.0f : -0.5f;
+    SPEC_PRECISE float a = SPEC_FABSF(c - low);
+    SPEC_PRECISE float f = SPEC_TRUNCF(spec_div_rn(a, span2));
+    SPEC_PRECISE float extra = a - f * span2;
+    SPEC_PRECISE float other = span2 - extra;
+    SPEC_PRECISE float r = (extra < other ? extra : other) + low;
+    return r;
+}
+
+/* reflection, scalar form of the 3-D kernel (GridSampler.h reflect_coordinates): fmod and the
+ * parity of floor(a / span).  PyTorch converts that floor to int: beyond int range x86 gives
+ * INT_MIN, which is even, and every float of 2^24 or more is even too. */
+SPEC_FN float spec_gs_reflect_3d(float c, int size, bool align_corners)
+{
+    int twice_low = align_corners ? 0 : -1;
+    int twice_high = align_corners ? 2 * (size - 1) : 2 * size - 1;
+    if (twice_low == twice_high)
+        return 0.0f;
+    float mn = SPEC_FLOAT(twice_low) * 0.5f;
+    float span = SPEC_FLOAT(twice_high - twice_low) * 0.5f;
+    SPEC_PRECISE float a = SPEC_FABSF(c - mn);
+    float extra = spec_fmod_positive(a, span);
+    float q = spec_is_finite(a) ? SPEC_FLOORF(spec_div_rn(a, span)) : a;
+    bool odd = spec_is_finite(q) && q < 16777216.0f && (SPEC_INT(q) & 1) != 0;
+    SPEC_PRECISE float r = odd ? (span - extra) + mn : extra + mn;
+    return r;
+}
+
+/* padding_mode applied to a coordinate: 2-D (vectorised kernel) and 3-D (scalar kernel) forms. */
+SPEC_FN float spec_gs_pad_2d(float c, int size, int padding, bool align_corners)
+{
+    if (padding == SPEC_PAD_BORDER)
+        return spec_gs_clip(c, size);
+    if (padding == SPEC_PAD_REFLECTION)
+        return spec_gs_clip(spec_gs_reflect_2d(c, size, align_corners), size);
+    return c;
+}
+
+SPEC_FN float spec_gs_pad_3d(float c, int size, int padding, bool align_corners)
+{
+    if (padding == SPEC_PAD_BORDER)
+        return spec_gs_clip(c, size);
+    if (padding == SPEC_PAD_REFLECTION)
+        return spec_gs_clip(spec_gs_reflect_3d(c, size, align_corners), size);
+    return c;
+}
+
+/* Coordinate to index, truncating; NaN, inf and values outside int range give INT_MIN (x86's
+ * cvttps2dq), which every bounds check then rejects. */
+SPEC_FN int spec_gs_index(float c)
+{
+    if (!spec_is_finite(c) || !(SPEC_FABSF(c) < 2147483648.0f))
+        return SPEC_INT_MIN;
+    return SPEC_INT(c);
+}
+
+SPEC_FN float spec_gs_load_2d(SPEC_GS_PARAM int H, int W, int iy, int ix)
+{
+    return (ix >= 0 && ix < W && iy >= 0 && iy < H) ? SPEC_GS_LOAD(iy * W + ix) : 0.0f;
+}
+
+SPEC_FN bool spec_gs_inside_3d(int D, int H, int W, int iz, int iy, int ix)
+{
+    return ix >= 0 && ix < W && iy >= 0 && iy < H && iz >= 0 && iz < D;
+}
+
+/* Bilinear weight of corner k (0 nw, 1 ne, 2 sw, 3 se) from the fractions fx, fy (sec. 8.4). */
+SPEC_FN float spec_gs_bilinear_weight(float fx, float fy, int k)
+{
+    SPEC_PRECISE float e = 1.0f - fx;
+    SPEC_PRECISE float s = 1.0f - fy;
+    SPEC_PRECISE float w = k == 0 ? s * e : k == 1 ? s * fx : k == 2 ? fy * e : fy * fx;
+    return w;
+}
+
+/* grid_sample's cubic coefficients (sec. 8.5): c3 uses 2 - t, not (1 - t) + 1 as upsample does. */
+SPEC_FN float spec_gs_cubic_coeff(float t, int k)
+{
+    if (k == 0)
+        return spec_cubic_cc2(t + 1.0f);
+    if (k == 1)
+        return spec_cubic_cc1(t);
+    if (k == 2)
+        return spec_cubic_cc1(1.0f - t);
+    return spec_cubic_cc2(2.0f - t);
+}
+
+/* One output value of 2-D grid_sample for one channel plane of H x W. */
+SPEC_FN float spec_grid_sample_2d(SPEC_GS_PARAM int H, int W, float gx, float gy, int mode, int padding, bool align_corners)
+{
+    if (!spec_is_finite(gx) || !spec_is_finite(gy))
+        return spec_nan();
+    float x = spec_gs_unnormalize(gx, W, align_corners);
+    float y = spec_gs_unnormalize(gy, H, align_corners);
+    if (mode == SPEC_GS_BICUBIC) {                    /* padding applies to each of the 16 taps */
+        SPEC_PRECISE float ix = SPEC_FLOORF(x);
+        SPEC_PRECISE float iy = SPEC_FLOORF(y);
+        SPEC_PRECISE float tx = x - ix;
+        SPEC_PRECISE float ty = y - iy;
+        float acc = 0.0f;
+        for (int i = 0; i < 4; i++) {
+            SPEC_PRECISE float cy = iy + SPEC_FLOAT(i - 1);
+            int yy = spec_gs_index(spec_gs_pad_2d(cy, H, padding, align_corners));
+            float row = 0.0f;
+            for (int j = 0; j < 4; j++) {
+                SPEC_PRECISE float cx = ix + SPEC_FLOAT(j - 1);
+                int xx = spec_gs_index(spec_gs_pad_2d(cx, W, padding, align_corners));
+                float v = spec_gs_load_2d(SPEC_GS_ARG H, W, yy, xx);
+                float c = spec_gs_cubic_coeff(tx, j);
+                row = j == 0 ? spec_mul(v, c) : spec_madd(row, v, c);
+            }
+            float c = spec_gs_cubic_coeff(ty, i);
+            acc = i == 0 ? spec_mul(row, c) : spec_madd(acc, row, c);
+        }
+        return acc;
+    }
+    x = spec_gs_pad_2d(x, W, padding, align_corners);
+    y = spec_gs_pad_2d(y, H, padding, align_corners);
+    if (mode == SPEC_GS_NEAREST)
+        return spec_gs_load_2d(SPEC_GS_ARG H, W, spec_gs_index(SPEC_ROUND_EVEN(y)), spec_gs_index(SPEC_ROUND_EVEN(x)));
+    SPEC_PRECISE float xw = SPEC_FLOORF(x);
+    SPEC_PRECISE float yn = SPEC_FLOORF(y);
+    SPEC_PRECISE float fx = x - xw;
+    SPEC_PRECISE float fy = y - yn;
+    int ix = spec_gs_index(xw);
+    int iy = spec_gs_index(yn);
+    float acc = spec_mul(spec_gs_load_2d(SPEC_GS_ARG H, W, iy, ix), spec_gs_bilinear_weight(fx, fy, 0));
+    acc = spec_madd(acc, spec_gs_load_2d(SPEC_GS_ARG H, W, iy, ix + 1), spec_gs_bilinear_weight(fx, fy, 1));
+    acc = spec_madd(acc, spec_gs_load_2d(SPEC_GS_ARG H, W, iy + 1, ix), spec_gs_bilinear_weight(fx, fy, 2));
+    acc = spec_madd(acc, spec_gs_load_2d(SPEC_GS_ARG H, W, iy + 1, ix + 1), spec_gs_bilinear_weight(fx, fy, 3));
+    return acc;
+}
+
+/* One output value of 3-D grid_sample (bilinear or nearest) for one channel volume D x H x W.
+ * Bilinear weights are products of distances to the opposite corner; corners outside the
+ * volume are skipped, not multiplied by 0 (sec. 8.4). */
+SPEC_FN float spec_grid_sample_3d(SPEC_GS_PARAM int D, int H, int W, float gx, float gy, float gz, int mode, int padding,
+                                  bool align_corners)
+{
+    if (!spec_is_finite(gx) || !spec_is_finite(gy) || !spec_is_finite(gz))
+        return spec_nan();
+    float x = spec_gs_pad_3d(spec_gs_unnormalize(gx, W, align_corners), W, padding, align_corners);
+    float y = spec_gs_pad_3d(spec_gs_unnormalize(gy, H, align_corners), H, padding, align_corners);
+    float z = spec_gs_pad_3d(spec_gs_unnormalize(gz, D, align_corners), D, padding, align_corners);
+    if (mode == SPEC_GS_NEAREST) {
+        int ix = spec_gs_index(SPEC_ROUND_EVEN(x)), iy = spec_gs_index(SPEC_ROUND_EVEN(y)), iz = spec_gs_index(SPEC_ROUND_EVEN(z));
+        return spec_gs_inside_3d(D, H, W, iz, iy, ix) ? SPEC_GS_LOAD((iz * H + iy) * W + ix) : 0.0f;
+    }
+    SPEC_PRECISE float x0 = SPEC_FLOORF(x);
+    SPEC_PRECISE float y0 = SPEC_FLOORF(y);
+    SPEC_PRECISE float z0 = SPEC_FLOORF(z);
+    SPEC_PRECISE float x1 = x0 + 1.0f;
+    SPEC_PRECISE float y1 = y0 + 1.0f;
+    SPEC_PRECISE float z1 = z0 + 1.0f;
+    int ix = spec_gs_index(x0), iy = spec_gs_index(y0), iz = spec_gs_index(z0);
+    float acc = 0.0f;
+    for (int k = 0; k < 8; k++) {                     /* tnw, tne, tsw, tse, bnw, bne, bsw, bse */
+        int dx = k & 1, dy = (k >> 1) & 1, dz = k >> 2;
+        if (!spec_gs_inside_3d(D, H, W, iz + dz, iy + dy, ix + dx))
+            continue;
+        SPEC_PRECISE float wx = dx != 0 ? x - x0 : x1 - x;
+        SPEC_PRECISE float wy = dy != 0 ? y - y0 : y1 - y;
+        SPEC_PRECISE float wz = dz != 0 ? z - z0 : z1 - z;
+        SPEC_PRECISE float w = wx * wy;
+        w = w * wz;
+        acc = spec_madd(acc, SPEC_GS_LOAD(((iz + dz) * H + iy + dy) * W + ix + dx), w);
+    }
+    return acc;
+}
+
+/* affine_grid's point (sec. 9), left to right as torch's bmm computes it:
+ * 2-D ((x t0 + y t1) + t2), 3-D (((x t0 + y t1) + z t2) + t3); x, y, z from the host's base tables. */
+SPEC_FN float spec_affine_2d(float x, float y, float t0, float t1, float t2)
+{
+    SPEC_PRECISE float a = x * t0;
+    SPEC_PRECISE float b = y * t1;
+    SPEC_PRECISE float r = a + b;
+    r = r + t2;
+    return r;
+}
+
+SPEC_FN float spec_affine_3d(float x, float y, float z, float t0, float t1, float t2, float t3)
+{
+    SPEC_PRECISE float a = x * t0;
+    SPEC_PRECISE float b = y * t1;
+    SPEC_PRECISE float c = z * t2;
+    SPEC_PRECISE float r = a + b;
+    r = r + c;
+    r = r + t3;
+    return r;
+}
+
+#endif /* VKR_SPEC_GRID_RULES_H */
