@@ -1,13 +1,15 @@
-/* The CPU backend: F.interpolate on the host, bit-exact with PyTorch 1.13's portable kernels.  It
- * computes no coordinate of its own: every index and weight comes from the kernel spec's per-axis
- * tables (shaders/spec/axis_tables.c), and every sum is the spec's (spec_lerp, spec_madd,
- * spec_area_mean), in PyTorch's order: W innermost, then H, then D. */
+/* The CPU backend: F.interpolate, grid_sample and affine_grid on the host, bit-exact with PyTorch
+ * 1.13's portable kernels (within the README's rules).  It computes no coordinate of its own:
+ * every index and weight comes from the kernel spec (shaders/spec/): per-axis tables for
+ * interpolate and affine_grid, the per-point grid rules for grid_sample, and the spec's sums in
+ * PyTorch's order. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "spec/axis_tables.h"
 #include "spec/cascade_sum.h"
+#include "spec/grid_rules.h"
 #include "spec/interp_rules.h"
 
 typedef enum { FAMILY_NEAREST, FAMILY_LINEAR, FAMILY_CUBIC, FAMILY_AREA, FAMILY_ANTIALIAS } family_t;
@@ -276,6 +278,88 @@ static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, c
     return rc;
 }
 
+/* ---------------------------------------------------------------- grid ops */
+/* affine_grid's base tables, one per spatial axis (outer to inner), in one block. */
+static int affine_bases(const vkr_grid_plan_t *plan, float *base[3], vkr_error_t *err)
+{
+    int64_t total = 0;
+    for (int d = 0; d < plan->spatial_rank; d++)
+        total += plan->out_size[d];
+    float *block = malloc((size_t)(total ? total : 1) * sizeof(float));
+    if (!block)
+        return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for affine_grid's base coordinates");
+    for (int d = 0; d < plan->spatial_rank; d++) {
+        base[d] = d ? base[d - 1] + plan->out_size[d - 1] : block;
+        vkr_spec_affine_base(plan->out_size[d], plan->align_corners, base[d]);
+    }
+    return VKR_OK;
+}
+
+/* The sampling point of output position p (flattened over the output extents) of batch n:
+ * from the grid tensor, or from theta and the base tables (affine_sample, affine_grid). */
+static void grid_point(const vkr_grid_plan_t *plan, const float *coords, float *const base[3], int64_t n, int64_t p, int64_t points,
+                       float g[3])
+{
+    const int sr = plan->spatial_rank;
+    if (plan->op == VKR_OP_GRID_SAMPLE) {
+        const float *q = coords + (n * points + p) * sr;
+        for (int k = 0; k < sr; k++)
+            g[k] = q[k];
+        return;
+    }
+    const float *t = coords + n * sr * (sr + 1);   /* theta[n]: sr rows of sr + 1 */
+    const int64_t W = plan->out_size[sr - 1], H = plan->out_size[sr - 2];
+    const float x = base[sr - 1][p % W], y = base[sr - 2][(p / W) % H];
+    if (sr == 2) {
+        for (int k = 0; k < 2; k++)
+            g[k] = spec_affine_2d(x, y, t[3 * k], t[3 * k + 1], t[3 * k + 2]);
+    } else {
+        const float z = base[0][p / (W * H)];
+        for (int k = 0; k < 3; k++)
+            g[k] = spec_affine_3d(x, y, z, t[4 * k], t[4 * k + 1], t[4 * k + 2], t[4 * k + 3]);
+    }
+}
+
+static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float *image, const float *coords, float *out,
+                    vkr_error_t *err)
+{
+    (void)self;
+    if (plan->out_elements == 0)
+        return VKR_OK;
+    const int sr = plan->spatial_rank;
+    float *base[3] = {NULL, NULL, NULL};
+    if (plan->op != VKR_OP_GRID_SAMPLE) {
+        int rc = affine_bases(plan, base, err);
+        if (rc)
+            return rc;
+    }
+    int64_t points = 1, in_plane = 1;
+    for (int d = 0; d < sr; d++) {
+        points *= plan->out_size[d];
+        in_plane *= plan->in_size[d];
+    }
+    const int D = sr == 3 ? (int)plan->in_size[0] : 1, H = (int)plan->in_size[sr - 2], W = (int)plan->in_size[sr - 1];
+    for (int64_t n = 0; n < plan->batch; n++) {
+        for (int64_t p = 0; p < points; p++) {
+            float g[3];
+            grid_point(plan, coords, base, n, p, points, g);
+            if (plan->op == VKR_OP_AFFINE_GRID) {
+                for (int k = 0; k < sr; k++)
+                    out[(n * points + p) * sr + k] = g[k];
+                continue;
+            }
+            for (int64_t c = 0; c < plan->channels; c++) {
+                const float *src = image + (n * plan->channels + c) * in_plane;
+                out[(n * plan->channels + c) * points + p] =
+                    sr == 2 ? spec_grid_sample_2d(src, H, W, g[0], g[1], plan->mode, plan->padding_mode, plan->align_corners)
+                            : spec_grid_sample_3d(src, D, H, W, g[0], g[1], g[2], plan->mode, plan->padding_mode, plan->align_corners);
+            }
+        }
+    }
+    free(base[0]);
+    return VKR_OK;
+}
+
 static unsigned cpu_validation_messages(vkr_backend_s *self)
 {
     (void)self;
@@ -292,6 +376,7 @@ int vkr__backend_cpu_create(vkr_backend_s **out, vkr_error_t *err)
     b->name = "cpu";
     strcpy(b->device_name, "cpu");
     b->interpolate = cpu_interpolate;
+    b->grid = cpu_grid;
     b->validation_messages = cpu_validation_messages;
     b->destroy = cpu_destroy;
     *out = b;

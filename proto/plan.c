@@ -391,6 +391,12 @@ static int plan_grid(const vkr_job_t *job, uint64_t max_tensor_bytes, vkr_plan_t
                                    (unsigned long long)max_tensor_bytes);
     }
     g->out_elements = plan->out_elements;
+    int64_t plane = 1;
+    for (int d = 0; d < g->spatial_rank && image; d++)
+        plane *= g->in_size[d];
+    if (plane > VKR_MAX_DIM_EXTENT)
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape", "one input plane of %lld elements is over the limit of %lld",
+                                   (long long)plane, (long long)VKR_MAX_DIM_EXTENT);
     (void)vkr_shape_elements(in->shape, in->rank, UINT64_MAX, &g->in_elements);
     if (job->n_tensors > 1)
         (void)vkr_shape_elements(job->aux.shape, job->aux.rank, UINT64_MAX, &g->aux_elements);
