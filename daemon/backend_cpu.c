@@ -111,85 +111,189 @@ static int tables_build(const vkr_interp_plan_t *plan, family_t f, axis_tables_t
     return VKR_OK;
 }
 
+/* Work is split over (plane, block of output rows) tasks across OpenMP's threads; each task
+ * keeps the intermediate rows it computed (a W-pass row of an input row, or a whole H x W slice
+ * for trilinear) and reuses them for the next output row.  Every output element still gets
+ * exactly PyTorch's operations in PyTorch's order: an intermediate is the same value whichever
+ * output row first asks for it. */
+#define ROWS_PER_TASK 32
+
+static int64_t tasks_for(int64_t planes, int64_t rows, int64_t *chunks)
+{
+    *chunks = (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    return planes * *chunks;
+}
+
 /* ---------------------------------------------------------------- nearest */
 static void run_nearest(const axis_tables_t *t, int64_t planes, const float *in, float *out)
 {
-    const int64_t in_plane = t->in[0] * t->in[1] * t->in[2];
-    for (int64_t p = 0; p < planes; p++) {
-        const float *src = in + p * in_plane;
-        for (int64_t od = 0; od < t->out[0]; od++) {
-            const float *sd = src + (int64_t)t->idx[0][od] * t->in[1] * t->in[2];
-            for (int64_t oh = 0; oh < t->out[1]; oh++) {
-                const float *row = sd + (int64_t)t->idx[1][oh] * t->in[2];
-                const int32_t *iw = t->idx[2];
-                for (int64_t ow = 0; ow < t->out[2]; ow++)
-                    *out++ = row[iw[ow]];
-            }
-        }
+    const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, in_plane = t->in[0] * in_hw;
+    const int64_t rows = t->out[0] * t->out[1], ow_n = t->out[2];
+    const int32_t *id = t->idx[0], *ih = t->idx[1], *iw = t->idx[2];
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < planes * rows; r++) {
+        const int64_t p = r / rows, od = (r % rows) / t->out[1], oh = r % t->out[1];
+        const float *row = in + p * in_plane + (int64_t)id[od] * in_hw + (int64_t)ih[oh] * in_w;
+        float *dst = out + r * ow_n;
+        for (int64_t ow = 0; ow < ow_n; ow++)
+            dst[ow] = row[iw[ow]];
     }
 }
 
 /* ---------------------------------------------------------------- linear family */
-/* W step of the separable recursion for one input row. */
-static inline float lerp_w(const float *row, const vkr_linear_taps_t *w, int64_t ow)
+/* The W step of one input row into dst[0..ow_n). */
+static void lerp_row_w(const float *row, const vkr_linear_taps_t *w, int64_t ow_n, float *dst)
 {
-    return spec_lerp(row[w->i0[ow]], row[w->i1[ow]], w->l0[ow], w->l1[ow]);
+    for (int64_t ow = 0; ow < ow_n; ow++)
+        dst[ow] = spec_lerp(row[w->i0[ow]], row[w->i1[ow]], w->l0[ow], w->l1[ow]);
 }
 
-/* H step over one (D-slice) plane: lerp_h(lerp_w(row h0), lerp_w(row h1)). */
-static inline float lerp_hw(const float *slice, int64_t in_w, const vkr_linear_taps_t *h, const vkr_linear_taps_t *w,
-                            int64_t oh, int64_t ow)
+/* A cache of intermediate rows (or slices) keyed by their source index. */
+typedef struct {
+    float *buf;
+    int64_t len;          /* floats per entry */
+    int32_t key[4];
+    int next;
+} row_cache_t;
+
+/* The entry for source index k, computing it with fill(k, dst, ctx) when absent. */
+static const float *cache_get(row_cache_t *c, int slots, int32_t k, void (*fill)(int32_t, float *, const void *), const void *ctx)
 {
-    float t0 = lerp_w(slice + h->i0[oh] * in_w, w, ow);
-    float t1 = lerp_w(slice + h->i1[oh] * in_w, w, ow);
-    return spec_lerp(t0, t1, h->l0[oh], h->l1[oh]);
+    for (int i = 0; i < slots; i++)
+        if (c->key[i] == k)
+            return c->buf + i * c->len;
+    int i = c->next;
+    c->next = (c->next + 1) % slots;
+    c->key[i] = k;
+    fill(k, c->buf + i * c->len, ctx);
+    return c->buf + i * c->len;
 }
 
-static void run_linear(const axis_tables_t *t, int spatial_rank, int64_t planes, const float *in, float *out)
+typedef struct {
+    const float *plane;   /* input plane (or D-slice) */
+    int64_t in_w, in_hw;
+    const axis_tables_t *t;
+} fill_ctx_t;
+
+static void fill_w_row(int32_t h, float *dst, const void *ctx)
 {
-    const int64_t in_w = t->in[2], in_hw = t->in[1] * t->in[2], in_plane = t->in[0] * in_hw;
-    const vkr_linear_taps_t *d = &t->lin[0], *h = &t->lin[1], *w = &t->lin[2];
-    for (int64_t p = 0; p < planes; p++) {
-        const float *src = in + p * in_plane;
-        for (int64_t od = 0; od < t->out[0]; od++)
-            for (int64_t oh = 0; oh < t->out[1]; oh++)
-                for (int64_t ow = 0; ow < t->out[2]; ow++) {
-                    float v;
-                    if (spatial_rank == 1)
-                        v = lerp_w(src, w, ow);
-                    else if (spatial_rank == 2)
-                        v = lerp_hw(src, in_w, h, w, oh, ow);
-                    else
-                        v = spec_lerp(lerp_hw(src + d->i0[od] * in_hw, in_w, h, w, oh, ow),
-                                      lerp_hw(src + d->i1[od] * in_hw, in_w, h, w, oh, ow), d->l0[od], d->l1[od]);
-                    *out++ = v;
-                }
+    const fill_ctx_t *f = ctx;
+    lerp_row_w(f->plane + h * f->in_w, &f->t->lin[2], f->t->out[2], dst);
+}
+
+/* One output row of the 2-D step: lerp_h(W-row h0, W-row h1). */
+static void lerp_row_h(const float *r0, const float *r1, float l0, float l1, int64_t n, float *dst)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = spec_lerp(r0[i], r1[i], l0, l1);
+}
+
+/* A whole H x W output slice of the 2-D step for input slice d (used by trilinear). */
+static void fill_hw_slice(int32_t d, float *dst, const void *ctx)
+{
+    const fill_ctx_t *f = ctx;
+    const axis_tables_t *t = f->t;
+    const int64_t ow_n = t->out[2];
+    fill_ctx_t rows = {f->plane + d * f->in_hw, f->in_w, f->in_hw, t};
+    float *r = dst + t->out[1] * ow_n;              /* two W-rows of scratch after the slice */
+    row_cache_t c = {r, ow_n, {-1, -1, -1, -1}, 0};
+    for (int64_t oh = 0; oh < t->out[1]; oh++) {
+        const float *a = cache_get(&c, 2, t->lin[1].i0[oh], fill_w_row, &rows);
+        const float *b = cache_get(&c, 2, t->lin[1].i1[oh], fill_w_row, &rows);
+        lerp_row_h(a, b, t->lin[1].l0[oh], t->lin[1].l1[oh], ow_n, dst + oh * ow_n);
     }
+}
+
+static int run_linear(const axis_tables_t *t, int spatial_rank, int64_t planes, const float *in, float *out, vkr_error_t *err)
+{
+    const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, in_plane = t->in[0] * in_hw;
+    const int64_t ow_n = t->out[2], oh_n = t->out[1], slice = oh_n * ow_n;
+    const int64_t outer = spatial_rank == 3 ? t->out[0] : oh_n;   /* rows a task walks */
+    int64_t chunks, tasks = tasks_for(planes, outer, &chunks);
+    const int64_t scratch = spatial_rank == 3 ? 2 * (slice + 2 * ow_n) : 2 * ow_n;
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    {
+        float *buf = malloc((size_t)scratch * sizeof(float));
+        failed = buf == NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < tasks; task++) {
+            if (!buf)
+                continue;
+            const int64_t p = task / chunks, first = (task % chunks) * ROWS_PER_TASK;
+            const int64_t last = first + ROWS_PER_TASK < outer ? first + ROWS_PER_TASK : outer;
+            const float *src = in + p * in_plane;
+            float *dst = out + p * t->out[0] * slice;
+            fill_ctx_t ctx = {src, in_w, in_hw, t};
+            if (spatial_rank == 1) {
+                lerp_row_w(src, &t->lin[2], ow_n, dst);
+            } else if (spatial_rank == 2) {
+                row_cache_t c = {buf, ow_n, {-1, -1, -1, -1}, 0};
+                for (int64_t oh = first; oh < last; oh++) {
+                    const float *a = cache_get(&c, 2, t->lin[1].i0[oh], fill_w_row, &ctx);
+                    const float *b = cache_get(&c, 2, t->lin[1].i1[oh], fill_w_row, &ctx);
+                    lerp_row_h(a, b, t->lin[1].l0[oh], t->lin[1].l1[oh], ow_n, dst + oh * ow_n);
+                }
+            } else {
+                row_cache_t c = {buf, slice + 2 * ow_n, {-1, -1, -1, -1}, 0};
+                for (int64_t od = first; od < last; od++) {
+                    const float *a = cache_get(&c, 2, t->lin[0].i0[od], fill_hw_slice, &ctx);
+                    const float *b = cache_get(&c, 2, t->lin[0].i1[od], fill_hw_slice, &ctx);
+                    lerp_row_h(a, b, t->lin[0].l0[od], t->lin[0].l1[od], slice, dst + od * slice);
+                }
+            }
+        }
+        free(buf);
+    }
+    return failed ? vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for linear scratch rows") : VKR_OK;
 }
 
 /* ---------------------------------------------------------------- bicubic (2-D) */
-static inline float cubic_row(const float *row, const vkr_cubic_taps_t *w, int64_t ow)
+/* The W step of one input row: the 4-tap sum, left to right (sec. 5). */
+static void fill_cubic_row(int32_t h, float *dst, const void *ctx)
 {
-    float acc = spec_mul(row[w->idx[0][ow]], w->coeff[0][ow]);
-    for (int k = 1; k < 4; k++)
-        acc = spec_madd(acc, row[w->idx[k][ow]], w->coeff[k][ow]);
-    return acc;
+    const fill_ctx_t *f = ctx;
+    const vkr_cubic_taps_t *w = &f->t->cub[2];
+    const float *row = f->plane + h * f->in_w;
+    for (int64_t ow = 0; ow < f->t->out[2]; ow++) {
+        float acc = spec_mul(row[w->idx[0][ow]], w->coeff[0][ow]);
+        for (int k = 1; k < 4; k++)
+            acc = spec_madd(acc, row[w->idx[k][ow]], w->coeff[k][ow]);
+        dst[ow] = acc;
+    }
 }
 
-static void run_cubic(const axis_tables_t *t, int64_t planes, const float *in, float *out)
+static int run_cubic(const axis_tables_t *t, int64_t planes, const float *in, float *out, vkr_error_t *err)
 {
-    const int64_t in_w = t->in[2], in_plane = t->in[1] * in_w;
-    const vkr_cubic_taps_t *h = &t->cub[1], *w = &t->cub[2];
-    for (int64_t p = 0; p < planes; p++) {
-        const float *src = in + p * in_plane;
-        for (int64_t oh = 0; oh < t->out[1]; oh++)
-            for (int64_t ow = 0; ow < t->out[2]; ow++) {
-                float acc = spec_mul(cubic_row(src + h->idx[0][oh] * in_w, w, ow), h->coeff[0][oh]);
-                for (int k = 1; k < 4; k++)
-                    acc = spec_madd(acc, cubic_row(src + h->idx[k][oh] * in_w, w, ow), h->coeff[k][oh]);
-                *out++ = acc;
+    const int64_t in_w = t->in[2], in_plane = t->in[1] * in_w, ow_n = t->out[2], oh_n = t->out[1];
+    const vkr_cubic_taps_t *h = &t->cub[1];
+    int64_t chunks, tasks = tasks_for(planes, oh_n, &chunks);
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    {
+        float *buf = malloc((size_t)(4 * ow_n) * sizeof(float));
+        failed = buf == NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < tasks; task++) {
+            if (!buf)
+                continue;
+            const int64_t p = task / chunks, first = (task % chunks) * ROWS_PER_TASK;
+            const int64_t last = first + ROWS_PER_TASK < oh_n ? first + ROWS_PER_TASK : oh_n;
+            fill_ctx_t ctx = {in + p * in_plane, in_w, in_plane, t};
+            row_cache_t c = {buf, ow_n, {-1, -1, -1, -1}, 0};
+            for (int64_t oh = first; oh < last; oh++) {
+                const float *r[4];
+                for (int k = 0; k < 4; k++)
+                    r[k] = cache_get(&c, 4, h->idx[k][oh], fill_cubic_row, &ctx);
+                float *dst = out + (p * oh_n + oh) * ow_n;
+                const float c0 = h->coeff[0][oh], c1 = h->coeff[1][oh], c2 = h->coeff[2][oh], c3 = h->coeff[3][oh];
+                for (int64_t ow = 0; ow < ow_n; ow++)
+                    dst[ow] = spec_madd(spec_madd(spec_madd(spec_mul(r[0][ow], c0), r[1][ow], c1), r[2][ow], c2), r[3][ow], c3);
             }
+        }
+        free(buf);
     }
+    return failed ? vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for bicubic scratch rows") : VKR_OK;
 }
 
 /* ---------------------------------------------------------------- area */
@@ -269,8 +373,8 @@ static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, c
     const int64_t planes = plan->batch * plan->channels;
     switch (f) {
     case FAMILY_NEAREST: run_nearest(&t, planes, in, out); break;
-    case FAMILY_LINEAR: run_linear(&t, plan->spatial_rank, planes, in, out); break;
-    case FAMILY_CUBIC: run_cubic(&t, planes, in, out); break;
+    case FAMILY_LINEAR: rc = run_linear(&t, plan->spatial_rank, planes, in, out, err); break;
+    case FAMILY_CUBIC: rc = run_cubic(&t, planes, in, out, err); break;
     case FAMILY_AREA: run_area(&t, planes, in, out); break;
     case FAMILY_ANTIALIAS: rc = run_antialias(&t, planes, in, out, err); break;
     }
