@@ -302,24 +302,28 @@ static void run_area(const axis_tables_t *t, int64_t planes, const float *in, fl
     const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, in_plane = t->in[0] * in_hw;
     if (t->out[0] == 1 && t->out[1] == 1 && t->out[2] == 1) {
         /* adaptive_avg_pool with an all-ones output is torch's mean(): cascade sum / n */
+#pragma omp parallel for schedule(static)
         for (int64_t p = 0; p < planes; p++)
             out[p] = spec_area_mean(spec_cascade_sum(in + p * in_plane, (int)in_plane), 1, 1, (int)in_plane);
         return;
     }
-    for (int64_t p = 0; p < planes; p++) {
-        const float *src = in + p * in_plane;
-        for (int64_t od = 0; od < t->out[0]; od++)
-            for (int64_t oh = 0; oh < t->out[1]; oh++)
-                for (int64_t ow = 0; ow < t->out[2]; ow++) {
-                    const int kd = t->len[0][od], kh = t->len[1][oh], kw = t->len[2][ow];
-                    const float *base = src + t->start[0][od] * in_hw + t->start[1][oh] * in_w + t->start[2][ow];
-                    float sum = 0.0f;
-                    for (int id = 0; id < kd; id++)
-                        for (int ih = 0; ih < kh; ih++)
-                            for (int iw = 0; iw < kw; iw++)
-                                sum = sum + base[id * in_hw + ih * in_w + iw];
-                    *out++ = spec_area_mean(sum, kd, kh, kw);
-                }
+    const int64_t rows = t->out[0] * t->out[1];
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < planes * rows; r++) {
+        const int64_t p = r / rows, od = (r % rows) / t->out[1], oh = r % t->out[1];
+        const int kd = t->len[0][od], kh = t->len[1][oh];
+        const float *rowbase = in + p * in_plane + t->start[0][od] * in_hw + t->start[1][oh] * in_w;
+        float *dst = out + r * t->out[2];
+        for (int64_t ow = 0; ow < t->out[2]; ow++) {
+            const int kw = t->len[2][ow];
+            const float *base = rowbase + t->start[2][ow];
+            float sum = 0.0f;                              /* row-major running sum from 0 */
+            for (int id = 0; id < kd; id++)
+                for (int ih = 0; ih < kh; ih++)
+                    for (int iw = 0; iw < kw; iw++)
+                        sum = sum + base[id * in_hw + ih * in_w + iw];
+            dst[ow] = spec_area_mean(sum, kd, kh, kw);
+        }
     }
 }
 
@@ -329,19 +333,29 @@ static void aa_pass(const float *in, float *out, int64_t outer, int64_t n, int64
                     int a)
 {
     const int mt = t->max_taps[a];
-    for (int64_t x = 0; x < outer; x++) {
+#pragma omp parallel for schedule(static)
+    for (int64_t xi = 0; xi < outer * o; xi++) {
+        const int64_t x = xi / o, i = xi % o;
         const float *src = in + x * n * inner;
         float *dst = out + x * o * inner;
-        for (int64_t i = 0; i < o; i++) {
-            const float *w = t->aa_w[a] + i * mt;
-            const int32_t xmin = t->xmin[a][i], xsize = t->xsize[a][i];
-            for (int64_t y = 0; y < inner; y++) {
-                const float *s = src + xmin * inner + y;
-                float acc = xsize > 0 ? spec_mul(s[0], w[0]) : 0.0f;
-                for (int32_t j = 1; j < xsize; j++)
-                    acc = spec_madd(acc, s[j * inner], w[j]);
-                dst[i * inner + y] = acc;
-            }
+        const float *w = t->aa_w[a] + i * mt;
+        const int32_t xmin = t->xmin[a][i], xsize = t->xsize[a][i];
+        if (inner == 1) {                                 /* horizontal: taps along the row */
+            const float *s = src + xmin;
+            float acc = xsize > 0 ? spec_mul(s[0], w[0]) : 0.0f;
+            for (int32_t j = 1; j < xsize; j++)
+                acc = spec_madd(acc, s[j], w[j]);
+            dst[i] = acc;
+            continue;
+        }
+        float *d = dst + i * inner;                       /* vertical: whole rows at a time */
+        const float *s0 = src + xmin * inner;
+        for (int64_t y = 0; y < inner; y++)
+            d[y] = xsize > 0 ? spec_mul(s0[y], w[0]) : 0.0f;
+        for (int32_t j = 1; j < xsize; j++) {
+            const float *sj = src + (xmin + j) * inner;
+            for (int64_t y = 0; y < inner; y++)
+                d[y] = spec_madd(d[y], sj[y], w[j]);
         }
     }
 }
@@ -443,23 +457,52 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
         in_plane *= plan->in_size[d];
     }
     const int D = sr == 3 ? (int)plan->in_size[0] : 1, H = (int)plan->in_size[sr - 2], W = (int)plan->in_size[sr - 1];
+    const int64_t C = plan->channels;
+    if (plan->op == VKR_OP_AFFINE_GRID) {
+#pragma omp parallel for schedule(static)
+        for (int64_t np = 0; np < plan->batch * points; np++) {
+            float g[3];
+            grid_point(plan, coords, base, np / points, np % points, points, g);
+            for (int k = 0; k < sr; k++)
+                out[np * sr + k] = g[k];
+        }
+        free(base[0]);
+        return VKR_OK;
+    }
+    /* Per batch: prepare every point's taps once, then sweep channel by channel so that each
+     * sweep reads a single input plane. */
+    typedef struct {
+        int32_t taps, tap[16];
+        float w[8];
+    } prepared_t;
+    prepared_t *prep = malloc((size_t)points * sizeof *prep);
+    if (!prep) {
+        free(base[0]);
+        return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
+    }
     for (int64_t n = 0; n < plan->batch; n++) {
+#pragma omp parallel for schedule(static)
         for (int64_t p = 0; p < points; p++) {
             float g[3];
+            prepared_t *q = &prep[p];
             grid_point(plan, coords, base, n, p, points, g);
-            if (plan->op == VKR_OP_AFFINE_GRID) {
-                for (int k = 0; k < sr; k++)
-                    out[(n * points + p) * sr + k] = g[k];
-                continue;
-            }
-            for (int64_t c = 0; c < plan->channels; c++) {
-                const float *src = image + (n * plan->channels + c) * in_plane;
-                out[(n * plan->channels + c) * points + p] =
-                    sr == 2 ? spec_grid_sample_2d(src, H, W, g[0], g[1], plan->mode, plan->padding_mode, plan->align_corners)
-                            : spec_grid_sample_3d(src, D, H, W, g[0], g[1], g[2], plan->mode, plan->padding_mode, plan->align_corners);
+            q->taps = sr == 2 ? spec_gs_prepare_2d(H, W, g[0], g[1], plan->mode, plan->padding_mode, plan->align_corners, q->tap, q->w)
+                              : spec_gs_prepare_3d(D, H, W, g[0], g[1], g[2], plan->mode, plan->padding_mode, plan->align_corners, q->tap,
+                                                   q->w);
+        }
+#pragma omp parallel for schedule(static) collapse(2)
+        for (int64_t c = 0; c < C; c++) {
+            for (int64_t blk = 0; blk < (points + 4095) / 4096; blk++) {
+                const float *src = image + (n * C + c) * in_plane;
+                float *dst = out + (n * C + c) * points;
+                const int64_t end = (blk + 1) * 4096 < points ? (blk + 1) * 4096 : points;
+                for (int64_t p = blk * 4096; p < end; p++)
+                    dst[p] = sr == 2 ? spec_gs_apply_2d(src, prep[p].taps, prep[p].tap, prep[p].w)
+                                     : spec_gs_apply_3d(src, prep[p].taps, prep[p].tap, prep[p].w);
             }
         }
     }
+    free(prep);
     free(base[0]);
     return VKR_OK;
 }

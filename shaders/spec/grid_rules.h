@@ -177,11 +177,6 @@ SPEC_FN int spec_gs_index(float c)
     return SPEC_INT(c);
 }
 
-SPEC_FN float spec_gs_load_2d(SPEC_GS_PARAM int H, int W, int iy, int ix)
-{
-    return (ix >= 0 && ix < W && iy >= 0 && iy < H) ? SPEC_GS_LOAD(iy * W + ix) : 0.0f;
-}
-
 SPEC_FN bool spec_gs_inside_3d(int D, int H, int W, int iz, int iy, int ix)
 {
     return ix >= 0 && ix < W && iy >= 0 && iy < H && iz >= 0 && iz < D;
@@ -208,11 +203,26 @@ SPEC_FN float spec_gs_cubic_coeff(float t, int k)
     return spec_cubic_cc2(2.0f - t);
 }
 
-/* One output value of 2-D grid_sample for one channel plane of H x W. */
-SPEC_FN float spec_grid_sample_2d(SPEC_GS_PARAM int H, int W, float gx, float gy, int mode, int padding, bool align_corners)
+/* A grid point's taps, computed once and applied to every channel: element offsets into the
+ * plane (SPEC_TAP_ZERO: reads as 0 and still enters the sum, as 2-D does; SPEC_TAP_SKIP: left
+ * out of the sum, as 3-D does) and weights.  The prepare functions return the number of taps, or
+ * 0 for a point with a non-finite grid component (its output is NaN). */
+#define SPEC_TAP_ZERO (-1)
+#define SPEC_TAP_SKIP (-2)
+
+SPEC_FN int spec_gs_offset_2d(int H, int W, int iy, int ix)
+{
+    return (ix >= 0 && ix < W && iy >= 0 && iy < H) ? iy * W + ix : SPEC_TAP_ZERO;
+}
+
+/* 2-D: nearest 1 tap; bilinear 4 taps (nw, ne, sw, se) with weights w[0..3]; bicubic 16 taps,
+ * row-major over (y - 1 .. y + 2) x (x - 1 .. x + 2), with x coefficients w[0..3] and y
+ * coefficients w[4..7]. */
+SPEC_FN int spec_gs_prepare_2d(int H, int W, float gx, float gy, int mode, int padding, bool align_corners, SPEC_OUT int tap[16],
+                               SPEC_OUT float w[8])
 {
     if (!spec_is_finite(gx) || !spec_is_finite(gy))
-        return spec_nan();
+        return 0;
     float x = spec_gs_unnormalize(gx, W, align_corners);
     float y = spec_gs_unnormalize(gy, H, align_corners);
     if (mode == SPEC_GS_BICUBIC) {                    /* padding applies to each of the 16 taps */
@@ -220,54 +230,80 @@ SPEC_FN float spec_grid_sample_2d(SPEC_GS_PARAM int H, int W, float gx, float gy
         SPEC_PRECISE float iy = SPEC_FLOORF(y);
         SPEC_PRECISE float tx = x - ix;
         SPEC_PRECISE float ty = y - iy;
-        float acc = 0.0f;
         for (int i = 0; i < 4; i++) {
             SPEC_PRECISE float cy = iy + SPEC_FLOAT(i - 1);
             int yy = spec_gs_index(spec_gs_pad_2d(cy, H, padding, align_corners));
-            float row = 0.0f;
             for (int j = 0; j < 4; j++) {
                 SPEC_PRECISE float cx = ix + SPEC_FLOAT(j - 1);
-                int xx = spec_gs_index(spec_gs_pad_2d(cx, W, padding, align_corners));
-                float v = spec_gs_load_2d(SPEC_GS_ARG H, W, yy, xx);
-                float c = spec_gs_cubic_coeff(tx, j);
-                row = j == 0 ? spec_mul(v, c) : spec_madd(row, v, c);
+                tap[4 * i + j] = spec_gs_offset_2d(H, W, yy, spec_gs_index(spec_gs_pad_2d(cx, W, padding, align_corners)));
             }
-            float c = spec_gs_cubic_coeff(ty, i);
-            acc = i == 0 ? spec_mul(row, c) : spec_madd(acc, row, c);
+            w[i] = spec_gs_cubic_coeff(tx, i);
+            w[4 + i] = spec_gs_cubic_coeff(ty, i);
         }
-        return acc;
+        return 16;
     }
     x = spec_gs_pad_2d(x, W, padding, align_corners);
     y = spec_gs_pad_2d(y, H, padding, align_corners);
-    if (mode == SPEC_GS_NEAREST)
-        return spec_gs_load_2d(SPEC_GS_ARG H, W, spec_gs_index(SPEC_ROUND_EVEN(y)), spec_gs_index(SPEC_ROUND_EVEN(x)));
+    if (mode == SPEC_GS_NEAREST) {
+        tap[0] = spec_gs_offset_2d(H, W, spec_gs_index(SPEC_ROUND_EVEN(y)), spec_gs_index(SPEC_ROUND_EVEN(x)));
+        return 1;
+    }
     SPEC_PRECISE float xw = SPEC_FLOORF(x);
     SPEC_PRECISE float yn = SPEC_FLOORF(y);
     SPEC_PRECISE float fx = x - xw;
     SPEC_PRECISE float fy = y - yn;
     int ix = spec_gs_index(xw);
     int iy = spec_gs_index(yn);
-    float acc = spec_mul(spec_gs_load_2d(SPEC_GS_ARG H, W, iy, ix), spec_gs_bilinear_weight(fx, fy, 0));
-    acc = spec_madd(acc, spec_gs_load_2d(SPEC_GS_ARG H, W, iy, ix + 1), spec_gs_bilinear_weight(fx, fy, 1));
-    acc = spec_madd(acc, spec_gs_load_2d(SPEC_GS_ARG H, W, iy + 1, ix), spec_gs_bilinear_weight(fx, fy, 2));
-    acc = spec_madd(acc, spec_gs_load_2d(SPEC_GS_ARG H, W, iy + 1, ix + 1), spec_gs_bilinear_weight(fx, fy, 3));
+    for (int k = 0; k < 4; k++) {
+        tap[k] = spec_gs_offset_2d(H, W, iy + (k >> 1), ix + (k & 1));
+        w[k] = spec_gs_bilinear_weight(fx, fy, k);
+    }
+    return 4;
+}
+
+SPEC_FN float spec_gs_tap(SPEC_GS_PARAM int offset)
+{
+    return offset >= 0 ? SPEC_GS_LOAD(offset) : 0.0f;
+}
+
+/* One channel's value from a 2-D point's taps: the sums in PyTorch's order (sec. 8.4, 8.5). */
+SPEC_FN float spec_gs_apply_2d(SPEC_GS_PARAM int taps, SPEC_IN int tap[16], SPEC_IN float w[8])
+{
+    if (taps == 0)
+        return spec_nan();
+    if (taps == 1)
+        return spec_gs_tap(SPEC_GS_ARG tap[0]);
+    if (taps == 4) {
+        float acc = spec_mul(spec_gs_tap(SPEC_GS_ARG tap[0]), w[0]);
+        for (int k = 1; k < 4; k++)
+            acc = spec_madd(acc, spec_gs_tap(SPEC_GS_ARG tap[k]), w[k]);
+        return acc;
+    }
+    float acc = 0.0f;
+    for (int i = 0; i < 4; i++) {
+        float row = spec_mul(spec_gs_tap(SPEC_GS_ARG tap[4 * i]), w[0]);
+        for (int j = 1; j < 4; j++)
+            row = spec_madd(row, spec_gs_tap(SPEC_GS_ARG tap[4 * i + j]), w[j]);
+        acc = i == 0 ? spec_mul(row, w[4]) : spec_madd(acc, row, w[4 + i]);
+    }
     return acc;
 }
 
-/* One output value of 3-D grid_sample (bilinear or nearest) for one channel volume D x H x W.
- * Bilinear weights are products of distances to the opposite corner; corners outside the
- * volume are skipped, not multiplied by 0 (sec. 8.4). */
-SPEC_FN float spec_grid_sample_3d(SPEC_GS_PARAM int D, int H, int W, float gx, float gy, float gz, int mode, int padding,
-                                  bool align_corners)
+/* 3-D: nearest 1 tap; bilinear 8 corners (tnw, tne, tsw, tse, bnw, bne, bsw, bse), each a
+ * product of distances to the opposite corner; corners outside the volume are skipped, not
+ * multiplied by 0 (sec. 8.4). */
+SPEC_FN int spec_gs_prepare_3d(int D, int H, int W, float gx, float gy, float gz, int mode, int padding, bool align_corners,
+                               SPEC_OUT int tap[16], SPEC_OUT float w[8])
 {
     if (!spec_is_finite(gx) || !spec_is_finite(gy) || !spec_is_finite(gz))
-        return spec_nan();
+        return 0;
     float x = spec_gs_pad_3d(spec_gs_unnormalize(gx, W, align_corners), W, padding, align_corners);
     float y = spec_gs_pad_3d(spec_gs_unnormalize(gy, H, align_corners), H, padding, align_corners);
     float z = spec_gs_pad_3d(spec_gs_unnormalize(gz, D, align_corners), D, padding, align_corners);
     if (mode == SPEC_GS_NEAREST) {
         int ix = spec_gs_index(SPEC_ROUND_EVEN(x)), iy = spec_gs_index(SPEC_ROUND_EVEN(y)), iz = spec_gs_index(SPEC_ROUND_EVEN(z));
-        return spec_gs_inside_3d(D, H, W, iz, iy, ix) ? SPEC_GS_LOAD((iz * H + iy) * W + ix) : 0.0f;
+        tap[0] = spec_gs_inside_3d(D, H, W, iz, iy, ix) ? (iz * H + iy) * W + ix : SPEC_TAP_ZERO;
+        return 1;
     }
     SPEC_PRECISE float x0 = SPEC_FLOORF(x);
     SPEC_PRECISE float y0 = SPEC_FLOORF(y);
@@ -276,19 +312,48 @@ SPEC_FN float spec_grid_sample_3d(SPEC_GS_PARAM int D, int H, int W, float gx, f
     SPEC_PRECISE float y1 = y0 + 1.0f;
     SPEC_PRECISE float z1 = z0 + 1.0f;
     int ix = spec_gs_index(x0), iy = spec_gs_index(y0), iz = spec_gs_index(z0);
-    float acc = 0.0f;
-    for (int k = 0; k < 8; k++) {                     /* tnw, tne, tsw, tse, bnw, bne, bsw, bse */
+    for (int k = 0; k < 8; k++) {
         int dx = k & 1, dy = (k >> 1) & 1, dz = k >> 2;
-        if (!spec_gs_inside_3d(D, H, W, iz + dz, iy + dy, ix + dx))
-            continue;
         SPEC_PRECISE float wx = dx != 0 ? x - x0 : x1 - x;
         SPEC_PRECISE float wy = dy != 0 ? y - y0 : y1 - y;
         SPEC_PRECISE float wz = dz != 0 ? z - z0 : z1 - z;
-        SPEC_PRECISE float w = wx * wy;
-        w = w * wz;
-        acc = spec_madd(acc, SPEC_GS_LOAD(((iz + dz) * H + iy + dy) * W + ix + dx), w);
+        SPEC_PRECISE float p = wx * wy;
+        p = p * wz;
+        w[k] = p;
+        tap[k] = spec_gs_inside_3d(D, H, W, iz + dz, iy + dy, ix + dx) ? ((iz + dz) * H + iy + dy) * W + ix + dx : SPEC_TAP_SKIP;
     }
+    return 8;
+}
+
+SPEC_FN float spec_gs_apply_3d(SPEC_GS_PARAM int taps, SPEC_IN int tap[16], SPEC_IN float w[8])
+{
+    if (taps == 0)
+        return spec_nan();
+    if (taps == 1)
+        return spec_gs_tap(SPEC_GS_ARG tap[0]);
+    float acc = 0.0f;
+    for (int k = 0; k < 8; k++)
+        if (tap[k] != SPEC_TAP_SKIP)
+            acc = spec_madd(acc, SPEC_GS_LOAD(tap[k]), w[k]);
     return acc;
+}
+
+/* One output value of grid_sample for one channel: prepare and apply in one call. */
+SPEC_FN float spec_grid_sample_2d(SPEC_GS_PARAM int H, int W, float gx, float gy, int mode, int padding, bool align_corners)
+{
+    int tap[16];
+    float w[8];
+    int taps = spec_gs_prepare_2d(H, W, gx, gy, mode, padding, align_corners, tap, w);
+    return spec_gs_apply_2d(SPEC_GS_ARG taps, tap, w);
+}
+
+SPEC_FN float spec_grid_sample_3d(SPEC_GS_PARAM int D, int H, int W, float gx, float gy, float gz, int mode, int padding,
+                                  bool align_corners)
+{
+    int tap[16];
+    float w[8];
+    int taps = spec_gs_prepare_3d(D, H, W, gx, gy, gz, mode, padding, align_corners, tap, w);
+    return spec_gs_apply_3d(SPEC_GS_ARG taps, tap, w);
 }
 
 /* affine_grid's point (sec. 9), left to right as torch's bmm computes it:

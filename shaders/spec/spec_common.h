@@ -20,6 +20,8 @@
 #define SPEC_ROUND_EVEN(x) roundEven(x)
 #define SPEC_FABSF(x) abs(x)
 #define SPEC_INT_MIN int(0x80000000u)
+#define SPEC_OUT out            /* an array parameter the function fills */
+#define SPEC_IN in              /* an array parameter the function reads */
 #define spec_float_bits(x) floatBitsToUint(x)
 #define spec_bits_float(u) uintBitsToFloat(u)
 #else
@@ -41,6 +43,8 @@
 #define SPEC_ROUND_EVEN(x) rintf(x)        /* the default rounding mode: half to even */
 #define SPEC_FABSF(x) fabsf(x)
 #define SPEC_INT_MIN INT32_MIN
+#define SPEC_OUT
+#define SPEC_IN const
 static inline uint32_t spec_float_bits(float x)
 {
     uint32_t u;
