@@ -1,15 +1,24 @@
 /* The Vulkan backend: owns the instance (with VK_LAYER_KHRONOS_validation and a debug messenger
  * when asked), the device choice, the compute pipelines built once at start-up from the embedded
  * shaders (shaders/interpolate_*.comp, compiled by shader_compiler.c), and the running of planned
- * interpolate jobs: host-visible buffers per job, N*C planes split into chunks so that no binding
- * exceeds maxStorageBufferRange, dispatches split so that no grid exceeds maxComputeWorkGroupCount.
- * Jobs are serialised by one mutex (the queue, the command buffer, the descriptor pool and the
- * fence are shared).  No source coordinate is computed here: nearest scales come from
- * vkr_spec_area_pixel_scale and linear taps from vkr_spec_linear_taps (shaders/spec/).
+ * interpolate jobs of every mode: host-visible buffers per job, the host's per-axis tables
+ * uploaded once per job, and the work cut into chunks so that no binding exceeds
+ * maxStorageBufferRange (whole N*C planes per chunk, or one plane's range of indices along its
+ * outermost spatial axis with just the source rows and table entries that range reads; area's
+ * global mean reads one plane through up to three bindings) and dispatches split so that no grid
+ * exceeds maxComputeWorkGroupCount.  antialias runs two passes (W, then H) through an
+ * intermediate buffer.  Long sequential sums (area windows, antialias filters) are added in steps
+ * of at most max_loop terms per dispatch, the partial sum kept in the output: llvmpipe (lavapipe)
+ * silently ends the loops of a shader invocation after 65535 iterations in all.  Jobs are
+ * serialised by one mutex (the queue, the command buffer, the descriptor pool and the fence are
+ * shared); their tables are built before it is taken.  No source coordinate or weight is
+ * computed here: scales, indices, taps, windows and filters come from shaders/spec/
+ * (axis_tables.c and interp_rules.h).
  *
  * Test knobs (environment, read at creation, can only lower the device's limits):
  *   VKR_VULKAN_MAX_BINDING_BYTES  bytes one storage-buffer binding may span
- *   VKR_VULKAN_MAX_GROUP_COUNT    workgroups per dispatch along x and along y */
+ *   VKR_VULKAN_MAX_GROUP_COUNT    workgroups per dispatch along x and along y
+ *   VKR_VULKAN_MAX_LOOP_ITERATIONS  terms of an area / antialias sum one dispatch may add */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -24,35 +33,54 @@
 #include "log.h"
 #include "shader_compiler.h"
 #include "spec/axis_tables.h"
+#include "spec/interp_rules.h"
 
 #define VKR_VK_LOCAL_SIZE 64u                  /* invocations per workgroup (spec constant 0) */
 #define VKR_VK_SETS_PER_SUBMIT 64u             /* descriptor sets (= chunks) per submission */
+#define VKR_VK_BINDINGS 4u                     /* input, output, table A, table B (the minimum
+                                                  maxPerStageDescriptorStorageBuffers is 4) */
+#define VKR_VK_MEAN_BINDINGS 3u                /* area mean: input bindings of one plane */
 #define VKR_VK_MAX_BINDING_CAP (1ull << 31)    /* bytes per binding, whatever the device allows:
                                                   keeps every shader index within uint32 */
 #define VKR_VK_VALIDATION_LAYER "VK_LAYER_KHRONOS_validation"
+/* llvmpipe's gallivm ends the loops of a shader invocation after LP_MAX_TGSI_LOOP_ITERATIONS
+ * (65535) iterations in all, without an error; leave room for the shaders' short loops. */
+#define VKR_VK_LLVMPIPE_MAX_LOOP 60000u
 
-/* Push constants of both shaders; mirrors `Params` in shaders/interpolate_*.comp. */
+/* Push constants of every shader; mirrors `Params` in shaders/interpolate_params.glsl. */
 typedef struct {
-    uint32_t in_base, out_base;   /* element offset of the chunk's first element in the bound ranges */
-    uint32_t count;               /* output elements of the chunk */
+    uint32_t in_base, out_base;   /* element 0 of the chunk's first plane in the bound ranges (mod 2^32) */
+    uint32_t count;               /* output elements of the chunk (area mean: planes) */
     uint32_t first, row;          /* first element of this dispatch; elements per grid row */
+    uint32_t e_off;               /* flat index of the chunk's first output element in its plane */
     int32_t in_d, in_h, in_w, out_d, out_h, out_w;   /* absent outer axes: 1 */
     float scale_d, scale_h, scale_w;                  /* nearest: vkr_spec_area_pixel_scale */
-    uint32_t tab_d, tab_h, tab_w;                     /* linear: first entry of each axis in tab[] */
+    uint32_t tab[3];              /* word of each axis's entry 0 in its table binding (mod 2^32) */
+    uint32_t aux;                 /* antialias: weights per entry; area mean: elements per binding */
+    uint32_t term0, term1;        /* area, antialias: the terms of each output's sum this dispatch adds */
 } vkr_vk_push_t;
-_Static_assert(sizeof(vkr_vk_push_t) == 68, "push constants must match the shaders' Params block");
+_Static_assert(sizeof(vkr_vk_push_t) == 84, "push constants must match the shaders' Params block");
 
-enum { PIPE_NEAREST, PIPE_NEAREST_EXACT, PIPE_LINEAR_1D, PIPE_LINEAR_2D, PIPE_LINEAR_3D, PIPE_COUNT };
-enum { SHADER_NEAREST, SHADER_LINEAR, SHADER_COUNT };
-static const char *const shader_names[SHADER_COUNT] = {"interpolate_nearest.comp", "interpolate_linear.comp"};
-/* Pipeline = shader + value of specialisation constant 1 (EXACT, or RANK). */
+enum {
+    PIPE_NEAREST, PIPE_NEAREST_EXACT, PIPE_LINEAR_1D, PIPE_LINEAR_2D, PIPE_LINEAR_3D, PIPE_CUBIC,
+    PIPE_AREA_1D, PIPE_AREA_2D, PIPE_AREA_3D, PIPE_AREA_MEAN, PIPE_AA_H, PIPE_AA_V, PIPE_COUNT
+};
+enum { SHADER_NEAREST, SHADER_LINEAR, SHADER_CUBIC, SHADER_AREA, SHADER_AA, SHADER_COUNT };
+static const char *const shader_names[SHADER_COUNT] = {"interpolate_nearest.comp", "interpolate_linear.comp",
+                                                       "interpolate_cubic.comp", "interpolate_area.comp",
+                                                       "interpolate_antialias.comp"};
+/* Pipeline = shader + specialisation constants 1 (EXACT, RANK or VERTICAL) and 2 (MEAN). */
 static const struct {
     int shader;
-    uint32_t spec1;
+    uint32_t spec1, spec2;
     const char *what;
 } pipe_defs[PIPE_COUNT] = {
-    {SHADER_NEAREST, 0, "nearest"},  {SHADER_NEAREST, 1, "nearest-exact"}, {SHADER_LINEAR, 1, "linear"},
-    {SHADER_LINEAR, 2, "bilinear"}, {SHADER_LINEAR, 3, "trilinear"},
+    {SHADER_NEAREST, 0, 0, "nearest"},   {SHADER_NEAREST, 1, 0, "nearest-exact"},
+    {SHADER_LINEAR, 1, 0, "linear"},     {SHADER_LINEAR, 2, 0, "bilinear"},
+    {SHADER_LINEAR, 3, 0, "trilinear"},  {SHADER_CUBIC, 0, 0, "bicubic"},
+    {SHADER_AREA, 1, 0, "area (1-D)"},   {SHADER_AREA, 2, 0, "area (2-D)"},
+    {SHADER_AREA, 3, 0, "area (3-D)"},   {SHADER_AREA, 1, 1, "area (mean)"},
+    {SHADER_AA, 0, 0, "antialias (W pass)"}, {SHADER_AA, 1, 0, "antialias (H pass)"},
 };
 
 typedef struct {
@@ -67,6 +95,8 @@ typedef struct {
     VkDeviceSize max_alloc;         /* maxMemoryAllocationSize */
     uint64_t max_binding;           /* bytes one binding may span (limits, cap, test knob) */
     uint32_t max_groups[2];         /* workgroups per dispatch along x, y */
+    uint32_t loop_limit;            /* loop iterations a shader invocation may run (llvmpipe) */
+    uint32_t max_loop;              /* terms of a sum per dispatch: loop_limit, or the test knob */
     uint32_t queue_family;
     VkDevice device;
     VkQueue queue;
@@ -89,14 +119,50 @@ typedef struct {
     VkDeviceSize size;
 } vk_buf_t;
 
-/* A job's shape after padding to three axes (D, H, W), and how it is cut into chunks. */
+/* Buffers of a job. */
+enum { BUF_IN, BUF_OUT, BUF_TMP, BUF_TAB, BUF_COUNT };
+
+/* How a pass's split-axis entries name their source range (src_range). */
+typedef enum { RANGE_NEAREST, RANGE_NEAREST_EXACT, RANGE_IDENTITY, RANGE_LINEAR, RANGE_CUBIC, RANGE_AREA, RANGE_AA } range_kind_t;
+
+/* Output indices [a0, a1) along a pass's split axis and the source indices [lo, hi] they read
+ * along it (hi < lo: none). */
+typedef struct {
+    int64_t a0, a1, lo, hi;
+} vk_seg_t;
+
+/* One pipeline over every plane of a job (antialias has two), and how it is cut into chunks. */
 typedef struct {
     int pipe;
-    int64_t in[3], out[3];
-    uint64_t planes, in_plane, out_plane;   /* N*C; elements of one plane */
-    uint64_t planes_per_chunk, chunks;
-    uint64_t tab_entries;                   /* linear: sum of the output extents */
-    float scale[3];                         /* nearest */
+    int axis;                        /* split axis: the outermost spatial one (0 D, 1 H, 2 W, padded) */
+    int src, dst;                    /* BUF_* */
+    int64_t in[3], out[3];           /* extents of one plane, padded to D, H, W (absent: 1) */
+    uint64_t in_plane, out_plane;    /* elements of one plane */
+    uint64_t in_inner, out_inner;    /* elements per index of the split axis */
+    float scale[3];                  /* nearest */
+    uint32_t aux;                    /* antialias: weights per entry */
+    uint64_t steps;                  /* dispatches per chunk, max_loop terms of each sum apiece */
+    bool mean;                       /* area with an all-ones output: one invocation per plane */
+    range_kind_t range;
+    /* Tables, in words of the job's table buffer: the split axis's (A) and the others' (B). */
+    uint64_t tab_a, tab_a_stride;    /* entry 0; words per entry (0: no table) */
+    uint64_t tab_b, tab_b_words;     /* the B range (0 words: none) */
+    uint64_t tab_rel[3];             /* B axes: word of the axis's entry 0 in the B range */
+    unsigned tab_b_axes;             /* bit a: axis a's table is in B */
+    /* Chunks: whole planes, or one plane at a time in segs along the split axis. */
+    uint64_t planes_per_chunk;       /* 0: segs */
+    uint64_t mean_seg;               /* area mean of a plane over several bindings: elements each */
+    vk_seg_t *segs;
+    uint64_t n_segs, chunks;
+} vk_pass_t;
+
+typedef struct {
+    const char *what;                /* mode name for messages */
+    uint64_t planes;                 /* N*C */
+    uint64_t elements[BUF_COUNT];    /* floats (BUF_TAB: words) of each buffer; 0: not used */
+    uint32_t *tab;                   /* the tables, uploaded to BUF_TAB */
+    int n_pass;
+    vk_pass_t pass[2];
 } vk_job_t;
 
 /* ------------------------------------------------------------------ errors */
@@ -409,6 +475,12 @@ static int create_device(vk_backend_t *b, vkr_error_t *err)
         b->max_binding = min_u64(b->max_binding, binding_knob);
     for (int i = 0; i < 2; i++)
         b->max_groups[i] = (uint32_t)min_u64(lim->maxComputeWorkGroupCount[i], groups_knob ? groups_knob : UINT32_MAX);
+    const uint64_t loop_knob = env_knob("VKR_VULKAN_MAX_LOOP_ITERATIONS");
+    b->loop_limit = strncmp(b->props.deviceName, "llvmpipe", 8) == 0 ? VKR_VK_LLVMPIPE_MAX_LOOP : UINT32_MAX;
+    b->max_loop = loop_knob ? (uint32_t)min_u64(b->loop_limit, loop_knob) : b->loop_limit;
+    if (b->loop_limit != UINT32_MAX)
+        vkr__log(VKR_LOG_INFO, "vulkan: llvmpipe ends shader loops after 65535 iterations: area and antialias sums of more "
+                 "than %u terms take several dispatches", b->max_loop);
     return VKR_OK;
 }
 
@@ -416,17 +488,18 @@ static int create_device(vk_backend_t *b, vkr_error_t *err)
 
 static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
 {
-    VkShaderModule modules[SHADER_COUNT] = {VK_NULL_HANDLE, VK_NULL_HANDLE};
+    VkShaderModule modules[SHADER_COUNT] = {VK_NULL_HANDLE};
     int rc = VKR_OK;
     VkResult r;
-    const VkDescriptorSetLayoutBinding bindings[3] = {
+    const VkDescriptorSetLayoutBinding bindings[VKR_VK_BINDINGS] = {
         {0, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL},   /* input */
         {1, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL},   /* output */
-        {2, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL},   /* linear tables */
+        {2, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL},   /* table A (mean: input) */
+        {3, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL},   /* table B (mean: input) */
     };
     const VkDescriptorSetLayoutCreateInfo set_info = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-        .bindingCount = 3,
+        .bindingCount = VKR_VK_BINDINGS,
         .pBindings = bindings,
     };
     r = vkCreateDescriptorSetLayout(b->device, &set_info, NULL, &b->set_layout);
@@ -468,10 +541,12 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
             goto out;
         }
     }
-    const VkSpecializationMapEntry entries[2] = {{0, 0, sizeof(uint32_t)}, {1, sizeof(uint32_t), sizeof(uint32_t)}};
+    const VkSpecializationMapEntry entries[3] = {
+        {0, 0, sizeof(uint32_t)}, {1, sizeof(uint32_t), sizeof(uint32_t)}, {2, 2 * sizeof(uint32_t), sizeof(uint32_t)}};
     for (int p = 0; p < PIPE_COUNT; p++) {
-        const uint32_t data[2] = {VKR_VK_LOCAL_SIZE, pipe_defs[p].spec1};   /* EXACT is a VkBool32, RANK an int */
-        const VkSpecializationInfo spec = {2, entries, sizeof data, data};
+        /* EXACT, VERTICAL and MEAN are VkBool32s, RANK an int; a shader ignores the ids it lacks */
+        const uint32_t data[3] = {VKR_VK_LOCAL_SIZE, pipe_defs[p].spec1, pipe_defs[p].spec2};
+        const VkSpecializationInfo spec = {3, entries, sizeof data, data};
         const VkComputePipelineCreateInfo pi = {
             .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
             .stage =
@@ -491,7 +566,7 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
             goto out;
         }
     }
-    const VkDescriptorPoolSize pool_size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 3 * VKR_VK_SETS_PER_SUBMIT};
+    const VkDescriptorPoolSize pool_size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VKR_VK_BINDINGS * VKR_VK_SETS_PER_SUBMIT};
     const VkDescriptorPoolCreateInfo pool_info = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
         .maxSets = VKR_VK_SETS_PER_SUBMIT,
@@ -610,120 +685,526 @@ fail:
     return rc;
 }
 
-/* Shape, pipeline and chunking of a plan; refuses what this backend cannot bind. */
+/* ------------------------------------------------------------------ job preparation (no lock held) */
+
+typedef enum { FAMILY_NEAREST, FAMILY_LINEAR, FAMILY_CUBIC, FAMILY_AREA, FAMILY_MEAN, FAMILY_ANTIALIAS } family_t;
+
+static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+/* The offset alignment of a storage-buffer binding (at least 4: every offset here is a word). */
+static uint64_t bind_align(const vk_backend_t *b) { return max_u64(b->props.limits.minStorageBufferOffsetAlignment, 4); }
+
+/* Bytes a binding may cover of what a chunk needs: the limit less the worst residual of a
+ * word-aligned offset aligned down to bind_align. */
+static uint64_t bind_room(const vk_backend_t *b)
+{
+    const uint64_t slack = bind_align(b) - 4;
+    return b->max_binding > slack ? b->max_binding - slack : 0;
+}
+
+/* Words per table entry of family f along one axis (antialias: `taps` weights); 0: no table. */
+static uint64_t entry_words(family_t f, int taps)
+{
+    switch (f) {
+    case FAMILY_LINEAR: return 4;      /* i0, i1, bits of l0, l1 */
+    case FAMILY_CUBIC: return 8;       /* 4 clamped indices, bits of 4 coefficients */
+    case FAMILY_AREA: return 2;        /* window start, length */
+    case FAMILY_ANTIALIAS: return 2 + (uint64_t)taps;   /* xmin, xsize, bits of the weights */
+    default: return 0;
+    }
+}
+
+static uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Pack real axis d's spec tables into dst, entry_words(f, taps) words per output index. */
+static int axis_table(const vkr_interp_plan_t *plan, family_t f, int d, int taps, uint32_t *dst, vkr_error_t *err)
+{
+    const int64_t n = plan->in_size[d], o = plan->out_size[d];
+    const size_t words = (size_t)entry_words(f, taps);
+    int32_t *w = malloc((size_t)o * words * sizeof(int32_t));
+    if (!w)
+        return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: out of memory for the tables of %lld outputs",
+                                   (long long)o);
+    const bool ac = plan->align_corners, has_scale = plan->has_scale[d];
+    const double scale = plan->scale[d];
+    switch (f) {
+    case FAMILY_LINEAR: {
+        const vkr_linear_taps_t t = {w, w + o, (float *)(w + 2 * o), (float *)(w + 3 * o)};
+        vkr_spec_linear_taps(n, o, ac, has_scale, scale, t);
+        for (int64_t i = 0; i < o; i++) {
+            uint32_t *e = dst + 4 * i;
+            e[0] = (uint32_t)t.i0[i];
+            e[1] = (uint32_t)t.i1[i];
+            e[2] = float_bits(t.l0[i]);
+            e[3] = float_bits(t.l1[i]);
+        }
+        break;
+    }
+    case FAMILY_CUBIC: {
+        vkr_cubic_taps_t t;
+        for (int k = 0; k < 4; k++) {
+            t.idx[k] = w + k * o;
+            t.coeff[k] = (float *)(w + (4 + k) * o);
+        }
+        vkr_spec_cubic_taps(n, o, ac, has_scale, scale, t);
+        for (int64_t i = 0; i < o; i++)
+            for (int k = 0; k < 4; k++) {
+                dst[8 * i + k] = (uint32_t)t.idx[k][i];
+                dst[8 * i + 4 + k] = float_bits(t.coeff[k][i]);
+            }
+        break;
+    }
+    case FAMILY_AREA:
+        vkr_spec_area_windows(n, o, w, w + o);
+        for (int64_t i = 0; i < o; i++) {
+            dst[2 * i] = (uint32_t)w[i];
+            dst[2 * i + 1] = (uint32_t)w[o + i];
+        }
+        break;
+    case FAMILY_ANTIALIAS: {
+        const float *wt = (const float *)(w + 2 * o);
+        vkr_spec_aa_taps(n, o, ac, has_scale, scale, plan->mode == VKR_MODE_BICUBIC, taps, w, w + o, (float *)(w + 2 * o));
+        for (int64_t i = 0; i < o; i++) {
+            uint32_t *e = dst + (2 + taps) * i;
+            e[0] = (uint32_t)w[i];
+            e[1] = (uint32_t)w[o + i];
+            for (int k = 0; k < taps; k++)
+                e[2 + k] = float_bits(wt[i * taps + k]);
+        }
+        break;
+    }
+    default: break;
+    }
+    free(w);
+    return VKR_OK;
+}
+
+/* Source indices [*lo, *hi] along the split axis that output index i of pass p reads (*hi < *lo:
+ * none), from the pass's split-axis table (or the spec's nearest rule, which has none). */
+static void src_range(const vk_job_t *j, const vk_pass_t *p, int64_t i, int64_t *lo, int64_t *hi)
+{
+    const int a = p->axis;
+    const uint32_t *e = p->tab_a_stride ? j->tab + p->tab_a + (uint64_t)i * p->tab_a_stride : NULL;
+    switch (p->range) {
+    case RANGE_NEAREST: *lo = *hi = spec_nearest_index((int)i, p->scale[a], (int)p->in[a]); break;
+    case RANGE_NEAREST_EXACT: *lo = *hi = spec_nearest_exact_index((int)i, p->scale[a], (int)p->in[a]); break;
+    case RANGE_IDENTITY: *lo = *hi = i; break;
+    case RANGE_LINEAR:
+        *lo = e[0];
+        *hi = e[1];
+        break;
+    case RANGE_CUBIC:
+        *lo = *hi = e[0];
+        for (int k = 1; k < 4; k++) {
+            *lo = e[k] < *lo ? e[k] : *lo;
+            *hi = e[k] > *hi ? e[k] : *hi;
+        }
+        break;
+    case RANGE_AREA:
+    case RANGE_AA:   /* start / xmin, length / xsize (an xsize of 0 reads nothing) */
+        *lo = e[0];
+        *hi = (int64_t)e[0] + (int64_t)e[1] - 1;
+        break;
+    }
+}
+
+/* The longest sequential sum an output of pass p adds, from its tables: area, the elements of a
+ * window; antialias, the taps of a filter; 0 for the other families. */
+static uint64_t pass_terms(const vk_job_t *j, const vk_pass_t *p)
+{
+    const bool area = p->pipe >= PIPE_AREA_1D && p->pipe <= PIPE_AREA_3D;
+    if (!area && p->pipe != PIPE_AA_H && p->pipe != PIPE_AA_V)
+        return 0;
+    uint64_t terms = 1;
+    for (int a = 0; a < 3; a++) {
+        const uint32_t *e;
+        uint64_t stride;
+        if (a == p->axis && p->tab_a_stride) {
+            e = j->tab + p->tab_a;
+            stride = p->tab_a_stride;
+        } else if (p->tab_b_axes & (1u << a)) {
+            e = j->tab + p->tab_b + p->tab_rel[a];
+            stride = area ? 2 : 2 + (uint64_t)p->aux;
+        } else {
+            continue;
+        }
+        uint64_t longest = 0;   /* word 1 of an entry: window length, or xsize */
+        for (int64_t i = 0; i < p->out[a]; i++)
+            longest = max_u64(longest, e[(uint64_t)i * stride + 1]);
+        terms *= longest;
+    }
+    return terms;
+}
+
+/* Cut pass p into chunks: whole planes when one fits every binding, else one plane at a time in
+ * ranges of its split axis (each range's source rows and table entries bound alone); and its
+ * sums into steps of at most max_loop terms. */
+static int pass_chunks(const vk_backend_t *b, vk_job_t *j, vk_pass_t *p, vkr_error_t *err)
+{
+    const uint64_t room = bind_room(b);
+    const unsigned long long limit = (unsigned long long)b->max_binding;
+    const uint64_t terms = pass_terms(j, p);
+    if (terms > UINT32_MAX)
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape",
+                                   "vulkan backend: %s: a sum of %llu terms is over 2^32 - 1 (use --backend cpu)", j->what,
+                                   (unsigned long long)terms);
+    p->steps = terms > b->max_loop ? (terms + b->max_loop - 1) / b->max_loop : 1;
+    if (p->mean) {
+        /* spec_cascade_sum's loops run about rows + rows / 16 iterations (rows: n / 32) in the one
+         * invocation of a plane, which cannot be split across dispatches. */
+        const uint64_t rows = (p->in_plane >= 8 ? p->in_plane / 8 : p->in_plane) / 4;
+        const uint64_t loops = rows + rows / 16 + 64;
+        if (loops > b->loop_limit)
+            return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape",
+                                       "vulkan backend: area's mean of a plane of %llu elements runs about %llu loop iterations "
+                                       "in one shader invocation, over this device's limit of %u (llvmpipe ends longer loops) "
+                                       "(use --backend cpu)",
+                                       (unsigned long long)p->in_plane, (unsigned long long)loops, b->loop_limit);
+    }
+    if (4 * p->tab_b_words > room)
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size",
+                                   "vulkan backend: the %s tables of the inner spatial axes need %llu bytes, over this "
+                                   "device's binding limit (maxStorageBufferRange) of %llu bytes (use --backend cpu)",
+                                   j->what, (unsigned long long)(4 * p->tab_b_words), limit);
+    if (p->mean) {
+        if (4 * p->in_plane <= room) {
+            p->planes_per_chunk = room / (4 * p->in_plane);
+        } else {
+            const uint64_t seg = room / bind_align(b) * bind_align(b) / 4;   /* keeps every binding's residual */
+            if (seg == 0 || p->in_plane > VKR_VK_MEAN_BINDINGS * seg)
+                return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape",
+                                           "vulkan backend: area's mean of a plane of %llu elements needs more than %u bindings "
+                                           "of this device's limit (maxStorageBufferRange) of %llu bytes (use --backend cpu)",
+                                           (unsigned long long)p->in_plane, VKR_VK_MEAN_BINDINGS, limit);
+            p->planes_per_chunk = 1;
+            p->mean_seg = seg;
+        }
+        p->planes_per_chunk = min_u64(p->planes_per_chunk, j->planes);
+        p->chunks = (j->planes + p->planes_per_chunk - 1) / p->planes_per_chunk;
+        return VKR_OK;
+    }
+    const int64_t o = p->out[p->axis];
+    if (4 * p->in_plane <= room && 4 * p->out_plane <= room && 4 * p->tab_a_stride * (uint64_t)o <= room) {
+        p->planes_per_chunk = min_u64(min_u64(room / (4 * p->in_plane), room / (4 * p->out_plane)), j->planes);
+        p->chunks = (j->planes + p->planes_per_chunk - 1) / p->planes_per_chunk;
+        return VKR_OK;
+    }
+    if (p->out_plane > UINT32_MAX)   /* the shaders decompose a 32-bit index within the plane */
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size",
+                                   "vulkan backend: a plane of %llu output elements is over 2^32 - 1 (use --backend cpu)",
+                                   (unsigned long long)p->out_plane);
+    uint64_t cap = 0;
+    for (int64_t a0 = 0; a0 < o;) {
+        int64_t lo = INT64_MAX, hi = INT64_MIN, a1 = a0;
+        for (; a1 < o; a1++) {
+            int64_t l, h, nlo = lo, nhi = hi;
+            src_range(j, p, a1, &l, &h);
+            if (l <= h) {
+                nlo = l < lo ? l : lo;
+                nhi = h > hi ? h : hi;
+            }
+            const uint64_t rows = (uint64_t)(a1 + 1 - a0);
+            const uint64_t in_bytes = nlo <= nhi ? 4 * (uint64_t)(nhi - nlo + 1) * p->in_inner : 0;
+            if (4 * rows * p->out_inner > room || in_bytes > room || 4 * rows * p->tab_a_stride > room)
+                break;
+            lo = nlo;
+            hi = nhi;
+        }
+        if (a1 == a0) {
+            int64_t l, h;
+            src_range(j, p, a0, &l, &h);
+            const uint64_t in_bytes = l <= h ? 4 * (uint64_t)(h - l + 1) * p->in_inner : 0;
+            return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape",
+                                       "vulkan backend: %s: one index of the outermost spatial axis needs %llu bytes of output, "
+                                       "%llu bytes of input and %llu bytes of tables, and one of them is over this device's "
+                                       "binding limit (maxStorageBufferRange) of %llu bytes (use --backend cpu)",
+                                       j->what, (unsigned long long)(4 * p->out_inner), (unsigned long long)in_bytes,
+                                       (unsigned long long)(4 * p->tab_a_stride), limit);
+        }
+        if (p->n_segs == cap) {
+            cap = cap ? 2 * cap : 16;
+            vk_seg_t *s = realloc(p->segs, (size_t)cap * sizeof *s);
+            if (!s)
+                return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: out of memory for the chunks of a job");
+            p->segs = s;
+        }
+        p->segs[p->n_segs++] = (vk_seg_t){a0, a1, lo, hi};
+        a0 = a1;
+    }
+    p->chunks = j->planes * p->n_segs;
+    return VKR_OK;
+}
+
+static void job_free(vk_job_t *j)
+{
+    free(j->tab);
+    for (int i = 0; i < 2; i++)
+        free(j->pass[i].segs);
+    memset(j, 0, sizeof *j);
+}
+
+/* Extents, element counts and the split axis of a pass from its padded extents. */
+static void pass_shape(vk_pass_t *p, const int64_t in[3], const int64_t out[3], int axis)
+{
+    p->axis = axis;
+    p->in_plane = p->out_plane = 1;
+    for (int a = 0; a < 3; a++) {
+        p->in[a] = in[a];
+        p->out[a] = out[a];
+        p->in_plane *= (uint64_t)in[a];
+        p->out_plane *= (uint64_t)out[a];
+    }
+    p->in_inner = p->in_plane / (uint64_t)in[axis];
+    p->out_inner = p->out_plane / (uint64_t)out[axis];
+}
+
+/* Family, tables, passes and chunks of a plan; refuses what this backend cannot bind.  The caller
+ * frees *j with job_free whatever this returns. */
 static int job_prepare(const vk_backend_t *b, const vkr_interp_plan_t *plan, vk_job_t *j, vkr_error_t *err)
 {
     memset(j, 0, sizeof *j);
     const int rank = plan->spatial_rank;
     const char *mode_name = vkr_proto_mode_name(plan->mode);
-    switch (plan->mode) {
-    case VKR_MODE_NEAREST: j->pipe = PIPE_NEAREST; break;
-    case VKR_MODE_NEAREST_EXACT: j->pipe = PIPE_NEAREST_EXACT; break;
-    case VKR_MODE_LINEAR:
-    case VKR_MODE_BILINEAR:
-    case VKR_MODE_TRILINEAR: j->pipe = PIPE_LINEAR_1D + rank - 1; break;
-    default:
-        return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, "mode", "vulkan backend: mode '%s' is not implemented",
-                                   mode_name ? mode_name : "?");
-    }
-    if (plan->antialias)
-        return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, "antialias", "vulkan backend: mode '%s' with antialias=True is not "
-                                   "implemented", mode_name ? mode_name : "?");
+    j->what = mode_name ? mode_name : "?";
     if (rank < 1 || rank > 3)
         return vkr_proto_error_set(err, VKR_E_BACKEND, "backend", "vulkan backend: plan with %d spatial axes", rank);
+    family_t f;
+    switch (plan->mode) {
+    case VKR_MODE_NEAREST:
+    case VKR_MODE_NEAREST_EXACT: f = FAMILY_NEAREST; break;
+    case VKR_MODE_LINEAR:
+    case VKR_MODE_BILINEAR:
+    case VKR_MODE_TRILINEAR: f = FAMILY_LINEAR; break;
+    case VKR_MODE_BICUBIC: f = FAMILY_CUBIC; break;
+    case VKR_MODE_AREA: f = FAMILY_AREA; break;
+    default:
+        return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, "mode", "vulkan backend: mode '%s' is not implemented", j->what);
+    }
+    if (plan->antialias) {
+        if ((plan->mode != VKR_MODE_BILINEAR && plan->mode != VKR_MODE_BICUBIC) || rank != 2)
+            return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, "antialias",
+                                       "vulkan backend: mode '%s' with antialias=True on %d spatial axes is not implemented",
+                                       j->what, rank);
+        f = FAMILY_ANTIALIAS;
+    }
+    if (f == FAMILY_CUBIC && rank != 2)
+        return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, "mode", "vulkan backend: bicubic on %d spatial axes is not implemented",
+                                   rank);
     const int pad = 3 - rank;
-    j->in_plane = j->out_plane = 1;
+    int64_t in3[3], out3[3];
+    bool all_ones = true;
     for (int a = 0; a < 3; a++) {
-        int d = a - pad;
-        j->in[a] = d < 0 ? 1 : plan->in_size[d];
-        j->out[a] = d < 0 ? 1 : plan->out_size[d];
-        j->in_plane *= (uint64_t)j->in[a];
-        j->out_plane *= (uint64_t)j->out[a];
-        j->scale[a] = d < 0 ? 1.0f : vkr_spec_area_pixel_scale(j->in[a], j->out[a], false, plan->has_scale[d], plan->scale[d]);
-        if (d >= 0)
-            j->tab_entries += (uint64_t)j->out[a];
+        const int d = a - pad;
+        in3[a] = d < 0 ? 1 : plan->in_size[d];
+        out3[a] = d < 0 ? 1 : plan->out_size[d];
+        all_ones = all_ones && out3[a] == 1;
     }
+    if (f == FAMILY_AREA && all_ones)
+        f = FAMILY_MEAN;   /* torch's mean(): cascade sum / n */
     j->planes = (uint64_t)plan->batch * (uint64_t)plan->channels;
-    if (j->pipe < PIPE_LINEAR_1D)
-        j->tab_entries = 0;
     if (j->planes == 0 || plan->out_elements == 0)
-        return VKR_OK;   /* nothing to run: no chunks */
+        return VKR_OK;   /* nothing to run: no passes */
+    j->elements[BUF_IN] = plan->in_elements;
+    j->elements[BUF_OUT] = plan->out_elements;
+    if (f == FAMILY_ANTIALIAS)
+        j->elements[BUF_TMP] = j->planes * (uint64_t)in3[1] * (uint64_t)out3[2];
 
-    const uint64_t align = b->props.limits.minStorageBufferOffsetAlignment;
-    const uint64_t slack = align > 4 ? align - 4 : 0;   /* residual of a 4-byte offset aligned down */
-    const uint64_t plane_bytes = 4 * (j->in_plane > j->out_plane ? j->in_plane : j->out_plane);
-    if (plane_bytes + slack > b->max_binding)
-        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape",
-                                   "vulkan backend: one N*C plane (%llu input / %llu output elements) needs a binding of %llu bytes, "
-                                   "over this device's binding limit (maxStorageBufferRange) of %llu bytes; splitting a plane is "
-                                   "not implemented yet (use --backend cpu)",
-                                   (unsigned long long)j->in_plane, (unsigned long long)j->out_plane,
-                                   (unsigned long long)(plane_bytes + slack), (unsigned long long)b->max_binding);
-    if (16 * j->tab_entries > b->max_binding)
-        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size",
-                                   "vulkan backend: the linear tables of %llu output positions need %llu bytes, over this "
-                                   "device's binding limit (maxStorageBufferRange) of %llu bytes (use --backend cpu)",
-                                   (unsigned long long)j->tab_entries, (unsigned long long)(16 * j->tab_entries),
-                                   (unsigned long long)b->max_binding);
-    const uint64_t sizes[2] = {4 * plan->in_elements, 4 * plan->out_elements};
-    for (int i = 0; i < 2; i++)
-        if (sizes[i] > b->max_alloc)
-            return vkr_proto_error_set(err, VKR_E_TOO_LARGE, i ? "size" : "input.shape",
-                                       "vulkan backend: the %s tensor of %llu bytes is over this device's maxMemoryAllocationSize "
-                                       "of %llu bytes (use --backend cpu)",
-                                       i ? "output" : "input", (unsigned long long)sizes[i], (unsigned long long)b->max_alloc);
-    j->planes_per_chunk = (b->max_binding - slack) / plane_bytes;
-    if (j->planes_per_chunk > j->planes)
-        j->planes_per_chunk = j->planes;
-    j->chunks = (j->planes + j->planes_per_chunk - 1) / j->planes_per_chunk;
-    return VKR_OK;
-}
-
-/* Pack the per-axis taps (vkr_spec_linear_taps) as uvec4 (i0, i1, bits(l0), bits(l1)). */
-static int tables_fill(const vkr_interp_plan_t *plan, uint32_t *dst, vkr_vk_push_t *pc, vkr_error_t *err)
-{
-    const int pad = 3 - plan->spatial_rank;
-    int64_t max_o = 0;
-    for (int d = 0; d < plan->spatial_rank; d++)
-        max_o = plan->out_size[d] > max_o ? plan->out_size[d] : max_o;
-    void *block = malloc((size_t)max_o * 4 * sizeof(int32_t));
-    if (!block)
-        return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: out of memory for linear tables");
-    uint32_t *tab_base[3] = {&pc->tab_d, &pc->tab_h, &pc->tab_w};
-    uint32_t next = 0;
-    for (int d = 0; d < plan->spatial_rank; d++) {
-        const int64_t o = plan->out_size[d];
-        vkr_linear_taps_t t = {
-            .i0 = block,
-            .i1 = (int32_t *)block + o,
-            .l0 = (float *)((int32_t *)block + 2 * o),
-            .l1 = (float *)((int32_t *)block + 3 * o),
-        };
-        vkr_spec_linear_taps(plan->in_size[d], o, plan->align_corners, plan->has_scale[d], plan->scale[d], t);
-        uint32_t *e = dst + 4 * (size_t)next;
-        for (int64_t i = 0; i < o; i++, e += 4) {
-            e[0] = (uint32_t)t.i0[i];
-            e[1] = (uint32_t)t.i1[i];
-            memcpy(&e[2], &t.l0[i], sizeof(float));
-            memcpy(&e[3], &t.l1[i], sizeof(float));
-        }
-        *tab_base[d + pad] = next;
-        next += (uint32_t)o;
+    /* Tables: the real axes' in order, so that the outermost (the split axis) comes first and
+     * the others follow as one range. */
+    int taps[3] = {0, 0, 0};
+    uint64_t axis_word[3] = {0, 0, 0}, words = 0;
+    for (int d = 0; d < rank; d++) {
+        if (f == FAMILY_ANTIALIAS)
+            taps[d] = vkr_spec_aa_max_taps(plan->in_size[d], plan->out_size[d], plan->align_corners, plan->has_scale[d],
+                                           plan->scale[d], plan->mode == VKR_MODE_BICUBIC);
+        axis_word[d] = words;
+        words += entry_words(f, taps[d]) * (uint64_t)plan->out_size[d];
     }
-    free(block);
+    j->elements[BUF_TAB] = words;
+    static const char *const buf_names[BUF_COUNT] = {"input tensor", "output tensor", "antialias intermediate", "tables"};
+    for (int i = 0; i < BUF_COUNT; i++)
+        if (4 * j->elements[i] > b->max_alloc)
+            return vkr_proto_error_set(err, VKR_E_TOO_LARGE, i == BUF_IN ? "input.shape" : "size",
+                                       "vulkan backend: the %s of %llu bytes is over this device's maxMemoryAllocationSize of "
+                                       "%llu bytes (use --backend cpu)",
+                                       buf_names[i], (unsigned long long)(4 * j->elements[i]), (unsigned long long)b->max_alloc);
+    if (words) {
+        j->tab = malloc((size_t)words * sizeof(uint32_t));
+        if (!j->tab)
+            return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: out of memory for %llu table words",
+                                       (unsigned long long)words);
+        for (int d = 0; d < rank; d++) {
+            int rc = axis_table(plan, f, d, taps[d], j->tab + axis_word[d], err);
+            if (rc)
+                return rc;
+        }
+    }
+
+    vk_pass_t *p = &j->pass[0];
+    j->n_pass = 1;
+    p->src = BUF_IN;
+    p->dst = BUF_OUT;
+    pass_shape(p, in3, out3, pad);
+    p->tab_a = axis_word[0];
+    p->tab_a_stride = entry_words(f, taps[0]);
+    if (rank > 1 && f != FAMILY_ANTIALIAS) {
+        p->tab_b = axis_word[1];
+        p->tab_b_words = words - axis_word[1];
+        for (int d = 1; d < rank; d++) {
+            p->tab_b_axes |= 1u << (pad + d);
+            p->tab_rel[pad + d] = axis_word[d] - axis_word[1];
+        }
+    }
+    switch (f) {
+    case FAMILY_NEAREST: {
+        const bool exact = plan->mode == VKR_MODE_NEAREST_EXACT;
+        p->pipe = exact ? PIPE_NEAREST_EXACT : PIPE_NEAREST;
+        p->range = exact ? RANGE_NEAREST_EXACT : RANGE_NEAREST;
+        for (int a = 0; a < 3; a++) {
+            const int d = a - pad;
+            p->scale[a] = d < 0 ? 1.0f : vkr_spec_area_pixel_scale(in3[a], out3[a], false, plan->has_scale[d], plan->scale[d]);
+        }
+        break;
+    }
+    case FAMILY_LINEAR:
+        p->pipe = PIPE_LINEAR_1D + rank - 1;
+        p->range = RANGE_LINEAR;
+        break;
+    case FAMILY_CUBIC:
+        p->pipe = PIPE_CUBIC;
+        p->range = RANGE_CUBIC;
+        break;
+    case FAMILY_AREA:
+        p->pipe = PIPE_AREA_1D + rank - 1;
+        p->range = RANGE_AREA;
+        break;
+    case FAMILY_MEAN:
+        p->pipe = PIPE_AREA_MEAN;
+        p->mean = true;
+        break;
+    case FAMILY_ANTIALIAS: {
+        /* PyTorch 1.13 runs both passes always: W into N*C*H*OW, then H into the output. */
+        const int64_t mid[3] = {1, in3[1], out3[2]};
+        vk_pass_t *q = &j->pass[1];
+        j->n_pass = 2;
+        p->pipe = PIPE_AA_H;
+        p->range = RANGE_IDENTITY;
+        p->dst = BUF_TMP;
+        pass_shape(p, in3, mid, 1);
+        p->aux = (uint32_t)taps[1];
+        p->tab_a_stride = 0;
+        p->tab_b = axis_word[1];
+        p->tab_b_words = words - axis_word[1];
+        p->tab_b_axes = 1u << 2;
+        q->pipe = PIPE_AA_V;
+        q->range = RANGE_AA;
+        q->src = BUF_TMP;
+        q->dst = BUF_OUT;
+        pass_shape(q, mid, out3, 1);
+        q->aux = (uint32_t)taps[0];
+        q->tab_a = axis_word[0];
+        q->tab_a_stride = entry_words(f, taps[0]);
+        break;
+    }
+    }
+    for (int i = 0; i < j->n_pass; i++) {
+        int rc = pass_chunks(b, j, &j->pass[i], err);
+        if (rc)
+            return rc;
+    }
     return VKR_OK;
 }
 
-/* A binding of elements [first, first + count) of a float buffer: offset aligned down, the
- * residual returned in *base (elements). */
-static VkDescriptorBufferInfo bind_range(const vk_backend_t *b, const vk_buf_t *x, uint64_t first, uint64_t count,
-                                         uint32_t *base)
+/* ------------------------------------------------------------------ running a job (lock held) */
+
+/* A binding of `bytes` from byte `first` of a buffer: the offset aligned down, the residual
+ * returned in *residual (words). */
+static VkDescriptorBufferInfo bind_bytes(const vk_backend_t *b, const vk_buf_t *x, uint64_t first, uint64_t bytes,
+                                         uint32_t *residual)
 {
-    const uint64_t align = b->props.limits.minStorageBufferOffsetAlignment;
-    const uint64_t byte = 4 * first;
-    const uint64_t off = align > 1 ? byte / align * align : byte;
-    *base = (uint32_t)((byte - off) / 4);
-    return (VkDescriptorBufferInfo){x->buf, off, byte - off + 4 * count};
+    const uint64_t align = bind_align(b);
+    const uint64_t off = first / align * align;
+    *residual = (uint32_t)((first - off) / 4);
+    return (VkDescriptorBufferInfo){x->buf, off, first - off + bytes};
+}
+
+/* Descriptors and push constants of chunk c of pass p.  Offsets into the bound ranges are folded
+ * modulo 2^32 (see shaders/interpolate_params.glsl). */
+static void chunk_setup(const vk_backend_t *b, const vk_job_t *j, const vk_pass_t *p, uint64_t c, const vk_buf_t *bufs,
+                        VkDescriptorBufferInfo info[VKR_VK_BINDINGS], vkr_vk_push_t *pc)
+{
+    uint64_t p0, k;
+    int64_t a0, a1, lo, hi;
+    if (p->planes_per_chunk) {
+        p0 = c * p->planes_per_chunk;
+        k = min_u64(p->planes_per_chunk, j->planes - p0);
+        a0 = 0;
+        a1 = p->out[p->axis];
+        lo = 0;
+        hi = p->in[p->axis] - 1;
+    } else {
+        const vk_seg_t *s = &p->segs[c % p->n_segs];
+        p0 = c / p->n_segs;
+        k = 1;
+        a0 = s->a0;
+        a1 = s->a1;
+        lo = s->lo;
+        hi = s->hi;
+    }
+    *pc = (vkr_vk_push_t){
+        .in_d = (int32_t)p->in[0], .in_h = (int32_t)p->in[1], .in_w = (int32_t)p->in[2],
+        .out_d = (int32_t)p->out[0], .out_h = (int32_t)p->out[1], .out_w = (int32_t)p->out[2],
+        .scale_d = p->scale[0], .scale_h = p->scale[1], .scale_w = p->scale[2],
+        .aux = p->aux,
+    };
+    const vk_buf_t *src = &bufs[p->src], *dst = &bufs[p->dst], *tab = &bufs[BUF_TAB];
+    uint32_t r;
+    if (p->mean_seg) {   /* one plane over up to VKR_VK_MEAN_BINDINGS bindings: 0, 2, 3 */
+        const uint64_t first = p0 * p->in_plane;
+        info[0] = bind_bytes(b, src, 4 * first, 4 * min_u64(p->mean_seg, p->in_plane), &r);
+        pc->in_base = r;
+        for (uint64_t s = 1; s < VKR_VK_MEAN_BINDINGS; s++) {
+            uint32_t same;   /* == r: segment s starts s * mean_seg words (a multiple of the alignment) on */
+            info[1 + s] = s * p->mean_seg < p->in_plane
+                              ? bind_bytes(b, src, 4 * (first + s * p->mean_seg), 4 * min_u64(p->mean_seg, p->in_plane - s * p->mean_seg),
+                                           &same)
+                              : info[0];
+        }
+        pc->aux = (uint32_t)p->mean_seg;
+    } else if (lo <= hi) {
+        info[0] = bind_bytes(b, src, 4 * (p0 * p->in_plane + (uint64_t)lo * p->in_inner),
+                             4 * ((k - 1) * p->in_plane + (uint64_t)(hi - lo + 1) * p->in_inner), &r);
+        pc->in_base = (uint32_t)(r - (uint64_t)lo * p->in_inner);
+    } else {   /* the chunk reads no input (antialias rows with no taps) */
+        info[0] = bind_bytes(b, src, 4 * p0 * p->in_plane, 4, &r);
+        pc->in_base = r;
+    }
+    const uint64_t e_off = (uint64_t)a0 * p->out_inner;
+    const uint64_t count = (k - 1) * p->out_plane + (uint64_t)(a1 - a0) * p->out_inner;
+    info[1] = bind_bytes(b, dst, 4 * (p0 * p->out_plane + e_off), 4 * count, &r);
+    pc->out_base = (uint32_t)(r - e_off);
+    pc->e_off = (uint32_t)e_off;
+    pc->count = (uint32_t)count;
+    if (p->mean_seg)
+        return;
+    /* Bindings a shader declares but this pass does not use still need a valid range: the input. */
+    info[2] = info[3] = info[0];
+    if (p->tab_a_stride) {
+        const uint64_t w0 = (uint64_t)a0 * p->tab_a_stride;
+        info[2] = bind_bytes(b, tab, 4 * (p->tab_a + w0), 4 * (uint64_t)(a1 - a0) * p->tab_a_stride, &r);
+        pc->tab[p->axis] = (uint32_t)(r - w0);
+    }
+    if (p->tab_b_words) {
+        info[3] = bind_bytes(b, tab, 4 * p->tab_b, 4 * p->tab_b_words, &r);
+        for (int a = 0; a < 3; a++)
+            if (p->tab_b_axes & (1u << a))
+                pc->tab[a] = (uint32_t)(r + p->tab_rel[a]);
+    }
 }
 
 /* Make the shaders' writes visible to the host (vkWaitForFences alone does not). */
@@ -737,10 +1218,24 @@ static void barrier_to_host(VkCommandBuffer cmd)
     vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
-/* Record, submit and wait for chunks [c0, c0 + n) of a job (n <= VKR_VK_SETS_PER_SUBMIT). */
-static int run_batch(vk_backend_t *b, const vk_job_t *j, const vkr_vk_push_t *pc0, const vk_buf_t *bin, const vk_buf_t *bout,
-                     const vk_buf_t *btab, uint64_t c0, uint32_t n, vkr_error_t *err)
+/* Make earlier dispatches' writes (earlier submissions included: submission order spans the
+ * queue) visible to later dispatches' reads: between passes, and between steps of a sum. */
+static void barrier_compute(VkCommandBuffer cmd)
 {
+    const VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT,
+    };
+    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0,
+                         NULL);
+}
+
+/* Record, submit and wait for chunks [c0, c0 + n) of pass pi (n <= VKR_VK_SETS_PER_SUBMIT). */
+static int run_batch(vk_backend_t *b, const vk_job_t *j, int pi, const vk_buf_t *bufs, uint64_t c0, uint32_t n,
+                     uint64_t *dispatches, vkr_error_t *err)
+{
+    const vk_pass_t *p = &j->pass[pi];
     VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];
     VkDescriptorSetLayout layouts[VKR_VK_SETS_PER_SUBMIT];
     for (uint32_t i = 0; i < n; i++)
@@ -767,43 +1262,51 @@ static int run_batch(vk_backend_t *b, const vk_job_t *j, const vkr_vk_push_t *pc
     r = vkBeginCommandBuffer(b->cmd, &bi);
     if (r != VK_SUCCESS)
         return vk_fail(err, "vkBeginCommandBuffer", r);
-    vkCmdBindPipeline(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipes[j->pipe]);
+    if (pi > 0)
+        barrier_compute(b->cmd);
+    vkCmdBindPipeline(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipes[p->pipe]);
     const uint64_t local = VKR_VK_LOCAL_SIZE;
+    vkr_vk_push_t pcs[VKR_VK_SETS_PER_SUBMIT];
     for (uint32_t i = 0; i < n; i++) {
-        const uint64_t p0 = (c0 + i) * j->planes_per_chunk;
-        const uint64_t k = j->planes - p0 < j->planes_per_chunk ? j->planes - p0 : j->planes_per_chunk;
-        vkr_vk_push_t pc = *pc0;
-        VkDescriptorBufferInfo infos[3] = {
-            bind_range(b, bin, p0 * j->in_plane, k * j->in_plane, &pc.in_base),
-            bind_range(b, bout, p0 * j->out_plane, k * j->out_plane, &pc.out_base),
-            {btab ? btab->buf : VK_NULL_HANDLE, 0, VK_WHOLE_SIZE},
-        };
+        VkDescriptorBufferInfo infos[VKR_VK_BINDINGS];
+        chunk_setup(b, j, p, c0 + i, bufs, infos, &pcs[i]);
         const VkWriteDescriptorSet w = {
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = sets[i],
             .dstBinding = 0,
-            .descriptorCount = btab ? 3 : 2,   /* nearest does not use binding 2 */
+            .descriptorCount = VKR_VK_BINDINGS,
             .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
             .pBufferInfo = infos,
         };
         vkUpdateDescriptorSets(b->device, 1, &w, 0, NULL);
-        vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipe_layout, 0, 1, &sets[i], 0, NULL);
-        /* Grid: gx workgroups per row, up to max_groups[1] rows per dispatch, more dispatches
-         * (pc.first) when even that is not enough. */
-        const uint64_t count = k * j->out_plane;
-        const uint64_t groups = (count + local - 1) / local;
-        const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
-        const uint64_t row = gx * local;
-        const uint64_t rows = (count + row - 1) / row;
-        pc.count = (uint32_t)count;
-        pc.row = (uint32_t)row;
-        for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
-            const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
-            /* No barrier between dispatches: each writes its own elements only (chunks' bound
-             * ranges may overlap by an alignment residual, the elements written never do). */
-            pc.first = (uint32_t)(r0 * row);
-            vkCmdPushConstants(b->cmd, b->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
-            vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+    }
+    for (uint64_t step = 0; step < p->steps; step++) {
+        /* A step continues the partial sums the previous one left in the output. */
+        if (step > 0)
+            barrier_compute(b->cmd);
+        for (uint32_t i = 0; i < n; i++) {
+            vkr_vk_push_t pc = pcs[i];
+            pc.term0 = (uint32_t)(step * b->max_loop);
+            pc.term1 = (uint32_t)min_u64((step + 1) * b->max_loop, UINT32_MAX);
+            vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipe_layout, 0, 1, &sets[i], 0, NULL);
+            /* Grid: gx workgroups per row, up to max_groups[1] rows per dispatch, more
+             * dispatches (pc.first) when even that is not enough. */
+            const uint64_t count = pc.count;
+            const uint64_t groups = (count + local - 1) / local;
+            const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
+            const uint64_t row = gx * local;
+            const uint64_t rows = (count + row - 1) / row;
+            pc.row = (uint32_t)row;
+            for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
+                const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
+                /* No barrier between dispatches of a step: each writes its own elements only
+                 * (chunks' bound ranges may overlap by an alignment residual, the elements
+                 * written never do). */
+                pc.first = (uint32_t)(r0 * row);
+                vkCmdPushConstants(b->cmd, b->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
+                vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+                (*dispatches)++;
+            }
         }
     }
     barrier_to_host(b->cmd);
@@ -828,41 +1331,42 @@ static int run_batch(vk_backend_t *b, const vk_job_t *j, const vkr_vk_push_t *pc
 }
 
 /* The whole job, with b->lock held. */
-static int run_job(vk_backend_t *b, const vkr_interp_plan_t *plan, const vk_job_t *j, const float *in, float *out,
-                   vkr_error_t *err)
+static int run_job(vk_backend_t *b, const vk_job_t *j, const float *in, float *out, vkr_error_t *err)
 {
-    vk_buf_t bin = {0}, bout = {0}, btab = {0};
-    vkr_vk_push_t pc = {
-        .in_d = (int32_t)j->in[0], .in_h = (int32_t)j->in[1], .in_w = (int32_t)j->in[2],
-        .out_d = (int32_t)j->out[0], .out_h = (int32_t)j->out[1], .out_w = (int32_t)j->out[2],
-        .scale_d = j->scale[0], .scale_h = j->scale[1], .scale_w = j->scale[2],
-    };
-    int rc = buf_create(b, 4 * plan->in_elements, &bin, err);
+    vk_buf_t bufs[BUF_COUNT];
+    memset(bufs, 0, sizeof bufs);
+    int rc = VKR_OK;
+    for (int i = 0; i < BUF_COUNT && rc == VKR_OK; i++)
+        if (j->elements[i])
+            rc = buf_create(b, 4 * j->elements[i], &bufs[i], err);
     if (rc)
         goto out;
-    rc = buf_create(b, 4 * plan->out_elements, &bout, err);
-    if (rc)
-        goto out;
-    if (j->tab_entries) {
-        rc = buf_create(b, 16 * j->tab_entries, &btab, err);
-        if (rc)
-            goto out;
-        rc = tables_fill(plan, btab.map, &pc, err);
-        if (rc)
-            goto out;
+    memcpy(bufs[BUF_IN].map, in, 4 * j->elements[BUF_IN]);
+    if (j->elements[BUF_TAB])
+        memcpy(bufs[BUF_TAB].map, j->tab, 4 * j->elements[BUF_TAB]);
+    uint64_t chunks = 0, submits = 0, dispatches = 0, steps = 0;
+    int split = 0;
+    for (int pi = 0; pi < j->n_pass; pi++) {
+        const vk_pass_t *p = &j->pass[pi];
+        for (uint64_t c0 = 0; c0 < p->chunks; c0 += VKR_VK_SETS_PER_SUBMIT) {
+            uint32_t n = (uint32_t)min_u64(p->chunks - c0, VKR_VK_SETS_PER_SUBMIT);
+            rc = run_batch(b, j, pi, bufs, c0, n, &dispatches, err);
+            if (rc)
+                goto out;
+            submits++;
+        }
+        chunks += p->chunks;
+        steps += p->steps;
+        split += p->planes_per_chunk == 0 || p->mean_seg != 0;
     }
-    memcpy(bin.map, in, 4 * plan->in_elements);
-    for (uint64_t c0 = 0; c0 < j->chunks; c0 += VKR_VK_SETS_PER_SUBMIT) {
-        uint32_t n = (uint32_t)(j->chunks - c0 < VKR_VK_SETS_PER_SUBMIT ? j->chunks - c0 : VKR_VK_SETS_PER_SUBMIT);
-        rc = run_batch(b, j, &pc, &bin, &bout, j->tab_entries ? &btab : NULL, c0, n, err);
-        if (rc)
-            goto out;
-    }
-    memcpy(out, bout.map, 4 * plan->out_elements);
+    memcpy(out, bufs[BUF_OUT].map, 4 * j->elements[BUF_OUT]);
+    /* backend_agree parses this line: keep its format */
+    vkr__log(VKR_LOG_DEBUG, "vulkan: %s job: passes %d, splitting planes %d, steps %llu, chunks %llu, submits %llu, dispatches %llu",
+             j->what, j->n_pass, split, (unsigned long long)steps, (unsigned long long)chunks, (unsigned long long)submits,
+             (unsigned long long)dispatches);
 out:
-    buf_destroy(b, &btab);
-    buf_destroy(b, &bout);
-    buf_destroy(b, &bin);
+    for (int i = BUF_COUNT - 1; i >= 0; i--)
+        buf_destroy(b, &bufs[i]);
     return rc;
 }
 
@@ -871,11 +1375,12 @@ static int vk_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, co
     vk_backend_t *b = (vk_backend_t *)self;
     vk_job_t j;
     int rc = job_prepare(b, plan, &j, err);
-    if (rc || plan->out_elements == 0)
-        return rc;
-    pthread_mutex_lock(&b->lock);
-    rc = run_job(b, plan, &j, in, out, err);
-    pthread_mutex_unlock(&b->lock);
+    if (rc == VKR_OK && j.n_pass > 0) {
+        pthread_mutex_lock(&b->lock);
+        rc = run_job(b, &j, in, out, err);
+        pthread_mutex_unlock(&b->lock);
+    }
+    job_free(&j);
     return rc;
 }
 
@@ -912,35 +1417,50 @@ static void vk_destroy(vkr_backend_s *self)
 
 /* ------------------------------------------------------------------ warm-up */
 
-/* One tiny job per pipeline: lavapipe (and other JIT drivers) compile on the first dispatch,
- * and it proves the whole path end to end.  Every expected value is exact in binary. */
+/* One tiny job per pipeline (antialias: one job, both passes): lavapipe (and other JIT drivers)
+ * compile on the first dispatch, and it proves the whole path end to end.  Input 1, 2, 3, ...;
+ * every axis `in` -> `out`; the first, middle (index n/2) and last outputs are exact in binary. */
 static int warm_up(vk_backend_t *b, vkr_error_t *err)
 {
     static const float src[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    for (int p = 0; p < PIPE_COUNT; p++) {
-        const int rank = p < PIPE_LINEAR_1D ? 1 : p - PIPE_LINEAR_1D + 1;
-        static const int modes[PIPE_COUNT] = {VKR_MODE_NEAREST, VKR_MODE_NEAREST_EXACT, VKR_MODE_LINEAR, VKR_MODE_BILINEAR,
-                                              VKR_MODE_TRILINEAR};
-        vkr_interp_plan_t plan = {.mode = modes[p], .spatial_rank = rank, .batch = 1, .channels = 1,
-                                  .align_corners = p >= PIPE_LINEAR_1D, .in_elements = 1, .out_elements = 1};
+    static const struct {
+        int pipe, mode, rank, in, out;
+        bool align_corners, antialias;
+        float first, mid, last;
+    } cases[] = {
+        {PIPE_NEAREST, VKR_MODE_NEAREST, 1, 2, 4, false, false, 1, 2, 2},
+        {PIPE_NEAREST_EXACT, VKR_MODE_NEAREST_EXACT, 1, 2, 4, false, false, 1, 2, 2},
+        {PIPE_LINEAR_1D, VKR_MODE_LINEAR, 1, 2, 3, true, false, 1, 1.5f, 2},          /* centre: the mean */
+        {PIPE_LINEAR_2D, VKR_MODE_BILINEAR, 2, 2, 3, true, false, 1, 2.5f, 4},
+        {PIPE_LINEAR_3D, VKR_MODE_TRILINEAR, 3, 2, 3, true, false, 1, 4.5f, 8},
+        {PIPE_CUBIC, VKR_MODE_BICUBIC, 2, 2, 3, true, false, 1, 2.5f, 4},
+        {PIPE_AREA_1D, VKR_MODE_AREA, 1, 2, 3, false, false, 1, 1.5f, 2},             /* centre window: all */
+        {PIPE_AREA_2D, VKR_MODE_AREA, 2, 2, 3, false, false, 1, 2.5f, 4},
+        {PIPE_AREA_3D, VKR_MODE_AREA, 3, 2, 3, false, false, 1, 4.5f, 8},
+        {PIPE_AREA_MEAN, VKR_MODE_AREA, 3, 2, 1, false, false, 4.5f, 4.5f, 4.5f},
+        {PIPE_AA_H, VKR_MODE_BILINEAR, 2, 2, 2, false, true, 1, 3, 4},                /* same size: weights 1, 0 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int rank = cases[c].rank;
+        vkr_interp_plan_t plan = {.mode = cases[c].mode, .spatial_rank = rank, .batch = 1, .channels = 1,
+                                  .align_corners = cases[c].align_corners, .antialias = cases[c].antialias,
+                                  .in_elements = 1, .out_elements = 1};
         for (int d = 0; d < rank; d++) {
-            plan.in_size[d] = 2;
-            plan.out_size[d] = p < PIPE_LINEAR_1D ? 4 : 3;
-            plan.in_elements *= 2;
-            plan.out_elements *= (uint64_t)plan.out_size[d];
+            plan.in_size[d] = cases[c].in;
+            plan.out_size[d] = cases[c].out;
+            plan.in_elements *= (uint64_t)cases[c].in;
+            plan.out_elements *= (uint64_t)cases[c].out;
         }
-        float out[27];
+        float out[64];
         int rc = vk_interpolate(&b->base, &plan, src, out, err);
         if (rc)
             return rc;
-        /* nearest [1,2] -> [1,1,2,2]; linear family, align_corners: the centre is the mean. */
         const uint64_t n = plan.out_elements;
-        float want_mid = p < PIPE_LINEAR_1D ? 1.0f : (1.0f + (float)(1 << rank)) / 2;
-        float got_mid = p < PIPE_LINEAR_1D ? out[1] : out[n / 2];
-        if (out[0] != 1.0f || out[n - 1] != (float)(1 << rank) || got_mid != want_mid)
+        if (out[0] != cases[c].first || out[n / 2] != cases[c].mid || out[n - 1] != cases[c].last)
             return vkr_proto_error_set(err, VKR_E_BACKEND, "backend",
-                                       "vulkan: warm-up %s job gave wrong values (%g, %g, %g; expected 1, %g, %g)",
-                                       pipe_defs[p].what, out[0], got_mid, out[n - 1], want_mid, (double)(1 << rank));
+                                       "vulkan: warm-up %s job gave wrong values (%g, %g, %g; expected %g, %g, %g)",
+                                       pipe_defs[cases[c].pipe].what, out[0], out[n / 2], out[n - 1], cases[c].first,
+                                       cases[c].mid, cases[c].last);
     }
     return VKR_OK;
 }

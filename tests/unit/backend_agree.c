@@ -1,13 +1,20 @@
 /* backend_agree: the Vulkan backend against the CPU backend, in-process, on random planned
- * interpolate jobs (nearest, nearest-exact, linear, bilinear, trilinear; sizes 1..40, scales such
- * as 1/3, 0.7, 2.5, 7/3; align_corners unset/False/True; recompute_scale_factor), with
- * VK_LAYER_KHRONOS_validation on.  Nearest must be bit-exact; the linear family within 1e-6
- * relative (bit-exact expected).  Also: a second Vulkan backend with tiny binding and workgroup
- * limits (forces N*C chunking, unaligned chunk offsets and multi-dispatch grids), concurrent
- * jobs from several threads, refusals (bicubic, antialias, plane too large, bad device index),
- * and zero validation messages, counted here (this test provides vkr__log) so that messages
- * during destroy count too.  TAP on stdout (tap.h: the plan comes last).
- * Environment: VKR_TEST_SEED (default 20240611), VKR_TEST_CASES (default 240). */
+ * interpolate jobs of every mode (nearest, nearest-exact, linear, bilinear, trilinear, bicubic,
+ * area, and bilinear / bicubic with antialias=True; sizes 1..40, scales such as 1/4, 1/3, 0.7,
+ * 2.5, 7/3; align_corners unset/False/True; recompute_scale_factor; area with overlapping
+ * windows and all-ones outputs; bicubic on 1..4-pixel inputs, its taps beyond both borders),
+ * with VK_LAYER_KHRONOS_validation on.  Nearest must be bit-exact, the others within the
+ * contract's tolerance (bit-exact expected).  Also: a second Vulkan backend with tiny binding and
+ * workgroup limits and a short loop budget, on which every family must run in several chunks,
+ * planes split along their outermost axis (tables too), area's mean over several bindings,
+ * multi-dispatch grids and area / antialias sums in several steps (the backend's debug line per
+ * job says what it did); fixed split cases that must not be refused; on the real limits, sums
+ * longer than llvmpipe's 65535 loop iterations per invocation;
+ * concurrent jobs from several threads; refusals (a row too large for the limited bindings, a
+ * 3-D bicubic plan, bad device index); and zero validation messages, counted here (this test
+ * provides vkr__log) so that messages during destroy count too.  TAP on stdout (tap.h: the plan
+ * comes last).
+ * Environment: VKR_TEST_SEED (default 20240611), VKR_TEST_CASES (default 400). */
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -23,15 +30,42 @@
 
 #define MAX_JOB_BYTES (1ull << 30)
 #define MAX_CASE_ELEMENTS 300000u     /* input and output elements per case: keeps lavapipe fast */
-#define LINEAR_REL_TOL 1e-6
 #define SPLIT_BINDING_BYTES 16384     /* the limited backend's binding limit */
 #define SPLIT_GROUP_COUNT 4           /* and its workgroups per dispatch along x and y */
+#define SPLIT_LOOP_ITERATIONS 40      /* and the terms of an area / antialias sum per dispatch */
 #define N_THREADS 4
 #define CASES_PER_THREAD 6
 
+/* ------------------------------------------------------------------ families */
+enum { FAM_NEAREST, FAM_LINEAR, FAM_CUBIC, FAM_AREA, FAM_AA, FAM_COUNT };
+static const char *const fam_names[FAM_COUNT] = {"nearest", "linear family", "bicubic", "area", "antialias"};
+/* Relative tolerance per family (the contract; bit-exact expected on lavapipe). */
+static const double fam_tol[FAM_COUNT] = {0.0, 1e-6, 1e-5, 1e-6, 1e-5};
+
+static int family_of(const vkr_interp_plan_t *p)
+{
+    if (p->antialias)
+        return FAM_AA;
+    switch (p->mode) {
+    case VKR_MODE_NEAREST:
+    case VKR_MODE_NEAREST_EXACT: return FAM_NEAREST;
+    case VKR_MODE_BICUBIC: return FAM_CUBIC;
+    case VKR_MODE_AREA: return FAM_AREA;
+    default: return FAM_LINEAR;
+    }
+}
+
 /* ------------------------------------------------------------------ logging (replaces log.c) */
-int vkr__log_level = VKR_LOG_INFO;
+int vkr__log_level = VKR_LOG_DEBUG;
 static atomic_uint logged_validation;
+
+/* What the backend's debug line said about the last job run on this thread. */
+typedef struct {
+    bool seen;
+    int passes, split;
+    unsigned long long steps, chunks, submits, dispatches;
+} job_stats_t;
+static _Thread_local job_stats_t last_job;
 
 void vkr__log(int level, const char *fmt, ...)
 {
@@ -44,6 +78,15 @@ void vkr__log(int level, const char *fmt, ...)
     va_end(ap);
     if (strncmp(buf, "vulkan validation:", 18) == 0)
         atomic_fetch_add(&logged_validation, 1u);
+    if (level == VKR_LOG_DEBUG) {
+        const char *s = strstr(buf, " job: passes ");
+        job_stats_t st = {.seen = true};
+        if (strncmp(buf, "vulkan: ", 8) == 0 && s &&
+            sscanf(s, " job: passes %d, splitting planes %d, steps %llu, chunks %llu, submits %llu, dispatches %llu",
+                   &st.passes, &st.split, &st.steps, &st.chunks, &st.submits, &st.dispatches) == 6)
+            last_job = st;
+        return;   /* one per job: not printed */
+    }
     for (char *p = buf; *p; p++)
         if (*p == '\n')
             *p = ' ';
@@ -67,54 +110,24 @@ static int rng_int(int lo, int hi) { return lo + (int)(rng_next() % (uint64_t)(h
 
 typedef struct {
     vkr_interp_plan_t plan;
-    char desc[320];
+    char desc[360];
     float *in, *want;               /* want: the CPU backend's output */
 } case_t;
 
 static const char *opt_name(int o) { return o == VKR_OPT_TRUE ? "True" : o == VKR_OPT_FALSE ? "False" : "None"; }
 
-/* A random job, planned; false if the planner refused it (the caller draws again). */
-static bool draw_case(case_t *c)
+/* Plan a job (false if the planner refuses it or it is over max_elements) and describe it. */
+static bool plan_case(case_t *c, const vkr_job_t *job, uint64_t max_elements)
 {
-    static const int modes[] = {VKR_MODE_NEAREST, VKR_MODE_NEAREST_EXACT, VKR_MODE_LINEAR, VKR_MODE_BILINEAR, VKR_MODE_TRILINEAR};
-    static const double scales[] = {1.0 / 3, 0.7, 2.5, 7.0 / 3, 0.5, 2.0, 1.0, 1.1, 0.9, 3.0, 4.1, 1.5, 0.25};
-    const int mode = modes[rng_int(0, 4)];
-    int rank = mode == VKR_MODE_LINEAR ? 1 : mode == VKR_MODE_BILINEAR ? 2 : mode == VKR_MODE_TRILINEAR ? 3 : rng_int(1, 3);
-    bool linear = mode >= VKR_MODE_LINEAR;
-    vkr_job_t job;
-    memset(&job, 0, sizeof job);
-    job.op = VKR_OP_INTERPOLATE;
-    job.backend = VKR_BACKEND_AUTO;
-    job.n_tensors = 1;
-    job.input.dtype = VKR_DTYPE_F32;
-    job.input.layout = VKR_LAYOUT_CONTIGUOUS;
-    job.input.rank = (uint8_t)(rank + 2);
-    job.input.shape[0] = rng_int(1, 3);
-    job.input.shape[1] = rng_int(1, rank == 3 ? 2 : 6);
-    for (int d = 0; d < rank; d++)
-        job.input.shape[2 + d] = rng_int(1, 40);
-    vkr_interp_params_t *ip = &job.interp;
-    ip->mode = (uint16_t)mode;
-    ip->align_corners = linear ? (uint8_t)rng_int(0, 2) : VKR_OPT_UNSET;
-    if (rng_int(0, 9) < 6) {
-        ip->n_scale = (uint8_t)(rng_int(0, 1) ? rank : 1);
-        for (int d = 0; d < ip->n_scale; d++)
-            ip->scale_factor[d] = scales[rng_int(0, (int)(sizeof scales / sizeof scales[0]) - 1)];
-        ip->recompute_scale_factor = (uint8_t)rng_int(0, 2);
-    } else {
-        ip->n_size = (uint8_t)(rng_int(0, 1) ? rank : 1);
-        for (int d = 0; d < ip->n_size; d++)
-            ip->size[d] = rng_int(1, 60);
-        ip->recompute_scale_factor = (uint8_t)rng_int(0, 1);
-    }
     vkr_error_t err;
-    if (vkr_plan_interpolate(&job, MAX_JOB_BYTES, &c->plan, &err) != VKR_OK)
+    if (vkr_plan_interpolate(job, MAX_JOB_BYTES, &c->plan, &err) != VKR_OK)
         return false;
-    if (c->plan.in_elements > MAX_CASE_ELEMENTS || c->plan.out_elements > MAX_CASE_ELEMENTS)
+    if (c->plan.in_elements > max_elements || c->plan.out_elements > max_elements)
         return false;
-
-    int n = snprintf(c->desc, sizeof c->desc, "%s N=%" PRId64 " C=%" PRId64 " in=[", vkr_proto_mode_name(mode),
-                     c->plan.batch, c->plan.channels);
+    const vkr_interp_params_t *ip = &job->interp;
+    const int rank = c->plan.spatial_rank;
+    int n = snprintf(c->desc, sizeof c->desc, "%s%s N=%" PRId64 " C=%" PRId64 " in=[", vkr_proto_mode_name(ip->mode),
+                     ip->antialias ? " antialias" : "", c->plan.batch, c->plan.channels);
     for (int d = 0; d < rank; d++)
         n += snprintf(c->desc + n, sizeof c->desc - (size_t)n, "%s%" PRId64, d ? "," : "", c->plan.in_size[d]);
     n += snprintf(c->desc + n, sizeof c->desc - (size_t)n, "] out=[");
@@ -127,6 +140,57 @@ static bool draw_case(case_t *c)
     snprintf(c->desc + n, sizeof c->desc - (size_t)n, " align_corners=%s recompute=%s", opt_name(ip->align_corners),
              opt_name(ip->recompute_scale_factor));
     return true;
+}
+
+static void job_init(vkr_job_t *job, int mode, int rank)
+{
+    memset(job, 0, sizeof *job);
+    job->op = VKR_OP_INTERPOLATE;
+    job->backend = VKR_BACKEND_AUTO;
+    job->n_tensors = 1;
+    job->input.dtype = VKR_DTYPE_F32;
+    job->input.layout = VKR_LAYOUT_CONTIGUOUS;
+    job->input.rank = (uint8_t)(rank + 2);
+    job->interp.mode = (uint16_t)mode;
+}
+
+/* A random job, planned; false if the planner refused it (the caller draws again). */
+static bool draw_case(case_t *c)
+{
+    static const int modes[] = {VKR_MODE_NEAREST, VKR_MODE_NEAREST_EXACT, VKR_MODE_LINEAR, VKR_MODE_BILINEAR,
+                                VKR_MODE_TRILINEAR, VKR_MODE_BICUBIC, VKR_MODE_AREA, VKR_MODE_BILINEAR, VKR_MODE_BICUBIC};
+    static const double scales[] = {1.0 / 3, 0.7, 2.5, 7.0 / 3, 0.5, 2.0, 1.0, 1.1, 0.9, 3.0, 4.1, 1.5, 0.25, 1.05, 0.37};
+    const int pick = rng_int(0, (int)(sizeof modes / sizeof modes[0]) - 1);
+    const int mode = modes[pick];
+    const bool antialias = pick >= 7;   /* the last two: bilinear / bicubic with antialias=True */
+    int rank = mode == VKR_MODE_LINEAR ? 1 : mode == VKR_MODE_BILINEAR || mode == VKR_MODE_BICUBIC ? 2
+             : mode == VKR_MODE_TRILINEAR ? 3 : rng_int(1, 3);
+    bool interpolating = mode != VKR_MODE_NEAREST && mode != VKR_MODE_NEAREST_EXACT && mode != VKR_MODE_AREA;
+    vkr_job_t job;
+    job_init(&job, mode, rank);
+    job.input.shape[0] = rng_int(1, 3);
+    job.input.shape[1] = rng_int(1, rank == 3 ? 2 : 6);
+    const bool tiny = mode == VKR_MODE_BICUBIC && rng_int(0, 9) < 3;   /* taps beyond both borders */
+    for (int d = 0; d < rank; d++)
+        job.input.shape[2 + d] = tiny ? rng_int(1, 4) : rng_int(1, 40);
+    vkr_interp_params_t *ip = &job.interp;
+    ip->antialias = antialias;
+    ip->align_corners = interpolating ? (uint8_t)rng_int(0, 2) : VKR_OPT_UNSET;
+    if (mode == VKR_MODE_AREA && rng_int(0, 9) < 2) {   /* all-ones output: torch's mean() */
+        ip->n_size = 1;
+        ip->size[0] = 1;
+    } else if (rng_int(0, 9) < 6) {
+        ip->n_scale = (uint8_t)(rng_int(0, 1) ? rank : 1);
+        for (int d = 0; d < ip->n_scale; d++)
+            ip->scale_factor[d] = scales[rng_int(0, (int)(sizeof scales / sizeof scales[0]) - 1)];
+        ip->recompute_scale_factor = (uint8_t)rng_int(0, 2);
+    } else {
+        ip->n_size = (uint8_t)(rng_int(0, 1) ? rank : 1);
+        for (int d = 0; d < ip->n_size; d++)
+            ip->size[d] = rng_int(1, 60);
+        ip->recompute_scale_factor = (uint8_t)rng_int(0, 1);
+    }
+    return plan_case(c, &job, MAX_CASE_ELEMENTS);
 }
 
 /* Input data: uniform in [-1, 1) scaled by a random power of ten; every 8th case also carries
@@ -143,6 +207,24 @@ static void fill_input(case_t *c, int index)
     }
 }
 
+/* Allocate, fill and compute the CPU reference of a planned case; false (Bail out printed) on failure. */
+static bool case_ready(case_t *c, int index, vkr_backend_s *cpu)
+{
+    vkr_error_t err;
+    c->in = malloc((c->plan.in_elements ? c->plan.in_elements : 1) * sizeof(float));
+    c->want = malloc((c->plan.out_elements ? c->plan.out_elements : 1) * sizeof(float));
+    if (!c->in || !c->want) {
+        printf("Bail out! out of memory\n");
+        return false;
+    }
+    fill_input(c, index);
+    if (cpu->interpolate(cpu, &c->plan, c->in, c->want, &err) != VKR_OK) {
+        printf("Bail out! cpu backend refused %s: %s\n", c->desc, err.message);
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------ comparison */
 typedef struct {
     bool ok, bit_exact;
@@ -157,10 +239,12 @@ static uint32_t bits_of(float f)
     return u;
 }
 
+/* Element-wise: NaN matches NaN, infinities must be equal, else |a - b| / max(|a|, |b|) within
+ * the family's tolerance. */
 static verdict_t compare(const case_t *c, const float *got)
 {
     verdict_t v = {.ok = true, .bit_exact = true, .max_rel = 0.0};
-    const bool nearest = c->plan.mode == VKR_MODE_NEAREST || c->plan.mode == VKR_MODE_NEAREST_EXACT;
+    const int fam = family_of(&c->plan);
     for (uint64_t i = 0; i < c->plan.out_elements; i++) {
         float a = got[i], b = c->want[i];
         if (bits_of(a) == bits_of(b))
@@ -175,10 +259,10 @@ static verdict_t compare(const case_t *c, const float *got)
             rel = fabs((double)a - (double)b) / fmax(fabs((double)a), fabs((double)b));
         if (rel > v.max_rel)
             v.max_rel = rel;
-        if (v.ok && (nearest || !(rel <= LINEAR_REL_TOL))) {
+        if (v.ok && !(rel <= fam_tol[fam])) {
             v.ok = false;
-            snprintf(v.why, sizeof v.why, "element %" PRIu64 ": vulkan %.9g (0x%08x) cpu %.9g (0x%08x) rel %.3g (%s)", i,
-                     (double)a, bits_of(a), (double)b, bits_of(b), rel, nearest ? "nearest must be bit-exact" : "tolerance 1e-6");
+            snprintf(v.why, sizeof v.why, "element %" PRIu64 ": vulkan %.9g (0x%08x) cpu %.9g (0x%08x) rel %.3g (%s tolerance %g)", i,
+                     (double)a, bits_of(a), (double)b, bits_of(b), rel, fam_names[fam], fam_tol[fam]);
         }
     }
     return v;
@@ -198,7 +282,7 @@ static void *thread_main(void *p)
     thread_arg_t *t = p;
     for (int i = 0; i < t->n; i++) {
         case_t *c = &t->cases[i];
-        float *got = malloc(c->plan.out_elements * sizeof(float));
+        float *got = malloc((c->plan.out_elements ? c->plan.out_elements : 1) * sizeof(float));
         vkr_error_t err = {0};
         int rc = got ? t->vk->interpolate(t->vk, &c->plan, c->in, got, &err) : VKR_E_NOMEM;
         verdict_t v = {.ok = false};
@@ -214,12 +298,119 @@ static void *thread_main(void *p)
     return NULL;
 }
 
+/* ------------------------------------------------------------------ the limited backend */
+typedef struct {
+    int ran, agreed, refused, split, chunked, multi_dispatch, two_pass, stepped;
+} split_stats_t;
+
+/* Run c on the limited backend: must agree, or (if allow_refusal) be refused with
+ * VKR_E_TOO_LARGE.  Fills *st; returns false with *why filled when wrong. */
+static bool run_limited(vkr_backend_s *vk, const case_t *c, bool allow_refusal, split_stats_t *st, char *why, size_t why_len)
+{
+    float *got = malloc((c->plan.out_elements ? c->plan.out_elements : 1) * sizeof(float));
+    if (!got) {
+        snprintf(why, why_len, "%s: out of memory", c->desc);
+        return false;
+    }
+    memset(got, 0, (c->plan.out_elements ? c->plan.out_elements : 1) * sizeof(float));
+    vkr_error_t err = {0};
+    last_job = (job_stats_t){0};
+    int rc = vk->interpolate(vk, &c->plan, c->in, got, &err);
+    bool ok = true;
+    st->ran++;
+    if (rc == VKR_OK) {
+        verdict_t v = compare(c, got);
+        if (v.ok) {
+            st->agreed++;
+            if (last_job.seen) {
+                st->split += last_job.split > 0;
+                st->chunked += last_job.chunks > (unsigned long long)last_job.passes;
+                st->multi_dispatch += last_job.dispatches > last_job.chunks;
+                st->two_pass += last_job.passes == 2;
+                st->stepped += last_job.steps > (unsigned long long)last_job.passes;
+            }
+        } else {
+            ok = false;
+            snprintf(why, why_len, "%s: %s", c->desc, v.why);
+        }
+    } else if (rc == VKR_E_TOO_LARGE && allow_refusal) {
+        st->refused++;
+    } else {
+        ok = false;
+        snprintf(why, why_len, "%s: %s %s", c->desc, vkr_proto_code_name(rc), err.message);
+    }
+    free(got);
+    return ok;
+}
+
+/* Fixed jobs the limited backend must run (not refuse), each forcing a split path. */
+typedef struct {
+    int mode, rank;
+    bool antialias;
+    int align_corners;
+    int64_t n, c, in[3], out[3];
+    const char *what;
+} fixed_t;
+
+static const fixed_t fixed_cases[] = {
+    {VKR_MODE_BILINEAR, 2, false, VKR_OPT_FALSE, 1, 1, {100, 100}, {105, 105}, "plane split along H"},
+    {VKR_MODE_NEAREST, 2, false, VKR_OPT_UNSET, 1, 2, {90, 97}, {181, 60}, "nearest plane split along H"},
+    {VKR_MODE_NEAREST_EXACT, 3, false, VKR_OPT_UNSET, 1, 1, {20, 30, 30}, {31, 45, 44}, "3-D plane split along D"},
+    {VKR_MODE_TRILINEAR, 3, false, VKR_OPT_TRUE, 1, 1, {20, 30, 30}, {27, 41, 35}, "trilinear split along D"},
+    {VKR_MODE_LINEAR, 1, false, VKR_OPT_FALSE, 2, 1, {20000}, {30001}, "1-D split along W, table split too"},
+    {VKR_MODE_NEAREST, 1, false, VKR_OPT_UNSET, 1, 1, {7000}, {20000}, "1-D nearest split along W"},
+    {VKR_MODE_BICUBIC, 2, false, VKR_OPT_FALSE, 1, 1, {90, 90}, {100, 100}, "bicubic split along H"},
+    {VKR_MODE_BICUBIC, 2, false, VKR_OPT_TRUE, 2, 1, {70, 3}, {5000, 2}, "bicubic, H table split"},
+    {VKR_MODE_AREA, 2, false, VKR_OPT_UNSET, 1, 1, {100, 110}, {33, 47}, "area overlapping windows, split along H"},
+    {VKR_MODE_AREA, 3, false, VKR_OPT_UNSET, 1, 1, {20, 30, 30}, {7, 9, 11}, "3-D area split along D"},
+    {VKR_MODE_AREA, 1, false, VKR_OPT_UNSET, 1, 2, {20000}, {7001}, "1-D area split along W"},
+    {VKR_MODE_AREA, 2, false, VKR_OPT_UNSET, 1, 2, {100, 110}, {1, 1}, "area mean over 3 bindings"},
+    {VKR_MODE_AREA, 1, false, VKR_OPT_UNSET, 2, 1, {5000}, {1}, "area mean over 2 bindings"},
+    {VKR_MODE_BILINEAR, 2, true, VKR_OPT_FALSE, 1, 1, {100, 100}, {50, 50}, "antialias down, both passes split"},
+    {VKR_MODE_BICUBIC, 2, true, VKR_OPT_FALSE, 1, 1, {100, 100}, {160, 37}, "bicubic antialias up and down, split"},
+    {VKR_MODE_BICUBIC, 2, true, VKR_OPT_TRUE, 1, 1, {1000, 10}, {50, 10}, "antialias with wide filters, split"},
+    {VKR_MODE_BILINEAR, 2, true, VKR_OPT_FALSE, 1, 2, {3000, 1}, {2, 1}, "antialias filters of 3000 taps, in steps"},
+    {VKR_MODE_AREA, 1, false, VKR_OPT_UNSET, 1, 1, {4200}, {3}, "area windows of 1400, split and in steps"},
+    {VKR_MODE_AREA, 2, false, VKR_OPT_UNSET, 2, 1, {90, 60}, {3, 2}, "area windows of 30x30, split and in steps"},
+};
+
+/* Jobs on the real limits whose sums are longer than llvmpipe's 65535 loop iterations per shader
+ * invocation (area windows and antialias filters run in steps), and area means on both sides of
+ * the longest cascade sum the backend runs in one invocation there. */
+static const fixed_t long_cases[] = {
+    {VKR_MODE_AREA, 1, false, VKR_OPT_UNSET, 1, 2, {140000}, {2}, "area windows of 70000"},
+    {VKR_MODE_BILINEAR, 2, true, VKR_OPT_FALSE, 1, 1, {70000, 1}, {1, 1}, "antialias filter of 70000 taps"},
+    {VKR_MODE_BICUBIC, 2, true, VKR_OPT_TRUE, 1, 1, {2, 140000}, {2, 2}, "bicubic antialias filters of 70000 taps"},
+    {VKR_MODE_AREA, 2, false, VKR_OPT_UNSET, 1, 2, {1000, 1000}, {1, 1}, "area mean of 10^6"},
+    {VKR_MODE_AREA, 2, false, VKR_OPT_UNSET, 1, 1, {2000, 1000}, {1, 1}, "area mean of 2*10^6"},
+};
+
+static bool fixed_case(case_t *c, const fixed_t *f)
+{
+    vkr_job_t job;
+    job_init(&job, f->mode, f->rank);
+    job.input.shape[0] = f->n;
+    job.input.shape[1] = f->c;
+    job.interp.antialias = f->antialias;
+    job.interp.align_corners = (uint8_t)f->align_corners;
+    job.interp.n_size = (uint8_t)f->rank;
+    for (int d = 0; d < f->rank; d++) {
+        job.input.shape[2 + d] = f->in[d];
+        job.interp.size[d] = f->out[d];
+    }
+    if (!plan_case(c, &job, 1u << 22))
+        return false;
+    snprintf(c->desc + strlen(c->desc), sizeof c->desc - strlen(c->desc), " (%s)", f->what);
+    return true;
+}
+
 /* ------------------------------------------------------------------ main */
-static vkr_backend_s *create_vulkan(const char *binding, const char *groups, vkr_error_t *err)
+static vkr_backend_s *create_vulkan(const char *binding, const char *groups, const char *loops, vkr_error_t *err)
 {
     if (binding) {
         setenv("VKR_VULKAN_MAX_BINDING_BYTES", binding, 1);
         setenv("VKR_VULKAN_MAX_GROUP_COUNT", groups, 1);
+        setenv("VKR_VULKAN_MAX_LOOP_ITERATIONS", loops, 1);
     }
     vkr_vulkan_options_t opts = {.device_index = -1, .validation = true};
     vkr_backend_s *vk = NULL;
@@ -227,6 +418,7 @@ static vkr_backend_s *create_vulkan(const char *binding, const char *groups, vkr
         vk = NULL;
     unsetenv("VKR_VULKAN_MAX_BINDING_BYTES");
     unsetenv("VKR_VULKAN_MAX_GROUP_COUNT");
+    unsetenv("VKR_VULKAN_MAX_LOOP_ITERATIONS");
     return vk;
 }
 
@@ -235,61 +427,66 @@ int main(void)
     const char *s = getenv("VKR_TEST_SEED");
     rng_state = s ? strtoull(s, NULL, 0) : 20240611u;
     s = getenv("VKR_TEST_CASES");
-    int n_cases = s ? atoi(s) : 240;
+    int n_cases = s ? atoi(s) : 400;
     if (n_cases < 1)
         n_cases = 1;
     const int n_thread_cases = N_THREADS * CASES_PER_THREAD;
+    const int n_fixed = (int)(sizeof fixed_cases / sizeof fixed_cases[0]);
+    const int n_long = (int)(sizeof long_cases / sizeof long_cases[0]);
     printf("# seed %" PRIu64 ", %d cases\n", rng_state, n_cases);
 
     vkr_error_t err = {0};
     vkr_backend_s *cpu = NULL, *vk = NULL, *vk_split = NULL;
-    case_t *cases = calloc((size_t)(n_cases + n_thread_cases), sizeof *cases);
+    case_t *cases = calloc((size_t)(n_cases + n_thread_cases + n_fixed + n_long), sizeof *cases);
     if (!cases || vkr__backend_cpu_create(&cpu, &err) != VKR_OK) {
         printf("Bail out! cpu backend: %s\n", err.message);
         return 1;
     }
-    vk = create_vulkan(NULL, NULL, &err);
+    vk = create_vulkan(NULL, NULL, NULL, &err);
     if (!vk) {
         printf("Bail out! vulkan backend: %s (%s)\n", err.message, vkr_proto_code_name(err.code));
         return 1;
     }
     printf("# vulkan device: %s\n", vk->device_name);
-    char split_binding[32], split_groups[32];
+    char split_binding[32], split_groups[32], split_loops[32];
     snprintf(split_binding, sizeof split_binding, "%d", SPLIT_BINDING_BYTES);
     snprintf(split_groups, sizeof split_groups, "%d", SPLIT_GROUP_COUNT);
-    vk_split = create_vulkan(split_binding, split_groups, &err);
+    snprintf(split_loops, sizeof split_loops, "%d", SPLIT_LOOP_ITERATIONS);
+    vk_split = create_vulkan(split_binding, split_groups, split_loops, &err);
     if (!vk_split) {
         printf("Bail out! vulkan backend with split limits: %s\n", err.message);
         return 1;
     }
 
     /* Draw every case and its CPU reference first. */
-    for (int i = 0; i < n_cases + n_thread_cases; i++) {
+    case_t *fixed = &cases[n_cases + n_thread_cases], *longs = fixed + n_fixed;
+    for (int i = 0; i < n_cases + n_thread_cases + n_fixed + n_long; i++) {
         case_t *c = &cases[i];
-        while (!draw_case(c))
-            ;
-        c->in = malloc(c->plan.in_elements * sizeof(float));
-        c->want = malloc(c->plan.out_elements * sizeof(float));
-        if (!c->in || !c->want) {
-            printf("Bail out! out of memory\n");
+        const int k = i - n_cases - n_thread_cases;
+        const fixed_t *f = k < 0 ? NULL : k < n_fixed ? &fixed_cases[k] : &long_cases[k - n_fixed];
+        if (!f) {
+            while (!draw_case(c))
+                ;
+        } else if (!fixed_case(c, f)) {
+            printf("Bail out! fixed case %d (%s) was refused by the planner\n", k, f->what);
             return 1;
         }
-        fill_input(c, i);
-        if (cpu->interpolate(cpu, &c->plan, c->in, c->want, &err) != VKR_OK) {
-            printf("Bail out! cpu backend refused %s: %s\n", c->desc, err.message);
+        if (!case_ready(c, i, cpu))
             return 1;
-        }
     }
 
-    /* 1. One TAP line per case: the Vulkan backend against the CPU backend. */
-    int exact_nearest = 0, n_nearest = 0, exact_linear = 0, n_linear = 0;
-    double max_rel = 0.0;
-    int split_ok = 0, split_refused = 0, split_bad = 0, split_chunked = 0, split_multi_dispatch = 0;
+    /* 1. One TAP line per case: the Vulkan backend against the CPU backend; and the same case
+     * on the limited backend, which must agree or refuse with VKR_E_TOO_LARGE. */
+    int n_fam[FAM_COUNT] = {0}, exact_fam[FAM_COUNT] = {0};
+    double max_rel[FAM_COUNT] = {0};
+    split_stats_t split[FAM_COUNT];
+    memset(split, 0, sizeof split);
+    int split_bad = 0;
     char split_why[1024] = "";
     for (int i = 0; i < n_cases; i++) {
         case_t *c = &cases[i];
-        const bool nearest = c->plan.mode == VKR_MODE_NEAREST || c->plan.mode == VKR_MODE_NEAREST_EXACT;
-        float *got = malloc(c->plan.out_elements * sizeof(float));
+        const int fam = family_of(&c->plan);
+        float *got = malloc((c->plan.out_elements ? c->plan.out_elements : 1) * sizeof(float));
         if (!got) {
             printf("Bail out! out of memory\n");
             return 1;
@@ -299,49 +496,55 @@ int main(void)
             tap_check(false, "%s: vulkan failed: %s %s", c->desc, vkr_proto_code_name(rc), err.message);
         } else {
             verdict_t v = compare(c, got);
-            if (nearest) {
-                n_nearest++;
-                exact_nearest += v.bit_exact;
-            } else {
-                n_linear++;
-                exact_linear += v.bit_exact;
-            }
-            max_rel = v.max_rel > max_rel ? v.max_rel : max_rel;
+            n_fam[fam]++;
+            exact_fam[fam] += v.bit_exact;
+            max_rel[fam] = v.max_rel > max_rel[fam] ? v.max_rel : max_rel[fam];
             if (v.ok)
-                tap_check(true, "%s (%s)", c->desc, v.bit_exact ? "bit-exact" : "within 1e-6");
+                tap_check(true, "%s (%s)", c->desc, v.bit_exact ? "bit-exact" : "within tolerance");
             else
                 tap_check(false, "%s: %s", c->desc, v.why);
         }
-        /* The same case on the limited backend: it must agree, or refuse a plane too big for
-         * its bindings with VKR_E_TOO_LARGE. */
-        uint64_t in_plane = c->plan.in_elements / (uint64_t)(c->plan.batch * c->plan.channels);
-        uint64_t out_plane = c->plan.out_elements / (uint64_t)(c->plan.batch * c->plan.channels);
-        uint64_t plane_bytes = 4 * (in_plane > out_plane ? in_plane : out_plane);
-        memset(got, 0, c->plan.out_elements * sizeof(float));
-        rc = vk_split->interpolate(vk_split, &c->plan, c->in, got, &err);
-        if (rc == VKR_OK) {
-            verdict_t v = compare(c, got);
-            split_ok += v.ok;
-            /* Estimate (alignment <= 16) of what the limited backend had to do. */
-            uint64_t per_chunk = (SPLIT_BINDING_BYTES - 12) / plane_bytes;
-            split_chunked += (uint64_t)(c->plan.batch * c->plan.channels) > per_chunk;
-            split_multi_dispatch += c->plan.out_elements > 64u * SPLIT_GROUP_COUNT * SPLIT_GROUP_COUNT;
-            if (!v.ok && !split_bad++)
-                snprintf(split_why, sizeof split_why, "%s: %s", c->desc, v.why);
-        } else if (rc == VKR_E_TOO_LARGE && plane_bytes > SPLIT_BINDING_BYTES / 2) {
-            split_refused++;
-        } else if (!split_bad++) {
-            snprintf(split_why, sizeof split_why, "%s: %s %s", c->desc, vkr_proto_code_name(rc), err.message);
-        }
         free(got);
+        char why[1024];
+        if (!run_limited(vk_split, c, true, &split[fam], why, sizeof why) && !split_bad++)
+            snprintf(split_why, sizeof split_why, "%s", why);
     }
-    printf("# nearest: %d/%d cases bit-exact; linear family: %d/%d cases bit-exact; max relative error %.3g\n", exact_nearest,
-           n_nearest, exact_linear, n_linear, max_rel);
-    printf("# limited backend: about %d cases ran in several chunks, %d needed several dispatches\n", split_chunked,
-           split_multi_dispatch);
-    tap_check(split_bad == 0 && split_ok > n_cases / 4,
-        "limited backend (bindings <= %d bytes, <= %d workgroups per axis): %d agree, %d refused as too large, %d wrong%s%s",
-        SPLIT_BINDING_BYTES, SPLIT_GROUP_COUNT, split_ok, split_refused, split_bad, split_bad ? ": " : "", split_why);
+    for (int f = 0; f < FAM_COUNT; f++)
+        printf("# %-13s: %3d/%3d cases bit-exact, max relative error %.3g\n", fam_names[f], exact_fam[f], n_fam[f], max_rel[f]);
+    tap_check(split_bad == 0, "limited backend (bindings <= %d bytes, <= %d workgroups per axis, <= %d loop iterations): every "
+              "random case agrees or is refused as too large (%d wrong%s%s)", SPLIT_BINDING_BYTES, SPLIT_GROUP_COUNT,
+              SPLIT_LOOP_ITERATIONS, split_bad, split_bad ? ": " : "", split_why);
+    for (int f = 0; f < FAM_COUNT; f++) {
+        const split_stats_t *t = &split[f];
+        /* (splitting planes and steps are certain in the fixed cases below, not in random draws) */
+        tap_check(t->ran > 0 && t->agreed >= 2 * t->ran / 3 && t->chunked > 0 && t->multi_dispatch > 0 &&
+                      (f != FAM_AA || t->two_pass > 0),
+                  "limited backend, %s: %d cases, %d agree (%d in several chunks, %d splitting planes, %d with several "
+                  "dispatches per chunk, %d summing in steps), %d refused as too large", fam_names[f], t->ran, t->agreed,
+                  t->chunked, t->split, t->multi_dispatch, t->stepped, t->refused);
+    }
+    /* Fixed split cases: never refused. */
+    for (int i = 0; i < n_fixed; i++) {
+        split_stats_t st = {0};
+        char why[1024] = "";
+        bool ok = run_limited(vk_split, &fixed[i], false, &st, why, sizeof why);
+        tap_check(ok && st.split == 1, "limited backend: %s: %s (%llu chunks, %llu steps, %llu dispatches)", fixed[i].desc,
+                  !ok ? why : st.split ? "agrees" : "agrees but did not split a plane", last_job.chunks, last_job.steps,
+                  last_job.dispatches);
+    }
+
+    /* Long sums on the real limits: never wrong; on llvmpipe, only the 2*10^6 mean is refused
+     * (its cascade sum cannot be split across dispatches). */
+    const bool llvmpipe = strncmp(vk->device_name, "llvmpipe", 8) == 0;
+    for (int i = 0; i < n_long; i++) {
+        split_stats_t st = {0};
+        char why[1024] = "";
+        const bool refusable = llvmpipe && longs[i].plan.in_elements / (uint64_t)(longs[i].plan.batch * longs[i].plan.channels) >= 2000000;
+        bool ok = run_limited(vk, &longs[i], refusable, &st, why, sizeof why);
+        tap_check(ok && st.refused == refusable, "%s: %s (%llu steps, %llu dispatches)", longs[i].desc,
+                  !ok ? why : st.refused ? "refused as too large (llvmpipe)" : refusable ? "agrees, not refused" : "agrees",
+                  last_job.steps, last_job.dispatches);
+    }
 
     /* 2. Concurrent jobs on one backend. */
     thread_arg_t targs[N_THREADS];
@@ -367,33 +570,50 @@ int main(void)
 
     /* 3. Refusals and edge cases. */
     {
-        vkr_interp_plan_t p = cases[0].plan;
-        p.mode = VKR_MODE_BICUBIC;
-        float dummy[1];
-        int rc = vk->interpolate(vk, &p, cases[0].in, dummy, &err);
-        tap_check(rc == VKR_E_UNSUPPORTED, "bicubic plan -> VKR_E_UNSUPPORTED (got %s: %s)", vkr_proto_code_name(rc), rc ? err.message : "");
-    }
-    {
-        vkr_interp_plan_t p = {.mode = VKR_MODE_BILINEAR, .spatial_rank = 2, .batch = 1, .channels = 1, .antialias = true,
-                               .in_size = {4, 4}, .out_size = {2, 2}, .in_elements = 16, .out_elements = 4};
-        float in[16] = {0}, out[4];
+        vkr_interp_plan_t p = {.mode = VKR_MODE_BICUBIC, .spatial_rank = 3, .batch = 1, .channels = 1,
+                               .in_size = {2, 2, 2}, .out_size = {3, 3, 3}, .in_elements = 8, .out_elements = 27};
+        float in[8] = {0}, out[27];
         int rc = vk->interpolate(vk, &p, in, out, &err);
-        tap_check(rc == VKR_E_UNSUPPORTED, "bilinear antialias plan -> VKR_E_UNSUPPORTED (got %s: %s)", vkr_proto_code_name(rc),
+        tap_check(rc == VKR_E_UNSUPPORTED, "3-D bicubic plan -> VKR_E_UNSUPPORTED (got %s: %s)", vkr_proto_code_name(rc),
                   rc ? err.message : "");
     }
     {
+        vkr_interp_plan_t p = {.mode = VKR_MODE_TRILINEAR, .spatial_rank = 3, .batch = 1, .channels = 1, .antialias = true,
+                               .in_size = {2, 2, 2}, .out_size = {1, 1, 1}, .in_elements = 8, .out_elements = 1};
+        float in[8] = {0}, out[1];
+        int rc = vk->interpolate(vk, &p, in, out, &err);
+        tap_check(rc == VKR_E_UNSUPPORTED, "trilinear antialias plan -> VKR_E_UNSUPPORTED (got %s: %s)", vkr_proto_code_name(rc),
+                  rc ? err.message : "");
+    }
+    {
+        /* One output row of 5000 floats is over a 16 KiB binding: nothing left to split. */
         vkr_interp_plan_t p = {.mode = VKR_MODE_BILINEAR, .spatial_rank = 2, .batch = 1, .channels = 1,
-                               .in_size = {100, 100}, .out_size = {100, 100}, .in_elements = 10000, .out_elements = 10000};
+                               .in_size = {2, 5000}, .out_size = {2, 5000}, .in_elements = 10000, .out_elements = 10000};
         float dummy[1];
         int rc = vk_split->interpolate(vk_split, &p, dummy, dummy, &err);
-        tap_check(rc == VKR_E_TOO_LARGE, "100x100 plane on %d-byte bindings -> VKR_E_TOO_LARGE (got %s: %s)", SPLIT_BINDING_BYTES,
+        tap_check(rc == VKR_E_TOO_LARGE, "rows of 5000 on %d-byte bindings -> VKR_E_TOO_LARGE (got %s: %s)", SPLIT_BINDING_BYTES,
             vkr_proto_code_name(rc), rc ? err.message : "");
+    }
+    {
+        vkr_interp_plan_t p = {.mode = VKR_MODE_AREA, .spatial_rank = 2, .batch = 1, .channels = 1,
+                               .in_size = {100, 130}, .out_size = {1, 1}, .in_elements = 13000, .out_elements = 1};
+        float dummy[1];
+        int rc = vk_split->interpolate(vk_split, &p, dummy, dummy, &err);
+        tap_check(rc == VKR_E_TOO_LARGE, "area mean of 13000 elements on 3 bindings of %d bytes -> VKR_E_TOO_LARGE (got %s: %s)",
+                  SPLIT_BINDING_BYTES, vkr_proto_code_name(rc), rc ? err.message : "");
     }
     {
         vkr_interp_plan_t p = {.mode = VKR_MODE_NEAREST, .spatial_rank = 1, .batch = 0, .channels = 3,
                                .in_size = {5}, .out_size = {7}, .has_scale = {false}, .in_elements = 0, .out_elements = 0};
         int rc = vk->interpolate(vk, &p, NULL, NULL, &err);
         tap_check(rc == VKR_OK, "N=0 job -> VKR_OK without work (got %s)", vkr_proto_code_name(rc));
+    }
+    {
+        vkr_interp_plan_t p = {.mode = VKR_MODE_AREA, .spatial_rank = 2, .batch = 1, .channels = 2,
+                               .in_size = {5, 6}, .out_size = {0, 3}, .in_elements = 60, .out_elements = 0};
+        float in[60] = {0};
+        int rc = vk->interpolate(vk, &p, in, NULL, &err);
+        tap_check(rc == VKR_OK, "area with an empty output -> VKR_OK without work (got %s)", vkr_proto_code_name(rc));
     }
     {
         vkr_vulkan_options_t opts = {.device_index = 99, .validation = false};
@@ -414,7 +634,7 @@ int main(void)
     unsigned logged = atomic_load(&logged_validation);
     tap_check(logged == 0, "no validation message logged through destroy (got %u)", logged);
 
-    for (int i = 0; i < n_cases + n_thread_cases; i++) {
+    for (int i = 0; i < n_cases + n_thread_cases + n_fixed + n_long; i++) {
         free(cases[i].in);
         free(cases[i].want);
     }
