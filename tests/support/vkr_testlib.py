@@ -27,7 +27,9 @@ class Daemon:
         self.stderr_path = os.path.join(self.dir, 'daemon.log')
         self.validation = validation
         ready_r, ready_w = os.pipe()
-        args = [binary, '--socket', self.socket, '--backend', backend, '--ready-fd', str(ready_w), *extra]
+        # VKR_DAEMON_WRAPPER (set by `meson test --setup=valgrind`) runs the daemon under a tool
+        wrapper = os.environ.get('VKR_DAEMON_WRAPPER', '').split()
+        args = [*wrapper, binary, '--socket', self.socket, '--backend', backend, '--ready-fd', str(ready_w), *extra]
         if validation:
             args.append('--vk-validation')
         env = dict(os.environ)
@@ -53,7 +55,7 @@ class Daemon:
         """SIGTERM, wait, and assert a clean stop; returns the daemon's log."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        status = self.proc.wait(timeout=120)
+        status = self.proc.wait(timeout=600)
         log = self.log()
         problems = []
         if status != expect_status:
