@@ -2,19 +2,22 @@
 # Developer entry point on Debian 12: install the packages, build, run the demo or the tests.
 #   scripts/dev.sh demo   install, build, start vkresampled on the default socket, submit a demo job
 #   scripts/dev.sh test   install, build, run the whole test suite (meson test)
-#   scripts/dev.sh deps | build
+#   scripts/dev.sh bench [--json]   install, build, run the benchmark against torch and OpenCV
+#   scripts/dev.sh deps | check-deps | build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PACKAGES=(build-essential pkg-config meson ninja-build libvulkan-dev mesa-vulkan-drivers
           vulkan-validationlayers vulkan-tools glslang-dev glslang-tools libuv1-dev
           python3-torch python3-numpy)
+CHECK_PACKAGES=(clang libclang-rt-14-dev valgrind)    # CI's sanitizer, valgrind and fuzzing stages
+BENCH_PACKAGES=(python3-opencv)                        # a peer of the benchmark
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 deps() {
     local missing=()
-    for p in "${PACKAGES[@]}"; do
+    for p in "${PACKAGES[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -62,8 +65,10 @@ PY
 
 case "${1:-}" in
     deps) deps ;;
+    check-deps) deps "${CHECK_PACKAGES[@]}" ;;
+    bench) deps "${BENCH_PACKAGES[@]}"; build; /usr/bin/python3 tests/bench/bench.py --build "$BUILD" "${@:2}" ;;
     build) deps; build ;;
     demo) deps; build; demo ;;
     test) deps; build; meson test -C "$BUILD" --print-errorlogs ;;
-    *) echo "usage: scripts/dev.sh demo|test|deps|build" >&2; exit 2 ;;
+    *) echo "usage: scripts/dev.sh demo|test|bench|deps|check-deps|build" >&2; exit 2 ;;
 esac
