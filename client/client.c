@@ -110,6 +110,30 @@ VKR_EXPORT const char *vkr_mode_name(int mode)
     return vkr_proto_mode_name(mode);
 }
 
+VKR_EXPORT int vkr_grid_mode_from_name(const char *name)
+{
+    int mode = name != NULL ? vkr_proto_grid_mode_from_name(name) : 0;
+
+    return mode > 0 ? mode : VKR_E_INVALID_ARG;
+}
+
+VKR_EXPORT const char *vkr_grid_mode_name(int mode)
+{
+    return vkr_proto_grid_mode_name(mode);
+}
+
+VKR_EXPORT int vkr_padding_from_name(const char *name)
+{
+    int padding = name != NULL ? vkr_proto_padding_from_name(name) : 0;
+
+    return padding > 0 ? padding : VKR_E_INVALID_ARG;
+}
+
+VKR_EXPORT const char *vkr_padding_name(int padding)
+{
+    return vkr_proto_padding_name(padding);
+}
+
 VKR_EXPORT int vkr_backend_from_name(const char *name)
 {
     int backend = name != NULL ? vkr_proto_backend_from_name(name) : -1;
@@ -308,14 +332,17 @@ static uint32_t take_request_id(vkr_client_t *c)
     return id;
 }
 
-/* Send one frame: header, then the body in parts.  Returns VKR_OK, or VKR_E_IO with last_error
- * set and *send_errno the failure (EPIPE: the daemon may have answered before closing). */
-static int send_frame(vkr_client_t *c, uint16_t type, uint32_t request_id, const void *fixed,
-                      size_t fixed_len, const void *data, size_t data_len, int *send_errno)
+/* Send one frame: header, then the body in n_parts parts (fixed bytes, then tensor data).
+ * Returns VKR_OK, or VKR_E_IO with last_error set and *send_errno the failure (EPIPE: the daemon
+ * may have answered before closing). */
+#define SEND_MAX_PARTS (1u + VKR_MAX_TENSORS)
+static int send_frame(vkr_client_t *c, uint16_t type, uint32_t request_id,
+                      const struct iovec *parts, unsigned n_parts, int *send_errno)
 {
     uint8_t hdr_bytes[VKR_FRAME_HEADER_BYTES];
     vkr_frame_header_t hdr;
-    struct iovec iov[3];
+    struct iovec iov[1 + SEND_MAX_PARTS];
+    unsigned i;
     int rc;
 
     memset(&hdr, 0, sizeof hdr);
@@ -323,16 +350,14 @@ static int send_frame(vkr_client_t *c, uint16_t type, uint32_t request_id, const
     hdr.version = VKR_PROTO_VERSION;
     hdr.type = type;
     hdr.request_id = request_id;
-    hdr.body_len = (uint64_t)fixed_len + (uint64_t)data_len;
-    vkr_header_encode(&hdr, hdr_bytes);
-
     iov[0].iov_base = hdr_bytes;
     iov[0].iov_len = sizeof hdr_bytes;
-    iov[1].iov_base = (void *)(uintptr_t)fixed;
-    iov[1].iov_len = fixed_len;
-    iov[2].iov_base = (void *)(uintptr_t)data;
-    iov[2].iov_len = data_len;
-    rc = send_all(c->fd, iov, 3);
+    for (i = 0; i < n_parts && i < SEND_MAX_PARTS; i++) {
+        iov[1 + i] = parts[i];
+        hdr.body_len += (uint64_t)parts[i].iov_len;
+    }
+    vkr_header_encode(&hdr, hdr_bytes);
+    rc = send_all(c->fd, iov, (int)(1 + i));
     *send_errno = -rc;
     if (rc != 0)
         return set_error(c, VKR_E_IO, "sending the request to the daemon failed: %s", strerror(-rc));
@@ -471,7 +496,7 @@ VKR_EXPORT int vkr_ping(vkr_client_t *c, vkr_server_info_t *info)
     if (rc != VKR_OK)
         return rc;
     id = take_request_id(c);
-    rc = send_frame(c, VKR_MSG_PING, id, NULL, 0, NULL, 0, &send_errno);
+    rc = send_frame(c, VKR_MSG_PING, id, NULL, 0, &send_errno);
     if (rc != VKR_OK) {
         drop_connection(c);
         goto out;
@@ -503,48 +528,70 @@ out:
     return rc;
 }
 
-/* Check what the caller passed and fill the job.  Returns VKR_OK or VKR_E_INVALID_ARG /
- * VKR_E_TOO_LARGE with last_error naming the field. */
-static int build_job(vkr_client_t *c, const vkr_interpolate_args_t *args, const vkr_tensor_t *in,
-                     vkr_job_t *job)
+/* ---------------------------------------------------------------- jobs */
+
+/* Check a caller's tensor (name: "input", "grid", "theta") and describe it in *desc (inline
+ * storage, data view set).  Returns VKR_OK or VKR_E_INVALID_ARG / VKR_E_TOO_LARGE with
+ * last_error naming the field. */
+static int describe_tensor(vkr_client_t *c, const char *name, const vkr_tensor_t *t,
+                           vkr_tensor_desc_t *desc)
 {
     uint64_t elements;
     int i;
 
-    if (in->rank < 1 || in->rank > VKR_TENSOR_MAX_RANK)
-        return set_error(c, VKR_E_INVALID_ARG, "input.rank: %d is outside 1..%d", in->rank,
+    if (t->rank < 1 || t->rank > VKR_TENSOR_MAX_RANK)
+        return set_error(c, VKR_E_INVALID_ARG, "%s.rank: %d is outside 1..%d", name, t->rank,
                          VKR_TENSOR_MAX_RANK);
-    for (i = 0; i < in->rank; i++) {
-        if (in->shape[i] < 0)
-            return set_error(c, VKR_E_INVALID_ARG, "input.shape[%d]: %" PRId64 " is negative", i,
-                             in->shape[i]);
+    for (i = 0; i < t->rank; i++) {
+        if (t->shape[i] < 0)
+            return set_error(c, VKR_E_INVALID_ARG, "%s.shape[%d]: %" PRId64 " is negative", name,
+                             i, t->shape[i]);
     }
-    if (!vkr_shape_elements(in->shape, (unsigned)in->rank, UINT64_MAX / sizeof(float), &elements)
+    if (!vkr_shape_elements(t->shape, (unsigned)t->rank, UINT64_MAX / sizeof(float), &elements)
         || elements > (uint64_t)SIZE_MAX / sizeof(float))
-        return set_error(c, VKR_E_TOO_LARGE, "input.shape: the element count overflows");
-    if (elements > 0 && in->data == NULL)
-        return set_error(c, VKR_E_INVALID_ARG, "input.data: NULL for %" PRIu64 " elements",
+        return set_error(c, VKR_E_TOO_LARGE, "%s.shape: the element count overflows", name);
+    if (elements > 0 && t->data == NULL)
+        return set_error(c, VKR_E_INVALID_ARG, "%s.data: NULL for %" PRIu64 " elements", name,
                          elements);
-    if (args->n_size < 0 || args->n_size > VKR_INTERP_MAX_SPATIAL)
-        return set_error(c, VKR_E_INVALID_ARG, "n_size: %d is outside 0..%d", args->n_size,
-                         VKR_INTERP_MAX_SPATIAL);
-    if (args->n_scale < 0 || args->n_scale > VKR_INTERP_MAX_SPATIAL)
-        return set_error(c, VKR_E_INVALID_ARG, "n_scale: %d is outside 0..%d", args->n_scale,
-                         VKR_INTERP_MAX_SPATIAL);
-    if ((int)args->mode < 0 || (int)args->mode > UINT16_MAX)
-        return set_error(c, VKR_E_INVALID_ARG, "mode: %d is not a mode", (int)args->mode);
-    if ((int)args->align_corners < 0 || (int)args->align_corners > UINT8_MAX)
-        return set_error(c, VKR_E_INVALID_ARG, "align_corners: %d is not a vkr_opt_bool_t",
-                         (int)args->align_corners);
-    if ((int)args->recompute_scale_factor < 0 || (int)args->recompute_scale_factor > UINT8_MAX)
-        return set_error(c, VKR_E_INVALID_ARG, "recompute_scale_factor: %d is not a vkr_opt_bool_t",
-                         (int)args->recompute_scale_factor);
-    if (args->antialias < 0 || args->antialias > UINT8_MAX)
-        return set_error(c, VKR_E_INVALID_ARG, "antialias: %d is not 0 or 1", args->antialias);
-    if ((int)args->backend < 0 || (int)args->backend > UINT16_MAX)
-        return set_error(c, VKR_E_INVALID_ARG, "backend: %d is not a backend", (int)args->backend);
+    memset(desc, 0, sizeof *desc);
+    desc->dtype = VKR_DTYPE_F32;
+    desc->layout = VKR_LAYOUT_CONTIGUOUS;
+    desc->rank = (uint8_t)t->rank;
+    desc->storage = VKR_STORAGE_INLINE;
+    for (i = 0; i < t->rank; i++)
+        desc->shape[i] = t->shape[i];
+    desc->data_bytes = elements * sizeof(float);
+    desc->data = t->data;
+    return VKR_OK;
+}
+
+/* Range checks shared by every op's arguments: an enum or count that cannot be put in its wire
+ * field.  Returns VKR_OK or VKR_E_INVALID_ARG naming the field. */
+static int check_range(vkr_client_t *c, const char *field, long value, long lo, long hi)
+{
+    if (value < lo || value > hi)
+        return set_error(c, VKR_E_INVALID_ARG, "%s: %ld is outside %ld..%ld", field, value, lo, hi);
+    return VKR_OK;
+}
+
+/* Fill job from F.interpolate's arguments.  Returns VKR_OK or VKR_E_INVALID_ARG /
+ * VKR_E_TOO_LARGE with last_error naming the field. */
+static int build_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
+                             const vkr_tensor_t *in, vkr_job_t *job)
+{
+    int i, rc;
 
     memset(job, 0, sizeof *job);
+    if ((rc = describe_tensor(c, "input", in, &job->input)) != VKR_OK
+        || (rc = check_range(c, "n_size", args->n_size, 0, VKR_INTERP_MAX_SPATIAL)) != VKR_OK
+        || (rc = check_range(c, "n_scale", args->n_scale, 0, VKR_INTERP_MAX_SPATIAL)) != VKR_OK
+        || (rc = check_range(c, "mode", (long)args->mode, 0, UINT16_MAX)) != VKR_OK
+        || (rc = check_range(c, "align_corners", (long)args->align_corners, 0, UINT8_MAX)) != VKR_OK
+        || (rc = check_range(c, "recompute_scale_factor", (long)args->recompute_scale_factor, 0,
+                             UINT8_MAX)) != VKR_OK
+        || (rc = check_range(c, "antialias", args->antialias, 0, UINT8_MAX)) != VKR_OK
+        || (rc = check_range(c, "backend", (long)args->backend, 0, UINT16_MAX)) != VKR_OK)
+        return rc;
     job->op = VKR_OP_INTERPOLATE;
     job->backend = (uint16_t)args->backend;
     job->n_tensors = 1;
@@ -558,57 +605,73 @@ static int build_job(vkr_client_t *c, const vkr_interpolate_args_t *args, const 
         job->interp.size[i] = args->size[i];
     for (i = 0; i < args->n_scale; i++)
         job->interp.scale_factor[i] = args->scale_factor[i];
-    job->input.dtype = VKR_DTYPE_F32;
-    job->input.layout = VKR_LAYOUT_CONTIGUOUS;
-    job->input.rank = (uint8_t)in->rank;
-    job->input.storage = VKR_STORAGE_INLINE;
-    for (i = 0; i < in->rank; i++)
-        job->input.shape[i] = in->shape[i];
-    job->input.data_bytes = elements * sizeof(float);
-    job->input.data = in->data;
     return VKR_OK;
 }
 
-VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
-                               const vkr_tensor_t *input, vkr_tensor_t *output)
+/* The grid ops' common arguments: mode and padding (0 means PyTorch's default, bilinear and
+ * zeros; affine_grid sends 0 for both), align_corners, backend, and the size list. */
+static int build_grid_common(vkr_client_t *c, int op, int mode, int padding, int align_corners,
+                             int backend, int n_size, const int64_t *size, int max_size,
+                             vkr_job_t *job)
+{
+    int i, rc;
+
+    if ((rc = check_range(c, "mode", mode, 0, UINT16_MAX)) != VKR_OK
+        || (rc = check_range(c, "padding_mode", padding, 0, UINT16_MAX)) != VKR_OK
+        || (rc = check_range(c, "align_corners", align_corners, 0, UINT8_MAX)) != VKR_OK
+        || (rc = check_range(c, "backend", backend, 0, UINT16_MAX)) != VKR_OK
+        || (rc = check_range(c, "n_size", n_size, 0, max_size)) != VKR_OK)
+        return rc;
+    job->op = (uint16_t)op;
+    job->backend = (uint16_t)backend;
+    job->n_tensors = (uint16_t)vkr_op_tensors(op);
+    if (op != VKR_OP_AFFINE_GRID) {
+        job->grid.mode = (uint16_t)(mode != 0 ? mode : VKR_GRID_BILINEAR);
+        job->grid.padding_mode = (uint16_t)(padding != 0 ? padding : VKR_PADDING_ZEROS);
+    }
+    job->grid.align_corners = (uint8_t)align_corners;
+    job->grid.n_size = (uint8_t)n_size;
+    for (i = 0; i < n_size; i++)
+        job->grid.size[i] = size[i];
+    return VKR_OK;
+}
+
+/* Plan job locally, send it with its tensors' bytes, wait for the reply and check it against the
+ * plan.  what names the op in messages.  On VKR_OK *output owns the result; on failure it is
+ * left zeroed.  Returns the codes documented at vkr_interpolate. */
+static int run_job(vkr_client_t *c, vkr_job_t *job, vkr_tensor_t *output)
 {
     uint8_t fixed[VKR_SUBMIT_MAX_FIXED_BYTES];
+    struct iovec parts[SEND_MAX_PARTS];
+    const vkr_tensor_desc_t *tensors[VKR_MAX_TENSORS] = {&job->input, &job->aux};
     size_t fixed_len;
-    int64_t want_shape[VKR_MAX_RANK];
-    vkr_interp_plan_t plan;
+    vkr_plan_t plan;
     vkr_error_t plan_err, perr;
     vkr_result_t res;
-    vkr_job_t job;
     uint8_t *body = NULL;
-    uint64_t body_len = 0, data_bytes, want_bytes = 0, max_result_body;
+    uint64_t body_len = 0, want_bytes = 0, max_result_body;
     float *data;
     uint32_t id;
-    int rc, plan_rc, want_rank = 0, send_errno = 0, i;
+    unsigned k, n_parts;
+    int rc, plan_rc, send_errno = 0, i;
 
-    if (output != NULL)
-        memset(output, 0, sizeof *output);
-    if (c == NULL)
-        return VKR_E_INVALID_ARG;
-    if (args == NULL || input == NULL || output == NULL)
-        return set_error(c, VKR_E_INVALID_ARG, "%s: NULL",
-                         args == NULL ? "args" : input == NULL ? "input" : "output");
-    rc = check_usable(c);
-    if (rc != VKR_OK)
-        return rc;
-    rc = build_job(c, args, input, &job);
-    if (rc != VKR_OK)
-        return rc;
-    body_len = vkr_submit_encode_fixed(&job, fixed, &fixed_len);
-    data_bytes = body_len - fixed_len;
+    (void)vkr_submit_encode_fixed(job, fixed, &fixed_len);
+    parts[0].iov_base = fixed;
+    parts[0].iov_len = fixed_len;
+    n_parts = 1;
+    for (k = 0; k < job->n_tensors && k < VKR_MAX_TENSORS; k++) {
+        parts[n_parts].iov_base = (void *)(uintptr_t)tensors[k]->data;
+        parts[n_parts].iov_len = (size_t)tensors[k]->data_bytes;
+        n_parts++;
+    }
 
     /* The output shape the daemon must return: the same planner, run here.  When it refuses
      * the job by PyTorch's rules the daemon refuses it too (with the message the user sees). */
     memset(&plan_err, 0, sizeof plan_err);
-    plan_rc = vkr_plan_interpolate(&job, UINT64_MAX, &plan, &plan_err);
+    plan_rc = vkr_plan_job(job, UINT64_MAX, &plan, &plan_err);
     if (plan_rc == VKR_OK) {
-        vkr_plan_output_shape(&plan, want_shape);
-        want_rank = plan.spatial_rank + 2;
-        if (plan.out_elements > (UINT64_MAX - VKR_RESULT_FIXED_BYTES) / sizeof(float)) {
+        if (plan.out_elements > (UINT64_MAX - VKR_RESULT_FIXED_BYTES) / sizeof(float)
+            || plan.out_elements > (uint64_t)SIZE_MAX / sizeof(float)) {
             rc = set_error(c, VKR_E_TOO_LARGE, "size: the output element count %" PRIu64
                            " overflows", plan.out_elements);
             goto out;
@@ -620,8 +683,7 @@ VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *ar
     }
 
     id = take_request_id(c);
-    rc = send_frame(c, VKR_MSG_SUBMIT, id, fixed, fixed_len, input->data, (size_t)data_bytes,
-                    &send_errno);
+    rc = send_frame(c, VKR_MSG_SUBMIT, id, parts, n_parts, &send_errno);
     if (rc != VKR_OK) {
         /* The daemon may have refused the job and closed before reading all of it: its
          * ERROR frame is then waiting in our receive queue. */
@@ -666,18 +728,18 @@ VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *ar
         drop_connection(c);
         goto out;
     }
-    if (res.output.rank != want_rank || res.output.data_bytes != want_bytes
+    if (res.output.rank != plan.out_rank || res.output.data_bytes != want_bytes
         || res.output.dtype != VKR_DTYPE_F32 || res.output.layout != VKR_LAYOUT_CONTIGUOUS) {
         rc = set_error(c, VKR_E_SERVER, "the daemon's result (rank %u, %" PRIu64 " bytes) does "
-                       "not match the expected output (rank %d, %" PRIu64 " bytes)",
-                       (unsigned)res.output.rank, res.output.data_bytes, want_rank, want_bytes);
+                       "not match the expected output (rank %u, %" PRIu64 " bytes)",
+                       (unsigned)res.output.rank, res.output.data_bytes, plan.out_rank, want_bytes);
         drop_connection(c);
         goto out;
     }
-    for (i = 0; i < want_rank; i++) {
-        if (res.output.shape[i] != want_shape[i]) {
+    for (i = 0; i < (int)plan.out_rank; i++) {
+        if (res.output.shape[i] != plan.out_shape[i]) {
             rc = set_error(c, VKR_E_SERVER, "the daemon's result has shape[%d] = %" PRId64
-                           ", expected %" PRId64, i, res.output.shape[i], want_shape[i]);
+                           ", expected %" PRId64, i, res.output.shape[i], plan.out_shape[i]);
             drop_connection(c);
             goto out;
         }
@@ -689,14 +751,105 @@ VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *ar
     if (data == NULL)
         data = (float *)(void *)body;   /* shrinking failed: keep the larger block */
     body = NULL;
-    output->rank = want_rank;
-    for (i = 0; i < want_rank; i++)
-        output->shape[i] = want_shape[i];
+    output->rank = (int)plan.out_rank;
+    for (i = 0; i < (int)plan.out_rank; i++)
+        output->shape[i] = plan.out_shape[i];
     output->data = data;
     rc = VKR_OK;
 
 out:
     free(body);
+    return rc;
+}
+
+/* The checks every job entry point starts with.  Returns VKR_OK, or the code to return. */
+static int begin_job(vkr_client_t *c, const void *args, const vkr_tensor_t *t0,
+                     const vkr_tensor_t *t1, const char *t1_name, vkr_tensor_t *output)
+{
+    if (output != NULL)
+        memset(output, 0, sizeof *output);
+    if (c == NULL)
+        return VKR_E_INVALID_ARG;
+    if (args == NULL || t0 == NULL || t1 == NULL || output == NULL)
+        return set_error(c, VKR_E_INVALID_ARG, "%s: NULL",
+                         args == NULL ? "args" : t0 == NULL ? "input" : t1 == NULL ? t1_name
+                         : "output");
+    return check_usable(c);
+}
+
+VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
+                               const vkr_tensor_t *input, vkr_tensor_t *output)
+{
+    vkr_job_t job;
+    int rc;
+
+    rc = begin_job(c, args, input, input, "input", output);
+    if (rc == VKR_OK)
+        rc = build_interpolate(c, args, input, &job);
+    if (rc == VKR_OK)
+        rc = run_job(c, &job, output);
+    return rc;
+}
+
+VKR_EXPORT int vkr_grid_sample(vkr_client_t *c, const vkr_grid_sample_args_t *args,
+                               const vkr_tensor_t *input, const vkr_tensor_t *grid,
+                               vkr_tensor_t *output)
+{
+    vkr_job_t job;
+    int rc;
+
+    memset(&job, 0, sizeof job);
+    rc = begin_job(c, args, input, grid, "grid", output);
+    if (rc == VKR_OK)
+        rc = describe_tensor(c, "input", input, &job.input);
+    if (rc == VKR_OK)
+        rc = describe_tensor(c, "grid", grid, &job.aux);
+    if (rc == VKR_OK)
+        rc = build_grid_common(c, VKR_OP_GRID_SAMPLE, (int)args->mode, (int)args->padding_mode,
+                               (int)args->align_corners, (int)args->backend, 0, NULL, 0, &job);
+    if (rc == VKR_OK)
+        rc = run_job(c, &job, output);
+    return rc;
+}
+
+VKR_EXPORT int vkr_affine_grid(vkr_client_t *c, const vkr_affine_grid_args_t *args,
+                               const vkr_tensor_t *theta, vkr_tensor_t *output)
+{
+    vkr_job_t job;
+    int rc;
+
+    memset(&job, 0, sizeof job);
+    rc = begin_job(c, args, theta, theta, "theta", output);
+    if (rc == VKR_OK)
+        rc = describe_tensor(c, "theta", theta, &job.input);
+    if (rc == VKR_OK)
+        rc = build_grid_common(c, VKR_OP_AFFINE_GRID, 0, 0, (int)args->align_corners,
+                               (int)args->backend, args->n_size, args->size,
+                               VKR_AFFINE_GRID_MAX_SIZE, &job);
+    if (rc == VKR_OK)
+        rc = run_job(c, &job, output);
+    return rc;
+}
+
+VKR_EXPORT int vkr_affine_sample(vkr_client_t *c, const vkr_affine_sample_args_t *args,
+                                 const vkr_tensor_t *input, const vkr_tensor_t *theta,
+                                 vkr_tensor_t *output)
+{
+    vkr_job_t job;
+    int rc;
+
+    memset(&job, 0, sizeof job);
+    rc = begin_job(c, args, input, theta, "theta", output);
+    if (rc == VKR_OK)
+        rc = describe_tensor(c, "input", input, &job.input);
+    if (rc == VKR_OK)
+        rc = describe_tensor(c, "theta", theta, &job.aux);
+    if (rc == VKR_OK)
+        rc = build_grid_common(c, VKR_OP_AFFINE_SAMPLE, (int)args->mode, (int)args->padding_mode,
+                               (int)args->align_corners, (int)args->backend, args->n_size,
+                               args->size, VKR_INTERP_MAX_SPATIAL, &job);
+    if (rc == VKR_OK)
+        rc = run_job(c, &job, output);
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* libvkresample: the public C client API of vkresample.  This is the one header a program
  * includes; it talks to the vkresampled daemon over its Unix socket (protocol v1, inline tensor
- * bytes) with blocking calls.  Status codes, interpolate modes and backend ids come from
+ * bytes) with blocking calls: F.interpolate, F.grid_sample, F.affine_grid and the fused
+ * affine_sample (grid_sample of affine_grid).  Status codes, interpolate modes and backend ids come from
  * "vkresample_types.h" and are part of the wire protocol: their values never change.
  *
  * Every function returns VKR_OK (0) or a negative vkr_status_t.  A client handle is not
@@ -26,6 +27,7 @@ extern "C" {
 /* ---------------------------------------------------------------- limits */
 #define VKR_TENSOR_MAX_RANK 8          /* dims a vkr_tensor_t may have */
 #define VKR_INTERP_MAX_SPATIAL 3       /* size / scale_factor values per job */
+#define VKR_AFFINE_GRID_MAX_SIZE 5     /* affine_grid's size: (N, C, H, W) or (N, C, D, H, W) */
 #define VKR_SOCKET_PATH_MAX 108        /* bytes of sockaddr_un.sun_path, NUL included */
 #define VKR_SERVER_NAME_MAX 255        /* bytes of a device name, NUL excluded */
 
@@ -58,6 +60,36 @@ typedef struct {
     int antialias;                     /* 0 or 1 */
     vkr_backend_id_t backend;          /* VKR_BACKEND_AUTO lets the daemon choose */
 } vkr_interpolate_args_t;
+
+/* torch.nn.functional.grid_sample's keyword arguments.  A zeroed struct means PyTorch's
+ * defaults: mode bilinear, padding_mode zeros, align_corners None (= False), backend auto. */
+typedef struct {
+    vkr_grid_mode_t mode;              /* 0: VKR_GRID_BILINEAR */
+    vkr_padding_t padding_mode;        /* 0: VKR_PADDING_ZEROS */
+    vkr_opt_bool_t align_corners;
+    vkr_backend_id_t backend;
+} vkr_grid_sample_args_t;
+
+/* torch.nn.functional.affine_grid's arguments besides theta: size is (N, C, H, W) (n_size 4) or
+ * (N, C, D, H, W) (n_size 5); any other count is refused as PyTorch refuses it. */
+typedef struct {
+    int n_size;                        /* 0..VKR_AFFINE_GRID_MAX_SIZE on the wire */
+    int64_t size[VKR_AFFINE_GRID_MAX_SIZE];
+    vkr_opt_bool_t align_corners;
+    vkr_backend_id_t backend;
+} vkr_affine_grid_args_t;
+
+/* grid_sample(input, affine_grid(theta, (N, C) + size)) in one job: size is the output's spatial
+ * extents, (H, W) (n_size 2, 4-D input) or (D, H, W) (n_size 3, 5-D input).  mode and
+ * padding_mode as in vkr_grid_sample_args_t (0: PyTorch's default). */
+typedef struct {
+    vkr_grid_mode_t mode;
+    vkr_padding_t padding_mode;
+    vkr_opt_bool_t align_corners;
+    int n_size;                        /* 0..VKR_INTERP_MAX_SPATIAL on the wire */
+    int64_t size[VKR_INTERP_MAX_SPATIAL];
+    vkr_backend_id_t backend;
+} vkr_affine_sample_args_t;
 
 /* What vkr_ping reports about the daemon. */
 typedef struct {
@@ -105,6 +137,28 @@ VKR_EXPORT int vkr_ping(vkr_client_t *c, vkr_server_info_t *info);
 VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
                                const vkr_tensor_t *input, vkr_tensor_t *output);
 
+/* Run F.grid_sample(input, grid, **args): input (N, C, H, W) with grid (N, Ho, Wo, 2), or
+ * input (N, C, D, H, W) with grid (N, Do, Ho, Wo, 3); the output is (N, C, Ho, Wo) or
+ * (N, C, Do, Ho, Wo).  Both tensors are sent without being copied.  Same ownership and return
+ * codes as vkr_interpolate (the daemon's refusals carry PyTorch's grid_sampler() wording). */
+VKR_EXPORT int vkr_grid_sample(vkr_client_t *c, const vkr_grid_sample_args_t *args,
+                               const vkr_tensor_t *input, const vkr_tensor_t *grid,
+                               vkr_tensor_t *output);
+
+/* Run F.affine_grid(theta, size, align_corners): theta (N, 2, 3) for a 4-element size, (N, 3, 4)
+ * for a 5-element one; the output grid is (N, H, W, 2) or (N, D, H, W, 3).  Same ownership and
+ * return codes as vkr_interpolate. */
+VKR_EXPORT int vkr_affine_grid(vkr_client_t *c, const vkr_affine_grid_args_t *args,
+                               const vkr_tensor_t *theta, vkr_tensor_t *output);
+
+/* Run grid_sample(input, affine_grid(theta, (N, C) + size, align_corners), mode, padding_mode,
+ * align_corners) as one job, without the grid crossing the socket: input (N, C, H, W) with theta
+ * (N, 2, 3), or (N, C, D, H, W) with (N, 3, 4).  The output is (N, C) + size.  Same ownership and
+ * return codes as vkr_interpolate. */
+VKR_EXPORT int vkr_affine_sample(vkr_client_t *c, const vkr_affine_sample_args_t *args,
+                                 const vkr_tensor_t *input, const vkr_tensor_t *theta,
+                                 vkr_tensor_t *output);
+
 /* Free a tensor's data that the library allocated and zero the struct.  NULL is ignored. */
 VKR_EXPORT void vkr_tensor_free(vkr_tensor_t *t);
 
@@ -127,6 +181,13 @@ VKR_EXPORT int vkr_mode_from_name(const char *name);
 VKR_EXPORT const char *vkr_mode_name(int mode);
 VKR_EXPORT int vkr_backend_from_name(const char *name);
 VKR_EXPORT const char *vkr_backend_name(int backend);
+
+/* grid_sample's mode and padding_mode names as PyTorch spells them ("bilinear", "nearest",
+ * "bicubic"; "zeros", "border", "reflection"), with the same conventions as above. */
+VKR_EXPORT int vkr_grid_mode_from_name(const char *name);
+VKR_EXPORT const char *vkr_grid_mode_name(int mode);
+VKR_EXPORT int vkr_padding_from_name(const char *name);
+VKR_EXPORT const char *vkr_padding_name(int padding);
 
 #ifdef __cplusplus
 }

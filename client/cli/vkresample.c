@@ -31,6 +31,12 @@ static void usage_main(FILE *f)
             "Commands:\n"
             "  interpolate IN.npy OUT.npy --mode M (--size LIST | --scale-factor LIST) [OPTIONS]\n"
             "                 torch.nn.functional.interpolate on a float32 .npy array\n"
+            "  grid-sample IN.npy GRID.npy OUT.npy [--mode M] [--padding-mode P] [OPTIONS]\n"
+            "                 torch.nn.functional.grid_sample\n"
+            "  affine-grid THETA.npy OUT.npy --size N,C,H,W[,...] [OPTIONS]\n"
+            "                 torch.nn.functional.affine_grid\n"
+            "  affine-sample IN.npy THETA.npy OUT.npy --size H,W[,...] [OPTIONS]\n"
+            "                 grid_sample(IN, affine_grid(THETA, ...)) in one job\n"
             "  ping           show the daemon's device and backends\n"
             "\n"
             "Options:\n"
@@ -64,6 +70,74 @@ static void usage_interpolate(FILE *f)
             "Arguments PyTorch refuses (both --size and --scale-factor, a wrong count, ...) are\n"
             "refused by the daemon with PyTorch's message: exit status 1, no OUT.npy written.\n",
             mode_list);
+}
+
+static const char *const grid_mode_list = "bilinear, nearest, bicubic";
+static const char *const padding_list = "zeros, border, reflection";
+
+static void usage_grid_sample(FILE *f)
+{
+    fprintf(f,
+            "Usage: vkresample [--socket PATH] grid-sample IN.npy GRID.npy OUT.npy\n"
+            "                  [--mode M] [--padding-mode P] [--align-corners | --no-align-corners]\n"
+            "                  [--backend auto|vulkan|cpu]\n"
+            "\n"
+            "torch.nn.functional.grid_sample(IN, GRID, ...) on the daemon; the result goes to OUT.npy.\n"
+            "IN is (N, C, H, W) with GRID (N, Ho, Wo, 2), or (N, C, D, H, W) with GRID\n"
+            "(N, Do, Ho, Wo, 3); both little-endian float32 ('<f4') in C order.  OUT is\n"
+            "(N, C, Ho, Wo) or (N, C, Do, Ho, Wo).  Options mirror PyTorch's keyword arguments:\n"
+            "  --mode M              %s (default bilinear)\n"
+            "  --padding-mode P      %s (default zeros)\n"
+            "  --align-corners       align_corners=True (default None, which means False)\n"
+            "  --no-align-corners    align_corners=False\n"
+            "  --backend B           auto (default), vulkan or cpu\n"
+            "  -h, --help            show this help\n"
+            "Arguments PyTorch refuses are refused by the daemon with PyTorch's message: exit\n"
+            "status 1, no OUT.npy written.\n",
+            grid_mode_list, padding_list);
+}
+
+static void usage_affine_grid(FILE *f)
+{
+    fprintf(f,
+            "Usage: vkresample [--socket PATH] affine-grid THETA.npy OUT.npy --size N,C,H,W[,...]\n"
+            "                  [--align-corners | --no-align-corners] [--backend auto|vulkan|cpu]\n"
+            "\n"
+            "torch.nn.functional.affine_grid(THETA, size, ...) on the daemon; the grid goes to\n"
+            "OUT.npy.  THETA is little-endian float32 ('<f4'), (N, 2, 3) for a 2-D size or\n"
+            "(N, 3, 4) for a 3-D one.\n"
+            "  --size N,C,H,W        the 2-D output size, as PyTorch takes it; OUT is (N, H, W, 2)\n"
+            "  --size N,C,D,H,W      the 3-D output size; OUT is (N, D, H, W, 3)\n"
+            "  --align-corners       align_corners=True (default None, which means False)\n"
+            "  --no-align-corners    align_corners=False\n"
+            "  --backend B           auto (default), vulkan or cpu\n"
+            "  -h, --help            show this help\n"
+            "A size PyTorch refuses (not 4 or 5 values, a non-positive extent, a THETA of the\n"
+            "wrong shape) is refused with PyTorch's message: exit status 1, no OUT.npy written.\n");
+}
+
+static void usage_affine_sample(FILE *f)
+{
+    fprintf(f,
+            "Usage: vkresample [--socket PATH] affine-sample IN.npy THETA.npy OUT.npy --size H,W[,...]\n"
+            "                  [--mode M] [--padding-mode P] [--align-corners | --no-align-corners]\n"
+            "                  [--backend auto|vulkan|cpu]\n"
+            "\n"
+            "grid_sample(IN, affine_grid(THETA, (N, C) + size, align_corners), mode, padding_mode,\n"
+            "align_corners) as one job on the daemon (the grid never crosses the socket); the\n"
+            "result goes to OUT.npy.  IN is (N, C, H, W) with THETA (N, 2, 3), or (N, C, D, H, W)\n"
+            "with THETA (N, 3, 4); both little-endian float32 ('<f4').\n"
+            "  --size H,W            output spatial size of a 4-D IN; OUT is (N, C, H, W)\n"
+            "  --size D,H,W          output spatial size of a 5-D IN; OUT is (N, C, D, H, W)\n"
+            "  --mode M              %s (default bilinear)\n"
+            "  --padding-mode P      %s (default zeros)\n"
+            "  --align-corners       align_corners=True (default None, which means False)\n"
+            "  --no-align-corners    align_corners=False\n"
+            "  --backend B           auto (default), vulkan or cpu\n"
+            "  -h, --help            show this help\n"
+            "Arguments PyTorch refuses are refused by the daemon with PyTorch's message: exit\n"
+            "status 1, no OUT.npy written.\n",
+            grid_mode_list, padding_list);
 }
 
 static void usage_ping(FILE *f)
@@ -122,8 +196,8 @@ static int take_flag(const char *arg, const char *name)
     return arg[n] == '=' ? -1 : 0;
 }
 
-/* "a[,b[,c]]" of integers.  Returns the count (1..3), or 0 when malformed. */
-static int parse_int_list(const char *s, int64_t out[VKR_INTERP_MAX_SPATIAL])
+/* "a[,b[,...]]" of at most max integers.  Returns the count (1..max), or 0 when malformed. */
+static int parse_int_list(const char *s, int64_t *out, int max)
 {
     int n = 0;
 
@@ -131,7 +205,7 @@ static int parse_int_list(const char *s, int64_t out[VKR_INTERP_MAX_SPATIAL])
         char *end;
         long long v;
 
-        if (n == VKR_INTERP_MAX_SPATIAL || *s == '\0' || *s == ',' || *s == ' ')
+        if (n == max || *s == '\0' || *s == ',' || *s == ' ')
             return 0;
         errno = 0;
         v = strtoll(s, &end, 10);
@@ -339,7 +413,7 @@ static int cmd_interpolate(const char *socket_path, int argc, char **argv)
         } else if ((r = take_option(argc, argv, &i, "--size", &value)) != 0) {
             if (r < 0)
                 return usage_error("interpolate", "option --size needs a value a[,b[,c]]");
-            args.n_size = parse_int_list(value, args.size);
+            args.n_size = parse_int_list(value, args.size, VKR_INTERP_MAX_SPATIAL);
             if (args.n_size == 0)
                 return usage_error("interpolate", "--size '%s' is not 1 to 3 comma-separated "
                                    "integers", value);
@@ -419,6 +493,200 @@ out:
     vkr_tensor_free(&out);
     vkr_close(c);
     vkr__npy_free(&in_arr);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- grid-sample, affine-grid, affine-sample */
+
+/* What one of the grid commands takes besides its positional files. */
+typedef struct {
+    const char *name;              /* "grid-sample", ... */
+    const char *files;             /* "IN.npy GRID.npy OUT.npy", for messages */
+    int n_files;                   /* positional arguments, the output last */
+    bool takes_mode;               /* --mode and --padding-mode */
+    int max_size;                  /* 0: no --size; else it is required with 1..max_size values */
+    const char *size_form;         /* "N,C,H,W[,D]", for messages */
+    void (*usage)(FILE *f);
+} grid_command_t;
+
+/* A grid command's parsed command line. */
+typedef struct {
+    const char *files[3];
+    int mode, padding;             /* 0: PyTorch's default */
+    vkr_opt_bool_t align_corners;
+    vkr_backend_id_t backend;
+    int n_size;
+    int64_t size[VKR_AFFINE_GRID_MAX_SIZE];
+} grid_options_t;
+
+#define PARSE_GO_ON (-1)
+
+/* Parse a grid command's arguments into *o.  Returns PARSE_GO_ON, or the exit status to return
+ * at once (EXIT_DONE after --help, EXIT_USAGE with a message on stderr). */
+static int parse_grid_command(const grid_command_t *cmd, int argc, char **argv, grid_options_t *o)
+{
+    const char *value;
+    bool options_done = false, have_size = false;
+    int n_files = 0, i, r;
+
+    memset(o, 0, sizeof *o);
+    o->backend = VKR_BACKEND_AUTO;
+    for (i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+
+        if (options_done || arg[0] != '-' || arg[1] == '\0') {
+            if (n_files == cmd->n_files)
+                return usage_error(cmd->name, "%s: unexpected argument '%s' (takes %s)", cmd->name,
+                                   arg, cmd->files);
+            o->files[n_files++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            cmd->usage(stdout);
+            return EXIT_DONE;
+        }
+        if (cmd->takes_mode && (r = take_option(argc, argv, &i, "--mode", &value)) != 0) {
+            if (r < 0)
+                return usage_error(cmd->name, "option --mode needs a value (%s)", grid_mode_list);
+            o->mode = vkr_grid_mode_from_name(value);
+            if (o->mode < 0)
+                return usage_error(cmd->name, "--mode '%s' is not one of %s", value, grid_mode_list);
+        } else if (cmd->takes_mode && (r = take_option(argc, argv, &i, "--padding-mode", &value)) != 0) {
+            if (r < 0)
+                return usage_error(cmd->name, "option --padding-mode needs a value (%s)", padding_list);
+            o->padding = vkr_padding_from_name(value);
+            if (o->padding < 0)
+                return usage_error(cmd->name, "--padding-mode '%s' is not one of %s", value,
+                                   padding_list);
+        } else if (cmd->max_size > 0 && (r = take_option(argc, argv, &i, "--size", &value)) != 0) {
+            if (r < 0)
+                return usage_error(cmd->name, "option --size needs a value %s", cmd->size_form);
+            o->n_size = parse_int_list(value, o->size, cmd->max_size);
+            if (o->n_size == 0)
+                return usage_error(cmd->name, "--size '%s' is not 1 to %d comma-separated integers "
+                                   "(%s)", value, cmd->max_size, cmd->size_form);
+            have_size = true;
+        } else if ((r = take_option(argc, argv, &i, "--backend", &value)) != 0) {
+            int backend;
+
+            if (r < 0)
+                return usage_error(cmd->name, "option --backend needs a value (auto, vulkan, cpu)");
+            backend = vkr_backend_from_name(value);
+            if (backend < 0)
+                return usage_error(cmd->name, "--backend '%s' is not one of auto, vulkan, cpu", value);
+            o->backend = (vkr_backend_id_t)backend;
+        } else if ((r = take_flag(arg, "--align-corners")) != 0) {
+            if (r < 0)
+                return usage_error(cmd->name, "option --align-corners takes no value");
+            o->align_corners = VKR_OPT_TRUE;
+        } else if ((r = take_flag(arg, "--no-align-corners")) != 0) {
+            if (r < 0)
+                return usage_error(cmd->name, "option --no-align-corners takes no value");
+            o->align_corners = VKR_OPT_FALSE;
+        } else {
+            return usage_error(cmd->name, "%s: unknown option '%s'", cmd->name, arg);
+        }
+    }
+    if (n_files < cmd->n_files)
+        return usage_error(cmd->name, "%s: expected %s, got %d file name(s)", cmd->name, cmd->files,
+                           n_files);
+    if (cmd->max_size > 0 && !have_size)
+        return usage_error(cmd->name, "%s: --size %s is required", cmd->name, cmd->size_form);
+    return PARSE_GO_ON;
+}
+
+static const grid_command_t grid_sample_command = {
+    "grid-sample", "IN.npy GRID.npy OUT.npy", 3, true, 0, "", usage_grid_sample};
+static const grid_command_t affine_grid_command = {
+    "affine-grid", "THETA.npy OUT.npy", 2, false, VKR_AFFINE_GRID_MAX_SIZE, "N,C,H,W or N,C,D,H,W",
+    usage_affine_grid};
+static const grid_command_t affine_sample_command = {
+    "affine-sample", "IN.npy THETA.npy OUT.npy", 3, true, VKR_INTERP_MAX_SPATIAL, "H,W or D,H,W",
+    usage_affine_sample};
+
+/* Run one grid command: read its inputs, run the job, write OUT.  Returns the exit status. */
+static int cmd_grid(const grid_command_t *cmd, const char *socket_path, int argc, char **argv)
+{
+    vkr__npy_array_t arr[2];
+    vkr_tensor_t in[2], out;
+    grid_options_t o;
+    vkr_client_t *c = NULL;
+    char msg[VKR__NPY_ERROR_MAX];
+    const char *out_path;
+    int n_in, k, r, rc;
+
+    memset(arr, 0, sizeof arr);
+    memset(in, 0, sizeof in);
+    memset(&out, 0, sizeof out);
+    rc = parse_grid_command(cmd, argc, argv, &o);
+    if (rc != PARSE_GO_ON)
+        return rc;
+    n_in = cmd->n_files - 1;
+    out_path = o.files[n_in];
+
+    for (k = 0; k < n_in; k++) {
+        r = vkr__npy_read_file(o.files[k], UINT64_MAX, &arr[k], msg, sizeof msg);
+        if (r != VKR__NPY_OK) {
+            fprintf(stderr, "vkresample: %s\n", msg);
+            rc = EXIT_FAILED;
+            goto out;
+        }
+        in[k].rank = arr[k].rank;
+        memcpy(in[k].shape, arr[k].shape, sizeof in[k].shape);
+        in[k].data = arr[k].data;
+    }
+    if (check_output_dir(out_path) != 0) {
+        fprintf(stderr, "vkresample: %s: cannot write in its directory: %s\n", out_path,
+                strerror(errno));
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    rc = connect_daemon(socket_path, &c);
+    if (rc != EXIT_DONE)
+        goto out;
+
+    if (cmd == &grid_sample_command) {
+        vkr_grid_sample_args_t a = {(vkr_grid_mode_t)o.mode, (vkr_padding_t)o.padding,
+                                    o.align_corners, o.backend};
+
+        r = vkr_grid_sample(c, &a, &in[0], &in[1], &out);
+    } else if (cmd == &affine_grid_command) {
+        vkr_affine_grid_args_t a;
+
+        memset(&a, 0, sizeof a);
+        a.n_size = o.n_size;
+        memcpy(a.size, o.size, sizeof a.size);
+        a.align_corners = o.align_corners;
+        a.backend = o.backend;
+        r = vkr_affine_grid(c, &a, &in[0], &out);
+    } else {
+        vkr_affine_sample_args_t a;
+
+        memset(&a, 0, sizeof a);
+        a.mode = (vkr_grid_mode_t)o.mode;
+        a.padding_mode = (vkr_padding_t)o.padding;
+        a.align_corners = o.align_corners;
+        a.n_size = o.n_size;
+        memcpy(a.size, o.size, sizeof a.size);
+        a.backend = o.backend;
+        r = vkr_affine_sample(c, &a, &in[0], &in[1], &out);
+    }
+    if (r != VKR_OK) {
+        report_failure(cmd->name, c, r);
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    rc = write_output(out_path, &out);
+
+out:
+    vkr_tensor_free(&out);
+    vkr_close(c);
+    for (k = 0; k < 2; k++)
+        vkr__npy_free(&arr[k]);
     return rc;
 }
 
@@ -513,5 +781,12 @@ int main(int argc, char **argv)
         return cmd_interpolate(socket_path, argc - i - 1, argv + i + 1);
     if (strcmp(argv[i], "ping") == 0)
         return cmd_ping(socket_path, argc - i - 1, argv + i + 1);
-    return usage_error(NULL, "unknown command '%s' (interpolate, ping)", argv[i]);
+    if (strcmp(argv[i], "grid-sample") == 0)
+        return cmd_grid(&grid_sample_command, socket_path, argc - i - 1, argv + i + 1);
+    if (strcmp(argv[i], "affine-grid") == 0)
+        return cmd_grid(&affine_grid_command, socket_path, argc - i - 1, argv + i + 1);
+    if (strcmp(argv[i], "affine-sample") == 0)
+        return cmd_grid(&affine_sample_command, socket_path, argc - i - 1, argv + i + 1);
+    return usage_error(NULL, "unknown command '%s' (interpolate, grid-sample, affine-grid, "
+                       "affine-sample, ping)", argv[i]);
 }

@@ -7,6 +7,9 @@ proto/PROTOCOL.md and proto/vkr_proto.h.
     from vkresample import Client
     with Client() as c:
         y = c.interpolate(x, scale_factor=2, mode='bilinear')
+        z = c.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+        g = c.affine_grid(theta, (1, 3, 32, 32), align_corners=False)
+        w = c.affine_sample(x, theta, (32, 32))      # grid_sample(x, affine_grid(theta, ...))
 
 Errors from the daemon, from the connection and from arguments that cannot be put on the wire
 raise VkresampleError(code, field, message).  ``Client.send_raw`` and ``Client.recv_frame``
@@ -23,10 +26,11 @@ import numpy as np
 
 __all__ = [
     'Client', 'VkresampleError', 'Frame', 'default_socket_path',
-    'pack_header', 'pack_submit_body', 'unpack_header',
+    'pack_header', 'pack_submit_body', 'pack_grid_body', 'unpack_header',
     'MAGIC', 'VERSION', 'HEADER_BYTES',
     'MSG_PING', 'MSG_PONG', 'MSG_SUBMIT', 'MSG_RESULT', 'MSG_ERROR',
-    'MODES', 'BACKENDS', 'CODES',
+    'MODES', 'GRID_MODES', 'PADDING_MODES', 'BACKENDS', 'CODES',
+    'OP_INTERPOLATE', 'OP_GRID_SAMPLE', 'OP_AFFINE_GRID', 'OP_AFFINE_SAMPLE',
 ]
 
 # ------------------------------------------------------------------ protocol constants
@@ -34,12 +38,14 @@ MAGIC = 0x31524B56               # b"VKR1"
 VERSION = 1
 HEADER_BYTES = 32
 MSG_PING, MSG_PONG, MSG_SUBMIT, MSG_RESULT, MSG_ERROR = 1, 2, 3, 4, 5
-OP_INTERPOLATE = 1
+OP_INTERPOLATE, OP_GRID_SAMPLE, OP_AFFINE_GRID, OP_AFFINE_SAMPLE = 1, 2, 3, 4
 DTYPE_F32 = 1
 LAYOUT_CONTIGUOUS = 1
 STORAGE_INLINE = 0
 MAX_RANK = 8
 MAX_SPATIAL = 3
+MAX_TENSORS = 2
+AFFINE_GRID_MAX_SIZE = 5         # the wire's size[5] of the grid ops
 JOB_HEADER_BYTES = 8
 INTERP_PARAMS_BYTES = 56
 TENSOR_DESC_BYTES = 88
@@ -50,15 +56,18 @@ MAX_CONTROL_BODY_BYTES = 4096
 _HEADER = struct.Struct('<IHHIIIIQ')                 # magic version type flags id n_fds rsv len
 _JOB_HEADER = struct.Struct('<HHHH')                 # op backend n_tensors reserved
 _INTERP = struct.Struct('<HBBBBBB3q3d')              # mode ac rsf aa n_size n_scale rsv size scale
+_GRID = struct.Struct('<HHBBH5qQ')                   # mode padding ac n_size rsv size[5] rsv
 _TENSOR_DESC = struct.Struct('<HHBBH8qQQ')           # dtype layout rank storage rsv shape off bytes
 _RESULT_HEAD = struct.Struct('<HHI')                 # backend_used reserved reserved
 _ERROR_HEAD = struct.Struct('<iHH')                  # code field_len message_len
 _PONG_HEAD = struct.Struct('<IHH')                   # backend_mask default_backend name_len
-assert _HEADER.size == HEADER_BYTES and _INTERP.size == INTERP_PARAMS_BYTES
+assert _HEADER.size == HEADER_BYTES and _INTERP.size == INTERP_PARAMS_BYTES == _GRID.size
 assert _TENSOR_DESC.size == TENSOR_DESC_BYTES
 
 MODES = {'nearest': 1, 'nearest-exact': 2, 'linear': 3, 'bilinear': 4, 'bicubic': 5,
          'trilinear': 6, 'area': 7}
+GRID_MODES = {'bilinear': 1, 'nearest': 2, 'bicubic': 3}
+PADDING_MODES = {'zeros': 1, 'border': 2, 'reflection': 3}
 BACKENDS = {'auto': 0, 'vulkan': 1, 'cpu': 2}
 _BACKEND_NAMES = {v: k for k, v in BACKENDS.items()}
 
@@ -185,6 +194,52 @@ def pack_submit_body(shape, data=b'', mode='nearest', size=None, scale_factor=No
                               *(shape[:MAX_RANK] + [0] * (MAX_RANK - min(rank, MAX_RANK))),
                               data_offset, data_bytes)
     body += data
+    return bytes(body)
+
+
+def _pack_desc(shape, data_offset, data_bytes, dtype=DTYPE_F32, layout=LAYOUT_CONTIGUOUS,
+               storage=STORAGE_INLINE, reserved=0):
+    shape = [int(d) for d in shape]
+    rank = len(shape)
+    return _TENSOR_DESC.pack(dtype, layout, rank, storage, reserved,
+                             *(shape[:MAX_RANK] + [0] * (MAX_RANK - min(rank, MAX_RANK))),
+                             data_offset, data_bytes)
+
+
+def pack_grid_body(op, shapes, datas=(), mode='bilinear', padding_mode='zeros',
+                   align_corners=None, size=(), backend='auto', n_tensors=None, n_size=None):
+    """A SUBMIT body for a grid op (OP_GRID_SAMPLE: shapes of input and grid; OP_AFFINE_GRID:
+    theta's, with size (N, C, H, W[, ...]); OP_AFFINE_SAMPLE: input's and theta's, with size the
+    output's spatial extents).  datas: the tensors' bytes (float32 little-endian), appended in
+    order; when shorter than shapes, the descriptors still claim prod(shape) * 4 bytes each (the
+    caller sends the bytes itself).  mode / padding_mode: names or numbers (affine_grid sends 0
+    for both).  Raw fields can be overridden for negative tests."""
+    if op == OP_AFFINE_GRID:
+        mode_id = padding_id = 0
+    else:
+        mode_id = GRID_MODES[mode] if isinstance(mode, str) else int(mode)
+        padding_id = PADDING_MODES[padding_mode] if isinstance(padding_mode, str) else int(padding_mode)
+    backend_id = BACKENDS[backend] if isinstance(backend, str) else int(backend)
+    size = [int(v) for v in size]
+    if len(size) > AFFINE_GRID_MAX_SIZE:
+        raise VkresampleError(VKR_E_VALUE, 'size', 'size has %d values: the wire carries at most %d'
+                              % (len(size), AFFINE_GRID_MAX_SIZE))
+    n = len(shapes)
+    fixed = JOB_HEADER_BYTES + INTERP_PARAMS_BYTES + n * TENSOR_DESC_BYTES
+    body = bytearray()
+    body += _JOB_HEADER.pack(op, backend_id, n if n_tensors is None else n_tensors, 0)
+    body += _GRID.pack(mode_id, padding_id, _opt_bool(align_corners),
+                       len(size) if n_size is None else n_size, 0,
+                       *(size + [0] * (AFFINE_GRID_MAX_SIZE - len(size))), 0)
+    offset = fixed
+    for shape in shapes:
+        nbytes = 4
+        for d in shape:
+            nbytes *= int(d)
+        body += _pack_desc(shape, offset, nbytes)
+        offset += nbytes
+    for data in datas:
+        body += data
     return bytes(body)
 
 
@@ -363,24 +418,13 @@ class Client:
         sequence (one per axis).  Returns a new float32 array.  Raises VkresampleError: the
         daemon's code, field and message (PyTorch's wording) when it refuses the job."""
         self._require_open()
-        x = np.asarray(x)
-        if x.dtype.kind != 'f' or x.dtype.itemsize != 4:
-            raise VkresampleError(VKR_E_DTYPE, 'input.dtype', "dtype %s is not supported: "
-                                  "vkresample takes float32" % x.dtype)
-        if not 1 <= x.ndim <= MAX_RANK:
-            raise VkresampleError(VKR_E_VALUE, 'input.rank', 'input has %d dimensions: the '
-                                  'protocol carries 1 to %d' % (x.ndim, MAX_RANK))
+        x = _as_f32(x, 'input')
         if mode not in MODES:
             raise VkresampleError(VKR_E_NOT_IMPLEMENTED, 'mode', 'Input Error: unknown mode %r: '
                                   'expected one of %s' % (mode, ', '.join(MODES)))
-        if backend not in BACKENDS:
-            raise VkresampleError(VKR_E_VALUE, 'backend', 'backend %r is not one of %s'
-                                  % (backend, ', '.join(BACKENDS)))
-        for v, name in ((align_corners, 'align_corners'),
-                        (recompute_scale_factor, 'recompute_scale_factor')):
-            if v is not None and not isinstance(v, (bool, np.bool_)):
-                raise VkresampleError(VKR_E_VALUE, name, '%s must be None, False or True, not %r'
-                                      % (name, v))
+        _check_backend(backend)
+        _check_opt_bool(align_corners, 'align_corners')
+        _check_opt_bool(recompute_scale_factor, 'recompute_scale_factor')
         dim = x.ndim - 2
         # The wire's count 1 means "one value for every axis" (a Python scalar); a 1-element
         # sequence on a multi-axis input is PyTorch's ValueError, decided here.
@@ -411,17 +455,89 @@ class Client:
             raise VkresampleError(VKR_E_VALUE, 'size', 'size %s does not fit in 64 bits' % size)
 
         data = np.ascontiguousarray(x, dtype='<f4')
-        body = pack_submit_body(x.shape, b'', mode=mode, size=size, scale_factor=scale_factor,
-                                align_corners=None if align_corners is None else bool(align_corners),
-                                recompute_scale_factor=(None if recompute_scale_factor is None
-                                                        else bool(recompute_scale_factor)),
-                                antialias=bool(antialias), backend=backend,
-                                data_bytes=data.nbytes)
+        fixed = pack_submit_body(x.shape, b'', mode=mode, size=size, scale_factor=scale_factor,
+                                 align_corners=None if align_corners is None else bool(align_corners),
+                                 recompute_scale_factor=(None if recompute_scale_factor is None
+                                                         else bool(recompute_scale_factor)),
+                                 antialias=bool(antialias), backend=backend,
+                                 data_bytes=data.nbytes)
+        return self._run_job(fixed, [data], _expected_shape(x.shape, size, scale_factor),
+                             'size and scale_factor both or neither given, or of the wrong length')
+
+    def grid_sample(self, x, grid, mode='bilinear', padding_mode='zeros', align_corners=None,
+                    backend='auto'):
+        """torch.nn.functional.grid_sample(x, grid, ...) on the daemon.  x: float32 (N, C, H, W)
+        with grid (N, Ho, Wo, 2), or (N, C, D, H, W) with grid (N, Do, Ho, Wo, 3).  Returns a
+        new float32 array (N, C, Ho, Wo) / (N, C, Do, Ho, Wo).  An unknown mode or padding_mode
+        raises VkresampleError(VKR_E_VALUE) here with PyTorch's ValueError text; what the
+        daemon refuses raises its code and message (PyTorch's wording)."""
+        self._require_open()
+        _check_grid_modes(mode, padding_mode)
+        _check_backend(backend)
+        _check_opt_bool(align_corners, 'align_corners')
+        x = _as_f32(x, 'input')
+        grid = _as_f32(grid, 'grid')
+        fixed = pack_grid_body(OP_GRID_SAMPLE, [x.shape, grid.shape], mode=mode,
+                               padding_mode=padding_mode, align_corners=align_corners,
+                               backend=backend)
+        return self._run_job(fixed, [x, grid], _grid_sample_shape(x.shape, grid.shape, mode),
+                             'grid_sampler() refuses these shapes')
+
+    def affine_grid(self, theta, size, align_corners=None, backend='auto'):
+        """torch.nn.functional.affine_grid(theta, size, ...) on the daemon.  theta: float32
+        (N, 2, 3) for size (N, C, H, W), (N, 3, 4) for size (N, C, D, H, W).  Returns a new float32
+        grid (N, H, W, 2) / (N, D, H, W, 3).  A size of another length raises
+        VkresampleError(VKR_E_NOT_IMPLEMENTED) here with PyTorch's NotImplementedError text."""
+        self._require_open()
+        _check_backend(backend)
+        _check_opt_bool(align_corners, 'align_corners')
+        theta = _as_f32(theta, 'theta')
+        sizes = _int_list(size, 'size')
+        if len(sizes) not in (4, 5):
+            raise VkresampleError(VKR_E_NOT_IMPLEMENTED, 'size',
+                                  'affine_grid only supports 4D and 5D sizes, for 2D and 3D affine '
+                                  'transforms, respectively. Got size {}.'.format(size))
+        fixed = pack_grid_body(OP_AFFINE_GRID, [theta.shape], align_corners=align_corners,
+                               size=sizes, backend=backend)
+        want = _affine_grid_shape(theta.shape, sizes, align_corners is True)
+        return self._run_job(fixed, [theta], want, 'affine_grid refuses these arguments')
+
+    def affine_sample(self, x, theta, size, mode='bilinear', padding_mode='zeros',
+                      align_corners=None, backend='auto'):
+        """grid_sample(x, affine_grid(theta, (N, C) + size, align_corners), mode, padding_mode,
+        align_corners) as one job on the daemon (the grid never crosses the socket).  x: float32
+        (N, C, H, W) with theta (N, 2, 3) and size (Ho, Wo), or (N, C, D, H, W) with theta
+        (N, 3, 4) and size (Do, Ho, Wo).  Returns a new float32 array (N, C) + size."""
+        self._require_open()
+        _check_grid_modes(mode, padding_mode)
+        _check_backend(backend)
+        _check_opt_bool(align_corners, 'align_corners')
+        x = _as_f32(x, 'input')
+        theta = _as_f32(theta, 'theta')
+        sizes = _int_list(size, 'size')
+        if len(sizes) > MAX_SPATIAL:
+            raise VkresampleError(VKR_E_VALUE, 'size', 'affine_sample: size must give the %d output '
+                                  'spatial extents of a %dD input, got %d value(s)'
+                                  % (x.ndim - 2, x.ndim, len(sizes)))
+        fixed = pack_grid_body(OP_AFFINE_SAMPLE, [x.shape, theta.shape], mode=mode,
+                               padding_mode=padding_mode, align_corners=align_corners,
+                               size=sizes, backend=backend)
+        want = _affine_sample_shape(x.shape, theta.shape, sizes, mode, align_corners is True)
+        return self._run_job(fixed, [x, theta], want, 'affine_sample refuses these arguments')
+
+    # -------------------------------------------------------------- the job path
+    def _run_job(self, fixed, arrays, want, refused_why):
+        """Send a SUBMIT (fixed: the body's descriptors; arrays: contiguous '<f4' tensors, sent
+        after it in order) and return the RESULT's tensor, checked against want (the output
+        shape PyTorch gives, or None when PyTorch refuses the job: the daemon must then answer
+        with an ERROR, raised as VkresampleError)."""
         rid = self._take_id()
-        header = pack_header(MSG_SUBMIT, rid, len(body) + data.nbytes)
+        total = len(fixed) + sum(a.nbytes for a in arrays)
         try:
-            self.send_raw(header + body)
-            self.send_raw(memoryview(data.reshape(-1)).cast('B'))
+            self.send_raw(pack_header(MSG_SUBMIT, rid, total) + fixed)
+            for a in arrays:
+                if a.nbytes:
+                    self.send_raw(memoryview(a.reshape(-1)).cast('B'))
         except VkresampleError:
             # The daemon may have refused the job and closed before reading all of it.
             try:
@@ -432,18 +548,16 @@ class Client:
                     raise
             self.close()
             raise
-        want = _expected_shape(x.shape, size, scale_factor)
         n_out = 1
         for d in want or ():
             n_out *= d
         reply = self._reply(rid, MSG_RESULT, RESULT_FIXED_BYTES + 4 * n_out)
-        return self._decode_result(reply, x.shape, want)
+        return self._decode_result(reply, want, refused_why)
 
-    def _decode_result(self, body, in_shape, want):
+    def _decode_result(self, body, want, refused_why):
         if want is None:
             self._fail(VKR_E_SERVER, 'output', 'the daemon returned a result for a job PyTorch '
-                       'refuses (size and scale_factor both or neither given, or of the wrong '
-                       'length)')
+                       'refuses (%s)' % refused_why)
         if len(body) < RESULT_FIXED_BYTES:
             self._fail(VKR_E_SERVER, 'body_len', 'RESULT body of %d bytes' % len(body))
         backend_used, r1, r2 = _RESULT_HEAD.unpack_from(body)
@@ -466,6 +580,92 @@ class Client:
         out = np.frombuffer(body, dtype='<f4', count=n, offset=RESULT_FIXED_BYTES).reshape(want)
         out = out.astype(np.float32, copy=False)
         return out if out.flags.writeable else out.copy()
+
+
+# ------------------------------------------------------------------ argument checks
+def _as_f32(x, name):
+    """x as a contiguous little-endian float32 array of rank 1..MAX_RANK (VkresampleError if it
+    is not float32 or has a rank the wire cannot carry)."""
+    x = np.asarray(x)
+    if x.dtype.kind != 'f' or x.dtype.itemsize != 4:
+        raise VkresampleError(VKR_E_DTYPE, name + '.dtype', "dtype %s is not supported: "
+                              "vkresample takes float32" % x.dtype)
+    if not 1 <= x.ndim <= MAX_RANK:
+        raise VkresampleError(VKR_E_VALUE, name + '.rank', '%s has %d dimensions: the protocol '
+                              'carries 1 to %d' % (name, x.ndim, MAX_RANK))
+    return np.ascontiguousarray(x, dtype='<f4')
+
+
+def _check_backend(backend):
+    if backend not in BACKENDS:
+        raise VkresampleError(VKR_E_VALUE, 'backend', 'backend %r is not one of %s'
+                              % (backend, ', '.join(BACKENDS)))
+
+
+def _check_opt_bool(value, name):
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        raise VkresampleError(VKR_E_VALUE, name, '%s must be None, False or True, not %r'
+                              % (name, value))
+
+
+def _check_grid_modes(mode, padding_mode):
+    """grid_sample's own checks, in its order and words (torch.nn.functional.grid_sample)."""
+    if not isinstance(mode, str) or mode not in GRID_MODES:
+        raise VkresampleError(VKR_E_VALUE, 'mode', "nn.functional.grid_sample(): expected mode to be "
+                              "'bilinear', 'nearest' or 'bicubic', but got: '{}'".format(mode))
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise VkresampleError(VKR_E_VALUE, 'padding_mode', "nn.functional.grid_sample(): expected "
+                              "padding_mode to be 'zeros', 'border', or 'reflection', but got: "
+                              "'{}'".format(padding_mode))
+
+
+def _int_list(value, name):
+    try:
+        values = [int(v) for v in (np.asarray(value).reshape(-1) if isinstance(value, np.ndarray)
+                                   else value)]
+    except (TypeError, ValueError) as e:
+        raise VkresampleError(VKR_E_VALUE, name, '%s must be a sequence of integers: %s'
+                              % (name, e)) from None
+    if any(not -(1 << 63) <= v < (1 << 63) for v in values):
+        raise VkresampleError(VKR_E_VALUE, name, '%s %s does not fit in 64 bits' % (name, values))
+    return values
+
+
+# ------------------------------------------------------------------ expected output shapes
+# The same rules as proto/plan.c: the shape PyTorch gives, or None where it refuses.
+def _grid_sample_shape(in_shape, grid_shape, mode):
+    dim = len(in_shape) - 2
+    if len(in_shape) not in (4, 5) or len(grid_shape) != len(in_shape):
+        return None
+    if in_shape[0] != grid_shape[0] or grid_shape[-1] != dim or any(d <= 0 for d in in_shape[2:]):
+        return None
+    if len(in_shape) == 5 and mode == 'bicubic':
+        return None
+    return tuple(int(d) for d in in_shape[:2]) + tuple(int(d) for d in grid_shape[1:-1])
+
+
+def _affine_grid_shape(theta_shape, size, align_corners):
+    if len(size) not in (4, 5):
+        return None
+    sp = len(size) - 2
+    if len(theta_shape) != 3 or theta_shape[1] != sp or theta_shape[2] != sp + 1:
+        return None
+    if not (align_corners and min(size[2:]) == 1) and min(size) <= 0:
+        return None
+    if size[0] < 0 or theta_shape[0] != size[0]:
+        return None
+    return (int(size[0]),) + tuple(int(d) for d in size[2:]) + (sp,)
+
+
+def _affine_sample_shape(in_shape, theta_shape, size, mode, align_corners):
+    if len(in_shape) not in (4, 5) or len(size) != len(in_shape) - 2:
+        return None
+    full = [int(in_shape[0]), int(in_shape[1])] + list(size)
+    if _affine_grid_shape(theta_shape, full, align_corners) is None:
+        return None
+    if any(d <= 0 for d in in_shape[2:]) or (len(in_shape) == 5 and mode == 'bicubic'):
+        return None
+    return tuple(full)
 
 
 def _expected_shape(in_shape, size, scale_factor):

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Service behaviour of a real vkresampled: socket file rules, malformed frames (answered or the
 connection closed, while the daemon and the other connections carry on), backend availability,
-many concurrent clients, graceful SIGTERM with a job in flight, and the vkresample CLI.
+many concurrent clients, graceful SIGTERM with a job in flight, and the vkresample CLI (every
+command, against torch).
 
 usage: test_service.py DAEMON CLI [--backend cpu|vulkan]     (TAP output)"""
 import argparse
@@ -15,7 +16,10 @@ import sys
 import tempfile
 import threading
 
-import numpy as np
+os.environ['ATEN_CPU_CAPABILITY'] = 'default'   # the contract: torch's portable kernels
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
 from vkr_testlib import Daemon, Tap, running_daemon, vkresample, wait_until  # noqa: E402
@@ -62,6 +66,11 @@ def closed_by_peer(s):
         return s.recv(1) == b''
     except ConnectionResetError:
         return True
+
+
+def one_line(text):
+    """Process output for a TAP description: one line."""
+    return ' | '.join(text.strip().splitlines())
 
 
 def nearest_x2(x):
@@ -223,20 +232,96 @@ def test_cli(tap, binary, cli, backend):
         np.save(src, x)
         run = lambda *a: subprocess.run([cli, '--socket', d.socket, *a], capture_output=True, text=True, timeout=60)  # noqa: E731
         r = run('interpolate', src, dst, '--mode', 'nearest', '--scale-factor', '2')
-        tap.check(r.returncode == 0 and np.array_equal(np.load(dst), nearest_x2(x)), 'CLI interpolate x2 nearest (exit %d %s)' % (r.returncode, r.stderr.strip()))
+        tap.check(r.returncode == 0 and np.array_equal(np.load(dst), nearest_x2(x)), 'CLI interpolate x2 nearest (exit %d %s)' % (r.returncode, one_line(r.stderr)))
         os.unlink(dst)
         r = run('interpolate', src, dst, '--mode', 'nearest', '--size', '3', '--align-corners')
         tap.check(r.returncode == 1 and 'align_corners' in r.stderr and not os.path.exists(dst),
-                  'CLI refused job: exit 1, message on stderr, no output file (exit %d: %s)' % (r.returncode, r.stderr.strip()))
+                  'CLI refused job: exit 1, message on stderr, no output file (exit %d: %s)' % (r.returncode, one_line(r.stderr)))
         r = run('interpolate', src, dst, '--mode', 'nearest', '--bogus')
         tap.check(r.returncode == 2 and not os.path.exists(dst), 'CLI usage error: exit 2 (got %d)' % r.returncode)
         np.save(src, x.astype(np.float64))
         r = run('interpolate', src, dst, '--mode', 'nearest', '--size', '3')
-        tap.check(r.returncode == 1 and 'f8' in r.stderr and not os.path.exists(dst), 'CLI refuses a float64 .npy (exit %d: %s)' % (r.returncode, r.stderr.strip()))
+        tap.check(r.returncode == 1 and 'f8' in r.stderr and not os.path.exists(dst), 'CLI refuses a float64 .npy (exit %d: %s)' % (r.returncode, one_line(r.stderr)))
         r = run('ping')
         tap.check(r.returncode == 0 and r.stdout.strip() != '', 'CLI ping (exit %d: %r)' % (r.returncode, r.stdout.strip()))
         r = subprocess.run([cli, '--help'], capture_output=True, text=True, timeout=60)
         tap.check(r.returncode == 0 and 'interpolate' in r.stdout and 'ping' in r.stdout, 'CLI --help')
+        d.stop()
+
+
+def test_cli_grid(tap, binary, cli, backend):
+    """The CLI's grid-sample, affine-grid and affine-sample against torch, and their refusals:
+    exit 1, message, no output file.  The jobs ask for the CPU backend (bit-exact; the backends
+    themselves are the conformance tests' business) whatever the daemon's default is."""
+    def close(got, ref):
+        return got.shape == ref.shape and np.array_equal(got, ref)
+
+    with running_daemon(binary, backend=backend) as d:
+        tmp = tempfile.mkdtemp(prefix='vkr-cli-grid-')
+        path = lambda name: os.path.join(tmp, name)  # noqa: E731
+        run = lambda *a: subprocess.run([cli, '--socket', d.socket, *a, '--backend', 'cpu'], capture_output=True, text=True, timeout=60)  # noqa: E731
+        rng = np.random.default_rng(21)
+        x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
+        grid = rng.uniform(-1.2, 1.2, (2, 4, 5, 2)).astype(np.float32)
+        x5 = rng.standard_normal((1, 2, 4, 5, 6)).astype(np.float32)
+        grid5 = rng.uniform(-1.2, 1.2, (1, 3, 2, 4, 3)).astype(np.float32)
+        theta = np.array([[[0.9, -0.2, 0.1], [0.3, 1.1, -0.05]], [[1.2, 0.0, 0.2], [0.1, 0.8, 0.0]]], np.float32)
+        theta3 = rng.uniform(-1, 1, (1, 3, 4)).astype(np.float32)
+        for name, arr in (('x', x), ('grid', grid), ('x5', x5), ('grid5', grid5), ('theta', theta), ('theta3', theta3)):
+            np.save(path(name + '.npy'), arr)
+
+        for mode, pad, ac in (('bilinear', 'zeros', False), ('nearest', 'border', True), ('bicubic', 'reflection', False)):
+            out = path('gs.npy')
+            flags = ['--align-corners'] if ac else []
+            r = run('grid-sample', path('x.npy'), path('grid.npy'), out, '--mode', mode, '--padding-mode', pad, *flags)
+            ref = F.grid_sample(torch.from_numpy(x), torch.from_numpy(grid), mode=mode, padding_mode=pad, align_corners=ac).numpy()
+            ok = r.returncode == 0 and close(np.load(out), ref)
+            tap.check(ok, 'CLI grid-sample 4-D %s/%s align_corners=%s matches torch (exit %d %s)' % (mode, pad, ac, r.returncode, one_line(r.stderr)))
+        out = path('gs5.npy')
+        r = run('grid-sample', path('x5.npy'), path('grid5.npy'), out)
+        ref = F.grid_sample(torch.from_numpy(x5), torch.from_numpy(grid5), align_corners=False).numpy()
+        tap.check(r.returncode == 0 and close(np.load(out), ref),
+                  'CLI grid-sample 5-D with the defaults (bilinear, zeros) matches torch (exit %d %s)' % (r.returncode, one_line(r.stderr)))
+
+        out = path('ag.npy')
+        r = run('affine-grid', path('theta.npy'), out, '--size', '2,3,5,4')
+        ref = F.affine_grid(torch.from_numpy(theta), [2, 3, 5, 4], align_corners=False).numpy()
+        tap.check(r.returncode == 0 and close(np.load(out), ref), 'CLI affine-grid 2-D matches torch (exit %d %s)' % (r.returncode, one_line(r.stderr)))
+        r = run('affine-grid', path('theta3.npy'), out, '--size', '1,2,3,4,5', '--align-corners')
+        ref = F.affine_grid(torch.from_numpy(theta3), [1, 2, 3, 4, 5], align_corners=True).numpy()
+        tap.check(r.returncode == 0 and close(np.load(out), ref),
+                  'CLI affine-grid 3-D align_corners matches torch (exit %d %s)' % (r.returncode, one_line(r.stderr)))
+
+        out = path('as.npy')
+        r = run('affine-sample', path('x.npy'), path('theta.npy'), out, '--size', '5,8', '--mode', 'bicubic', '--padding-mode', 'border')
+        g = F.affine_grid(torch.from_numpy(theta), [2, 3, 5, 8], align_corners=False)
+        ref = F.grid_sample(torch.from_numpy(x), g, mode='bicubic', padding_mode='border', align_corners=False).numpy()
+        tap.check(r.returncode == 0 and close(np.load(out), ref),
+                  'CLI affine-sample bicubic/border equals grid_sample(affine_grid) (exit %d %s)' % (r.returncode, one_line(r.stderr)))
+
+        for what, args, needle in (
+                ('grid-sample, batch sizes differ', ('grid-sample', path('x5.npy'), path('grid.npy')), 'grid_sampler()'),
+                ('grid-sample bicubic on 5-D', ('grid-sample', path('x5.npy'), path('grid5.npy'), '--mode', 'bicubic'), 'bicubic interpolation only supports 4D input'),
+                ('affine-grid, size of 3', ('affine-grid', path('theta.npy'), '--size', '2,5,4'), 'affine_grid only supports 4D and 5D sizes'),
+                ('affine-grid, theta batch 2 for N 1', ('affine-grid', path('theta.npy'), '--size', '1,3,5,4'), 'batch2'),
+                ('affine-sample, size of 3 for a 4-D input', ('affine-sample', path('x.npy'), path('theta.npy'), '--size', '2,3,4'), 'affine_sample')):
+            out = path('refused.npy')
+            files = [a for a in args[1:] if a.endswith('.npy')]
+            opts = [a for a in args[1:] if not a.endswith('.npy')]
+            r = run(args[0], *files, out, *opts)
+            tap.check(r.returncode == 1 and needle in r.stderr and not os.path.exists(out),
+                      'CLI %s: exit 1, message on stderr, no output (exit %d: %s)' % (what, r.returncode, one_line(r.stderr)))
+        for what, args in (('grid-sample --mode linear', ('grid-sample', path('x.npy'), path('grid.npy'), path('o.npy'), '--mode', 'linear')),
+                           ('grid-sample --padding-mode constant', ('grid-sample', path('x.npy'), path('grid.npy'), path('o.npy'), '--padding-mode', 'constant')),
+                           ('affine-grid without --size', ('affine-grid', path('theta.npy'), path('o.npy'))),
+                           ('affine-grid --size of 6 values', ('affine-grid', path('theta.npy'), path('o.npy'), '--size', '1,1,1,1,1,1')),
+                           ('affine-sample with one file too few', ('affine-sample', path('x.npy'), path('o.npy'), '--size', '3,3'))):
+            r = run(*args)
+            tap.check(r.returncode == 2 and not os.path.exists(path('o.npy')), 'CLI %s: usage error, exit 2 (got %d: %s)' % (what, r.returncode, one_line(r.stderr)))
+        for command in ('grid-sample', 'affine-grid', 'affine-sample'):
+            r = subprocess.run([cli, command, '--help'], capture_output=True, text=True, timeout=60)
+            tap.check(r.returncode == 0 and ('Usage: vkresample [--socket PATH] %s' % command) in r.stdout and '--align-corners' in r.stdout,
+                      'CLI %s --help' % command)
         d.stop()
 
 
@@ -253,6 +338,7 @@ def main():
     test_concurrent_clients(tap, args.daemon, args.backend)
     test_sigterm_with_job_in_flight(tap, args.daemon, args.backend)
     test_cli(tap, args.daemon, args.cli, args.backend)
+    test_cli_grid(tap, args.daemon, args.cli, args.backend)
     return tap.done()
 
 
