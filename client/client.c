@@ -1,43 +1,65 @@
-/* libvkresample: the client side of protocol v1 over a blocking Unix stream socket.  Owns the
- * connection handle, request ids, full-write / full-read loops (EINTR-safe, MSG_NOSIGNAL), the
- * checks a reply must pass before the caller sees it (request id, type, size bounds, output
- * shape against the job's plan) and the error text of the last call.  All frame encoding and
- * decoding is proto/'s (vkr_proto.h): this file never lays out bytes itself. */
-#include "vkresample.h"
+/* libvkresample: the connection.  Owns the client handle, its socket (non-blocking, watched with
+ * poll), request ids and the table of requests in flight, the frame reader that matches every
+ * reply to its request by request_id (in any order) and takes the descriptors that come with it,
+ * writes that keep reading while the socket is full, waits, time limits, cancel, PING and STATS,
+ * and the error text of the last call.  What a job is and what its reply must be is jobs.c's;
+ * frame bytes are proto/'s (vkr_proto.h): this file never lays out bytes itself. */
+#include "client_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <sys/uio.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "vkr_proto.h"
+enum { RX_HEADER, RX_BODY, RX_SKIP };
 
-#define VKR_CLIENT_ERROR_MAX (VKR_ERROR_FIELD_MAX + VKR_ERROR_MESSAGE_MAX + 64u)
+#define SKIP_CHUNK_BYTES 65536u          /* scratch for a reply nobody waits for any more */
+#define MAX_REPLY_FDS 1u                 /* a RESULT carries at most one descriptor */
 
 struct vkr_client {
     int fd;                              /* -1 once the connection failed (I/O or bad reply) */
     uint32_t next_request_id;            /* never 0 */
     char last_error[VKR_CLIENT_ERROR_MAX];
+    vkr_request_t *requests;             /* every request not yet freed */
+    uint64_t done_seq;
+    /* the reply being read */
+    int rx_state;
+    uint8_t hdr_bytes[VKR_FRAME_HEADER_BYTES];
+    size_t hdr_got;
+    vkr_frame_header_t hdr;
+    vkr_request_t *rx_req;
+    uint8_t *rx_body;
+    uint64_t rx_got;
+    int rx_fds[MAX_REPLY_FDS + VKR_MAX_FDS_PER_FRAME];
+    unsigned rx_nfds;
 };
 
 _Static_assert(VKR_TENSOR_MAX_RANK == VKR_MAX_RANK, "public and wire rank limits differ");
 _Static_assert(VKR_INTERP_MAX_SPATIAL == VKR_MAX_SPATIAL, "public and wire spatial limits differ");
 _Static_assert(VKR_SERVER_NAME_MAX == VKR_DEVICE_NAME_MAX, "public and wire name limits differ");
+_Static_assert(VKR_SERVER_STATS_MAX_ROWS == VKR_STATS_MAX_ROWS, "public and wire stats rows differ");
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* ---------------------------------------------------------------- errors */
 
-__attribute__((format(printf, 3, 4)))
-static int set_error(vkr_client_t *c, int code, const char *fmt, ...)
+int vkr__client_error(vkr_client_t *c, int code, const char *fmt, ...)
 {
     va_list ap;
 
@@ -47,8 +69,7 @@ static int set_error(vkr_client_t *c, int code, const char *fmt, ...)
     return code;
 }
 
-/* "field: message", or "message" when there is no field. */
-static void format_error(char *buf, size_t len, const vkr_error_t *e)
+void vkr__format_error(char *buf, size_t len, const vkr_error_t *e)
 {
     if (e->field[0] != '\0')
         snprintf(buf, len, "%s: %s", e->field, e->message);
@@ -56,14 +77,7 @@ static void format_error(char *buf, size_t len, const vkr_error_t *e)
         snprintf(buf, len, "%s", e->message);
 }
 
-/* The connection is out of sync or dead: no later call may use it. */
-static void drop_connection(vkr_client_t *c)
-{
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
-}
+/* ---------------------------------------------------------------- names */
 
 VKR_EXPORT const char *vkr_strerror(int code)
 {
@@ -84,6 +98,10 @@ VKR_EXPORT const char *vkr_strerror(int code)
     case VKR_E_UNSUPPORTED: return "valid for PyTorch but not supported by vkresample";
     case VKR_E_INVALID_ARG: return "bad argument to a library call";
     case VKR_E_SERVER: return "unexpected reply from the daemon";
+    case VKR_E_BUSY: return "the daemon's queue is full: retry later";
+    case VKR_E_CANCELLED: return "the job was cancelled";
+    case VKR_E_TIMEOUT: return "the job did not complete within its time limit";
+    case VKR_E_FD: return "a memfd passed with the job cannot be used";
     default: return "unknown status code";
     }
 }
@@ -96,6 +114,11 @@ VKR_EXPORT const char *vkr_code_name(int code)
 VKR_EXPORT const char *vkr_last_error(const vkr_client_t *c)
 {
     return c != NULL ? c->last_error : "";
+}
+
+VKR_EXPORT const char *vkr_op_name(int op)
+{
+    return vkr_proto_op_name(op);
 }
 
 VKR_EXPORT int vkr_mode_from_name(const char *name)
@@ -144,6 +167,740 @@ VKR_EXPORT int vkr_backend_from_name(const char *name)
 VKR_EXPORT const char *vkr_backend_name(int backend)
 {
     return vkr_proto_backend_name(backend);
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void request_free(vkr_request_t *req)
+{
+    vkr_client_t *c = req->client;
+
+    if (req->prev != NULL)
+        req->prev->next = req->next;
+    else
+        c->requests = req->next;
+    if (req->next != NULL)
+        req->next->prev = req->prev;
+    if (c->rx_req == req)
+        c->rx_req = NULL;
+    vkr_tensor_free(&req->result);
+    vkr__storage_free(req->out_storage);
+    free(req->reply_body);
+    free(req);
+}
+
+/* Free req once neither its caller nor the wire needs it. */
+static void request_maybe_free(vkr_request_t *req)
+{
+    if (!req->user_owned && !req->wire_pending)
+        request_free(req);
+}
+
+void vkr__request_finish(vkr_request_t *req, int status, const char *error)
+{
+    if (req->done)
+        return;
+    req->done = true;
+    req->done_seq = ++req->client->done_seq;
+    req->status = status;
+    snprintf(req->error, sizeof req->error, "%s", error);
+}
+
+static vkr_request_t *find_request(vkr_client_t *c, uint32_t id)
+{
+    for (vkr_request_t *r = c->requests; r != NULL; r = r->next)
+        if (r->wire_pending && r->id == id)
+            return r;
+    return NULL;
+}
+
+vkr_request_t *vkr__request_new(vkr_client_t *c, vkr__req_kind_t kind, uint16_t expect_type)
+{
+    vkr_request_t *req = calloc(1, sizeof *req);
+
+    if (req == NULL) {
+        vkr__client_error(c, VKR_E_NOMEM, "out of memory for a request");
+        return NULL;
+    }
+    do {
+        req->id = c->next_request_id++;
+        if (c->next_request_id == 0)
+            c->next_request_id = 1;
+    } while (find_request(c, req->id) != NULL);
+    req->client = c;
+    req->kind = kind;
+    req->expect_type = expect_type;
+    req->user_owned = true;
+    req->wire_pending = true;
+    req->next = c->requests;
+    if (c->requests != NULL)
+        c->requests->prev = req;
+    c->requests = req;
+    return req;
+}
+
+void vkr__request_discard(vkr_request_t *req)
+{
+    request_free(req);
+}
+
+/* The connection cannot go on: close it, and complete every request in flight with code and the
+ * message now in last_error (no reply will come for any of them). */
+static int fail_connection(vkr_client_t *c, int code)
+{
+    vkr_request_t *r, *next;
+
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    free(c->rx_body);
+    c->rx_body = NULL;
+    for (unsigned i = 0; i < c->rx_nfds; i++)
+        close(c->rx_fds[i]);
+    c->rx_nfds = 0;
+    c->rx_req = NULL;
+    for (r = c->requests; r != NULL; r = next) {
+        next = r->next;
+        vkr__request_finish(r, code, c->last_error);
+        r->wire_pending = false;
+        request_maybe_free(r);
+    }
+    return code;
+}
+
+int vkr__client_usable(vkr_client_t *c)
+{
+    if (c->fd < 0)
+        return vkr__client_error(c, VKR_E_IO, "the connection was closed after an earlier failure");
+    c->last_error[0] = '\0';
+    return VKR_OK;
+}
+
+/* ---------------------------------------------------------------- reading replies */
+
+/* A reply's frame is complete: hand its body and descriptors to its request. */
+static int reply_complete(vkr_client_t *c)
+{
+    vkr_request_t *req = c->rx_req;
+    uint8_t *body = c->rx_body;
+    int fds[MAX_REPLY_FDS + VKR_MAX_FDS_PER_FRAME];
+    unsigned n_fds = c->rx_nfds;
+    vkr_error_t derr, perr;
+    char detail[VKR_CLIENT_ERROR_MAX];
+    int rc = VKR_OK;
+
+    memcpy(fds, c->rx_fds, sizeof fds);
+    c->rx_body = NULL;
+    c->rx_nfds = 0;
+    c->rx_req = NULL;
+    c->rx_state = RX_HEADER;
+    c->hdr_got = 0;
+    if (req == NULL || req->done) {
+        /* nobody waits for it any more (timed out or cancelled): drop it */
+        if (req != NULL) {
+            req->wire_pending = false;
+            request_maybe_free(req);
+        }
+        goto out;
+    }
+    req->wire_pending = false;
+    if (c->hdr.type == VKR_MSG_ERROR) {
+        memset(&derr, 0, sizeof derr);
+        memset(&perr, 0, sizeof perr);
+        if (n_fds != 0 || vkr_error_decode(body, c->hdr.body_len, &derr, &perr) != VKR_OK) {
+            vkr__format_error(detail, sizeof detail, &perr);
+            rc = vkr__client_error(c, VKR_E_SERVER, "malformed ERROR from the daemon: %s", n_fds ? "it carries a descriptor" : detail);
+            goto out;
+        }
+        vkr__format_error(detail, sizeof detail, &derr);
+        vkr__request_finish(req, derr.code, detail);
+        goto out;
+    }
+    if (req->kind == VKR__REQ_JOB) {
+        rc = vkr__job_complete(req, body, c->hdr.body_len, fds, n_fds);
+        body = NULL;
+        n_fds = 0;
+        goto out;
+    }
+    if (n_fds != 0) {
+        rc = vkr__client_error(c, VKR_E_SERVER, "the daemon's reply of type %u carries a descriptor", (unsigned)c->hdr.type);
+        goto out;
+    }
+    req->reply_body = body;
+    req->reply_len = c->hdr.body_len;
+    body = NULL;
+    vkr__request_finish(req, VKR_OK, "");
+
+out:
+    for (unsigned i = 0; i < n_fds; i++)
+        close(fds[i]);
+    free(body);
+    if (rc != VKR_OK)
+        fail_connection(c, rc);
+    return rc;
+}
+
+/* A reply's header is complete: find its request and check what it may carry. */
+static int reply_header(vkr_client_t *c)
+{
+    vkr_error_t perr;
+    vkr_request_t *req;
+    char detail[VKR_CLIENT_ERROR_MAX];
+    uint64_t max_body;
+
+    memset(&perr, 0, sizeof perr);
+    if (vkr_header_decode(c->hdr_bytes, 0, UINT64_MAX, &c->hdr, &perr) != VKR_OK) {
+        vkr__format_error(detail, sizeof detail, &perr);
+        vkr__client_error(c, VKR_E_SERVER, "bad frame header from the daemon (%s): %s", vkr_proto_code_name(perr.code), detail);
+        return fail_connection(c, VKR_E_SERVER);
+    }
+    req = find_request(c, c->hdr.request_id);
+    if (req == NULL) {
+        vkr__client_error(c, VKR_E_SERVER, "a reply carries request_id %" PRIu32 ", which no request in flight has", c->hdr.request_id);
+        return fail_connection(c, VKR_E_SERVER);
+    }
+    if (c->hdr.type != req->expect_type && c->hdr.type != VKR_MSG_ERROR) {
+        vkr__client_error(c, VKR_E_SERVER, "the reply to request %" PRIu32 " has message type %u, expected %u or ERROR (%u)",
+                          req->id, (unsigned)c->hdr.type, (unsigned)req->expect_type, (unsigned)VKR_MSG_ERROR);
+        return fail_connection(c, VKR_E_SERVER);
+    }
+    if (c->rx_nfds != c->hdr.n_fds) {
+        vkr__client_error(c, VKR_E_SERVER, "the reply to request %" PRIu32 " says n_fds %u, but %u descriptor(s) came with it", req->id,
+                          c->hdr.n_fds, c->rx_nfds);
+        return fail_connection(c, VKR_E_SERVER);
+    }
+    max_body = VKR_MAX_CONTROL_BODY_BYTES;
+    if (c->hdr.type == VKR_MSG_RESULT)
+        max_body = VKR_RESULT_FIXED_BYTES + (req->plan_ok && req->result_storage == VKR_RESULT_INLINE ? req->out_bytes : 0);
+    if (c->hdr.body_len > max_body) {
+        vkr__client_error(c, VKR_E_SERVER, "the reply to request %" PRIu32 " has a body of %" PRIu64 " bytes, over the %" PRIu64
+                          " it may have", req->id, c->hdr.body_len, max_body);
+        return fail_connection(c, VKR_E_SERVER);
+    }
+    c->rx_req = req;
+    c->rx_got = 0;
+    if (req->done) {
+        c->rx_state = RX_SKIP;
+    } else if (c->hdr.body_len > 0) {
+        c->rx_body = malloc((size_t)c->hdr.body_len);
+        if (c->rx_body == NULL) {
+            vkr__client_error(c, VKR_E_NOMEM, "cannot allocate %" PRIu64 " bytes for the reply", c->hdr.body_len);
+            return fail_connection(c, VKR_E_NOMEM);
+        }
+        c->rx_state = RX_BODY;
+    }
+    return c->hdr.body_len == 0 ? reply_complete(c) : VKR_OK;
+}
+
+/* Read every reply byte that has arrived, without blocking.  Returns VKR_OK, or the code the
+ * connection failed with (it is then dropped). */
+static int pump(vkr_client_t *c)
+{
+    static _Thread_local uint8_t skip_buf[SKIP_CHUNK_BYTES];
+
+    while (c->fd >= 0) {
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int) * VKR_MAX_FDS_PER_FRAME)];
+        } ctrl;
+        struct iovec iov;
+        struct msghdr msg;
+        uint64_t left;
+        ssize_t n;
+        bool fds_ok = true;
+        int rc;
+
+        if (c->rx_state == RX_HEADER) {
+            iov.iov_base = c->hdr_bytes + c->hdr_got;
+            iov.iov_len = VKR_FRAME_HEADER_BYTES - c->hdr_got;
+        } else {
+            left = c->hdr.body_len - c->rx_got;
+            if (c->rx_state == RX_BODY) {
+                iov.iov_base = c->rx_body + c->rx_got;
+                iov.iov_len = left > (1u << 30) ? (1u << 30) : (size_t)left;
+            } else {
+                iov.iov_base = skip_buf;
+                iov.iov_len = left > sizeof skip_buf ? sizeof skip_buf : (size_t)left;
+            }
+        }
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.buf;
+        msg.msg_controllen = sizeof ctrl.buf;
+        n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return VKR_OK;
+            vkr__client_error(c, VKR_E_IO, "reading the daemon's reply failed: %s", strerror(errno));
+            return fail_connection(c, VKR_E_IO);
+        }
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+            size_t k = cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS ? (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0;
+
+            for (size_t i = 0; i < k; i++) {
+                int fd;
+
+                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+                if (c->rx_nfds < sizeof c->rx_fds / sizeof c->rx_fds[0])
+                    c->rx_fds[c->rx_nfds++] = fd;
+                else
+                    close(fd), fds_ok = false;
+            }
+        }
+        if (!fds_ok || (msg.msg_flags & MSG_CTRUNC) || (c->rx_state != RX_HEADER && c->rx_nfds != c->hdr.n_fds)) {
+            vkr__client_error(c, VKR_E_SERVER, "descriptors from the daemon arrived where none may");
+            return fail_connection(c, VKR_E_SERVER);
+        }
+        if (n == 0) {
+            if (c->rx_state == RX_HEADER && c->hdr_got == 0)
+                vkr__client_error(c, VKR_E_IO, "the daemon closed the connection");
+            else
+                vkr__client_error(c, VKR_E_IO, "the daemon closed the connection within a reply");
+            return fail_connection(c, VKR_E_IO);
+        }
+        if (c->rx_state == RX_HEADER) {
+            c->hdr_got += (size_t)n;
+            rc = c->hdr_got == VKR_FRAME_HEADER_BYTES ? reply_header(c) : VKR_OK;
+        } else {
+            c->rx_got += (uint64_t)n;
+            rc = c->rx_got == c->hdr.body_len ? reply_complete(c) : VKR_OK;
+        }
+        if (rc != VKR_OK)
+            return rc;
+    }
+    return VKR_E_IO;
+}
+
+/* ---------------------------------------------------------------- writing requests */
+
+int vkr__send_request(vkr_client_t *c, vkr_request_t *req, uint16_t type, const struct iovec *parts, unsigned n_parts,
+                      const int *fds, unsigned n_fds)
+{
+    uint8_t hdr_bytes[VKR_FRAME_HEADER_BYTES];
+    struct iovec iov[1 + VKR__SEND_MAX_PARTS];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * VKR_MAX_FDS_PER_FRAME)];
+    } ctrl;
+    vkr_frame_header_t hdr;
+    struct iovec *next = iov;
+    bool fds_sent = n_fds == 0;
+    int iovcnt = 1, rc;
+
+    memset(&hdr, 0, sizeof hdr);
+    hdr.magic = VKR_PROTO_MAGIC;
+    hdr.version = VKR_PROTO_VERSION;
+    hdr.type = type;
+    hdr.request_id = req->id;
+    hdr.n_fds = n_fds;
+    iov[0].iov_base = hdr_bytes;
+    iov[0].iov_len = sizeof hdr_bytes;
+    for (unsigned i = 0; i < n_parts && i < VKR__SEND_MAX_PARTS; i++) {
+        iov[iovcnt++] = parts[i];
+        hdr.body_len += (uint64_t)parts[i].iov_len;
+    }
+    vkr_header_encode(&hdr, hdr_bytes);
+
+    while (iovcnt > 0) {
+        struct msghdr msg;
+        struct pollfd pfd;
+        ssize_t n;
+
+        if (next->iov_len == 0) {
+            next++;
+            iovcnt--;
+            continue;
+        }
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = next;
+        msg.msg_iovlen = (size_t)iovcnt;
+        if (!fds_sent) {
+            struct cmsghdr *cm;
+
+            memset(&ctrl, 0, sizeof ctrl);
+            msg.msg_control = ctrl.buf;
+            msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+            cm = CMSG_FIRSTHDR(&msg);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+            memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
+        }
+        n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                /* the daemon is not reading: take its replies meanwhile (it may be waiting on us) */
+                pfd.fd = c->fd;
+                pfd.events = POLLIN | POLLOUT;
+                pfd.revents = 0;
+                if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
+                    vkr__client_error(c, VKR_E_IO, "poll: %s", strerror(errno));
+                    return fail_connection(c, VKR_E_IO);
+                }
+                if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) && (rc = pump(c)) != VKR_OK)
+                    return rc;
+                continue;
+            }
+            rc = errno;
+            /* the daemon may have refused the request and closed: its ERROR is then waiting */
+            if (rc == EPIPE || rc == ECONNRESET)
+                (void)pump(c);
+            if (c->fd >= 0) {
+                vkr__client_error(c, VKR_E_IO, "sending the request to the daemon failed: %s", strerror(rc));
+                fail_connection(c, VKR_E_IO);
+            }
+            return VKR_E_IO;
+        }
+        fds_sent = true;
+        while (n > 0) {
+            size_t step = (size_t)n < next->iov_len ? (size_t)n : next->iov_len;
+
+            next->iov_base = (uint8_t *)next->iov_base + step;
+            next->iov_len -= step;
+            n -= (ssize_t)step;
+            if (next->iov_len == 0) {
+                next++;
+                iovcnt--;
+            }
+        }
+    }
+    return VKR_OK;
+}
+
+/* ---------------------------------------------------------------- time limits and waiting */
+
+/* Jobs past their time limit complete with VKR_E_TIMEOUT and are cancelled on the daemon.  Sending
+ * a CANCEL may read replies (and free requests): the scan starts over after each one. */
+static int expire(vkr_client_t *c)
+{
+    char msg[VKR_CLIENT_ERROR_MAX];
+    uint64_t now = now_ns();
+    vkr_request_t *r;
+
+    for (;;) {
+        for (r = c->requests; r != NULL; r = r->next)
+            if (!r->done && r->deadline_ns != 0 && now >= r->deadline_ns)
+                break;
+        if (r == NULL)
+            return VKR_OK;
+        snprintf(msg, sizeof msg, "request %" PRIu32 " did not complete within its time limit of %" PRIu32 " ms; it was cancelled",
+                 r->id, r->timeout_ms);
+        vkr__request_finish(r, VKR_E_TIMEOUT, msg);
+        if (c->fd >= 0 && r->wire_pending) {
+            vkr_request_t cancel = {.client = c, .id = r->id};
+            int rc = vkr__send_request(c, &cancel, VKR_MSG_CANCEL, NULL, 0, NULL, 0);
+
+            if (rc != VKR_OK)
+                return rc;
+        }
+    }
+}
+
+static uint64_t earliest_deadline(const vkr_client_t *c)
+{
+    uint64_t d = 0;
+
+    for (const vkr_request_t *r = c->requests; r != NULL; r = r->next)
+        if (!r->done && r->deadline_ns != 0 && (d == 0 || r->deadline_ns < d))
+            d = r->deadline_ns;
+    return d;
+}
+
+/* Block until done(c, arg) holds, until_ns passes (0: no limit) or the connection fails.
+ * Returns VKR_OK, VKR_E_TIMEOUT, or the connection's failure code. */
+static int block_until(vkr_client_t *c, bool (*done)(vkr_client_t *, void *), void *arg, uint64_t until_ns)
+{
+    for (;;) {
+        struct pollfd pfd;
+        uint64_t now, wake;
+        int rc, ms;
+
+        rc = pump(c);
+        if (rc == VKR_OK)
+            rc = expire(c);
+        if (done(c, arg))
+            return VKR_OK;
+        if (rc != VKR_OK)
+            return rc;
+        if (c->fd < 0)
+            return VKR_E_IO;
+        now = now_ns();
+        if (until_ns != 0 && now >= until_ns)
+            return VKR_E_TIMEOUT;
+        wake = earliest_deadline(c);
+        if (until_ns != 0 && (wake == 0 || until_ns < wake))
+            wake = until_ns;
+        ms = -1;
+        if (wake != 0)
+            ms = wake <= now ? 0 : (wake - now) / 1000000u >= INT_MAX ? INT_MAX : (int)((wake - now + 999999u) / 1000000u);
+        pfd.fd = c->fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, ms) < 0 && errno != EINTR) {
+            vkr__client_error(c, VKR_E_IO, "poll: %s", strerror(errno));
+            return fail_connection(c, VKR_E_IO);
+        }
+    }
+}
+
+static bool request_done(vkr_client_t *c, void *arg)
+{
+    (void)c;
+    return ((vkr_request_t *)arg)->done;
+}
+
+/* The oldest completed job its caller still holds, or NULL. */
+static vkr_request_t *first_completed(vkr_client_t *c)
+{
+    vkr_request_t *best = NULL;
+
+    for (vkr_request_t *r = c->requests; r != NULL; r = r->next)
+        if (r->kind == VKR__REQ_JOB && r->user_owned && r->done && (best == NULL || r->done_seq < best->done_seq))
+            best = r;
+    return best;
+}
+
+static bool any_completed(vkr_client_t *c, void *arg)
+{
+    (void)arg;
+    return first_completed(c) != NULL;
+}
+
+/* Wait for req and hand over its outcome: status returned, message in last_error, body or result
+ * moved out.  req is released. */
+static int finish_wait(vkr_client_t *c, vkr_request_t *req, vkr_tensor_t *output)
+{
+    int rc;
+
+    if (!req->done)
+        (void)block_until(c, request_done, req, 0);
+    if (!req->done) {
+        /* cannot happen: a failed connection completes every request */
+        vkr__request_finish(req, VKR_E_IO, c->last_error);
+    }
+    rc = req->status;
+    snprintf(c->last_error, sizeof c->last_error, "%s", req->error);
+    if (output != NULL && rc == VKR_OK) {
+        *output = req->result;
+        memset(&req->result, 0, sizeof req->result);
+    }
+    req->user_owned = false;
+    request_maybe_free(req);
+    return rc;
+}
+
+VKR_EXPORT int vkr_wait(vkr_client_t *c, vkr_request_t *req, vkr_tensor_t *output)
+{
+    if (output != NULL)
+        memset(output, 0, sizeof *output);
+    if (c == NULL)
+        return VKR_E_INVALID_ARG;
+    if (req == NULL || req->client != c || !req->user_owned)
+        return vkr__client_error(c, VKR_E_INVALID_ARG, "req: not a request in flight on this connection");
+    return finish_wait(c, req, output);
+}
+
+VKR_EXPORT int vkr_poll(vkr_client_t *c, vkr_request_t *req)
+{
+    int rc;
+
+    if (c == NULL || (req != NULL && (req->client != c || !req->user_owned)))
+        return VKR_E_INVALID_ARG;
+    rc = pump(c);
+    if (rc == VKR_OK)
+        rc = expire(c);
+    if (req != NULL && req->done)
+        return 1;
+    return rc != VKR_OK ? rc : 0;
+}
+
+VKR_EXPORT int vkr_wait_any(vkr_client_t *c, int timeout_ms, vkr_request_t **done)
+{
+    bool any = false;
+    int rc;
+
+    if (done != NULL)
+        *done = NULL;
+    if (c == NULL || done == NULL)
+        return c == NULL ? VKR_E_INVALID_ARG : vkr__client_error(c, VKR_E_INVALID_ARG, "done: NULL");
+    for (vkr_request_t *r = c->requests; r != NULL && !any; r = r->next)
+        any = r->kind == VKR__REQ_JOB && r->user_owned;
+    if (!any)
+        return vkr__client_error(c, VKR_E_INVALID_ARG, "no job is in flight on this connection");
+    rc = block_until(c, any_completed, NULL, timeout_ms < 0 ? 0 : now_ns() + (uint64_t)timeout_ms * 1000000u + (timeout_ms == 0));
+    *done = first_completed(c);
+    if (*done != NULL)
+        return VKR_OK;
+    if (rc == VKR_E_TIMEOUT)
+        return vkr__client_error(c, VKR_E_TIMEOUT, "no job completed within %d ms", timeout_ms);
+    return rc;
+}
+
+VKR_EXPORT int vkr_cancel(vkr_client_t *c, vkr_request_t *req)
+{
+    int rc = VKR_OK;
+
+    if (c == NULL)
+        return VKR_E_INVALID_ARG;
+    if (req == NULL || req->client != c || !req->user_owned)
+        return vkr__client_error(c, VKR_E_INVALID_ARG, "req: not a request in flight on this connection");
+    c->last_error[0] = '\0';
+    if (!req->done) {
+        vkr__request_finish(req, VKR_E_CANCELLED, "cancelled by the caller");
+        if (c->fd >= 0 && req->wire_pending) {
+            vkr_request_t cancel = {.client = c, .id = req->id};
+            rc = vkr__send_request(c, &cancel, VKR_MSG_CANCEL, NULL, 0, NULL, 0);
+        }
+    }
+    req->user_owned = false;
+    request_maybe_free(req);
+    return rc;
+}
+
+VKR_EXPORT uint32_t vkr_request_id(const vkr_request_t *req)
+{
+    return req != NULL ? req->id : 0;
+}
+
+VKR_EXPORT int vkr_fd(const vkr_client_t *c)
+{
+    return c != NULL ? c->fd : -1;
+}
+
+VKR_EXPORT int vkr_next_timeout_ms(const vkr_client_t *c)
+{
+    uint64_t d, now;
+
+    if (c == NULL || (d = earliest_deadline(c)) == 0)
+        return -1;
+    now = now_ns();
+    if (d <= now)
+        return 0;
+    return (d - now) / 1000000u >= INT_MAX ? INT_MAX : (int)((d - now + 999999u) / 1000000u);
+}
+
+/* ---------------------------------------------------------------- PING and STATS */
+
+/* Send an empty-bodied request and wait for its reply body.  Returns VKR_OK with *out (released
+ * by the caller with request release), or a code with last_error set. */
+static int control_request(vkr_client_t *c, uint16_t type, uint16_t reply_type, vkr__req_kind_t kind, vkr_request_t **out)
+{
+    vkr_request_t *req;
+    int rc;
+
+    *out = NULL;
+    rc = vkr__client_usable(c);
+    if (rc != VKR_OK)
+        return rc;
+    req = vkr__request_new(c, kind, reply_type);
+    if (req == NULL)
+        return VKR_E_NOMEM;
+    (void)vkr__send_request(c, req, type, NULL, 0, NULL, 0);
+    if (!req->done)
+        (void)block_until(c, request_done, req, 0);
+    snprintf(c->last_error, sizeof c->last_error, "%s", req->error);
+    rc = req->status;
+    if (rc != VKR_OK) {
+        req->user_owned = false;
+        request_maybe_free(req);
+        return rc;
+    }
+    *out = req;
+    return VKR_OK;
+}
+
+VKR_EXPORT int vkr_ping(vkr_client_t *c, vkr_server_info_t *info)
+{
+    vkr_request_t *req = NULL;
+    vkr_error_t perr;
+    vkr_pong_t pong;
+    char detail[VKR_CLIENT_ERROR_MAX];
+    int rc;
+
+    if (c == NULL)
+        return VKR_E_INVALID_ARG;
+    rc = control_request(c, VKR_MSG_PING, VKR_MSG_PONG, VKR__REQ_PING, &req);
+    if (rc != VKR_OK)
+        goto out;
+    memset(&pong, 0, sizeof pong);
+    memset(&perr, 0, sizeof perr);
+    if (vkr_pong_decode(req->reply_body, req->reply_len, &pong, &perr) != VKR_OK) {
+        vkr__format_error(detail, sizeof detail, &perr);
+        rc = vkr__client_error(c, VKR_E_SERVER, "malformed PONG from the daemon: %s", detail);
+        fail_connection(c, VKR_E_SERVER);
+        goto out;
+    }
+    if (info != NULL) {
+        memset(info, 0, sizeof *info);
+        memcpy(info->device_name, pong.device_name, sizeof info->device_name);
+        info->device_name[sizeof info->device_name - 1] = '\0';
+        info->backend_mask = pong.backend_mask;
+        info->default_backend = (vkr_backend_id_t)pong.default_backend;
+    }
+
+out:
+    if (req != NULL) {
+        req->user_owned = false;
+        request_maybe_free(req);
+    }
+    return rc;
+}
+
+VKR_EXPORT int vkr_stats(vkr_client_t *c, vkr_server_stats_t *out)
+{
+    vkr_request_t *req = NULL;
+    vkr_error_t perr;
+    vkr_stats_t st;
+    char detail[VKR_CLIENT_ERROR_MAX];
+    int rc;
+
+    if (c == NULL)
+        return VKR_E_INVALID_ARG;
+    if (out == NULL)
+        return vkr__client_error(c, VKR_E_INVALID_ARG, "out: NULL");
+    memset(out, 0, sizeof *out);
+    rc = control_request(c, VKR_MSG_STATS, VKR_MSG_STATS_REPLY, VKR__REQ_STATS, &req);
+    if (rc != VKR_OK)
+        goto out;
+    memset(&perr, 0, sizeof perr);
+    if (vkr_stats_decode(req->reply_body, req->reply_len, &st, &perr) != VKR_OK) {
+        vkr__format_error(detail, sizeof detail, &perr);
+        rc = vkr__client_error(c, VKR_E_SERVER, "malformed STATS_REPLY from the daemon: %s", detail);
+        fail_connection(c, VKR_E_SERVER);
+        goto out;
+    }
+    out->uptime_ms = st.uptime_ms;
+    out->bytes_in = st.bytes_in;
+    out->bytes_out = st.bytes_out;
+    out->memfd_bytes_in = st.memfd_bytes_in;
+    out->memfd_bytes_out = st.memfd_bytes_out;
+    out->queued = st.queued;
+    out->running = st.running;
+    out->clients = st.clients;
+    out->workers = st.workers;
+    out->latency_p50_us = st.latency_p50_us;
+    out->latency_p99_us = st.latency_p99_us;
+    out->jobs_busy = st.jobs_busy;
+    out->jobs_cancelled = st.jobs_cancelled;
+    out->frames_refused = st.frames_refused;
+    out->n_rows = st.n_rows;
+    for (unsigned i = 0; i < st.n_rows; i++)
+        out->rows[i] = (vkr_server_stats_row_t){(vkr_op_t)st.rows[i].op, (vkr_backend_id_t)st.rows[i].backend, st.rows[i].done,
+                                                st.rows[i].failed, st.rows[i].in_flight};
+    memcpy(out->device_name, st.device_name, sizeof out->device_name);
+
+out:
+    if (req != NULL) {
+        req->user_owned = false;
+        request_maybe_free(req);
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------- connection */
@@ -199,7 +956,7 @@ VKR_EXPORT int vkr_connect(const char *socket_path, vkr_client_t **out)
     struct sockaddr_un addr;
     vkr_client_t *c = NULL;
     size_t path_len;
-    int rc, saved_errno;
+    int rc, saved_errno, flags;
 
     if (out == NULL)
         return VKR_E_INVALID_ARG;
@@ -239,6 +996,12 @@ VKR_EXPORT int vkr_connect(const char *socket_path, vkr_client_t **out)
             goto fail;
         }
     }
+    /* from here on every wait is a poll(): replies are read as they come, in any order */
+    flags = fcntl(c->fd, F_GETFL);
+    if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        rc = VKR_E_IO;
+        goto fail;
+    }
     *out = c;
     return VKR_OK;
 
@@ -255,608 +1018,14 @@ VKR_EXPORT void vkr_close(vkr_client_t *c)
 {
     if (c == NULL)
         return;
-    drop_connection(c);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->rx_body);
+    for (unsigned i = 0; i < c->rx_nfds; i++)
+        close(c->rx_fds[i]);
+    while (c->requests != NULL)
+        request_free(c->requests);
     free(c);
 }
 
-/* ---------------------------------------------------------------- raw I/O */
-
-/* Send every byte of iov[0..iovcnt) (the array is consumed).  Returns 0 or -errno. */
-static int send_all(int fd, struct iovec *iov, int iovcnt)
-{
-    while (iovcnt > 0) {
-        struct msghdr msg;
-        ssize_t n;
-
-        if (iov->iov_len == 0) {
-            iov++;
-            iovcnt--;
-            continue;
-        }
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = iov;
-        msg.msg_iovlen = (size_t)iovcnt;
-        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        while (n > 0) {
-            size_t step = (size_t)n < iov->iov_len ? (size_t)n : iov->iov_len;
-
-            iov->iov_base = (uint8_t *)iov->iov_base + step;
-            iov->iov_len -= step;
-            n -= (ssize_t)step;
-            if (iov->iov_len == 0) {
-                iov++;
-                iovcnt--;
-            }
-        }
-    }
-    return 0;
-}
-
-/* Read exactly len bytes.  Returns len, the bytes read before end of stream (< len), or -errno. */
-static ssize_t recv_all(int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        size_t want = len - got;
-        ssize_t n;
-
-        if (want > (size_t)SSIZE_MAX)
-            want = (size_t)SSIZE_MAX;
-        n = recv(fd, (uint8_t *)buf + got, want, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
-/* ---------------------------------------------------------------- frames */
-
-static uint32_t take_request_id(vkr_client_t *c)
-{
-    uint32_t id = c->next_request_id++;
-
-    if (c->next_request_id == 0)
-        c->next_request_id = 1;
-    return id;
-}
-
-/* Send one frame: header, then the body in n_parts parts (fixed bytes, then tensor data).
- * Returns VKR_OK, or VKR_E_IO with last_error set and *send_errno the failure (EPIPE: the daemon
- * may have answered before closing). */
-#define SEND_MAX_PARTS (1u + VKR_MAX_TENSORS)
-static int send_frame(vkr_client_t *c, uint16_t type, uint32_t request_id,
-                      const struct iovec *parts, unsigned n_parts, int *send_errno)
-{
-    uint8_t hdr_bytes[VKR_FRAME_HEADER_BYTES];
-    vkr_frame_header_t hdr;
-    struct iovec iov[1 + SEND_MAX_PARTS];
-    unsigned i;
-    int rc;
-
-    memset(&hdr, 0, sizeof hdr);
-    hdr.magic = VKR_PROTO_MAGIC;
-    hdr.version = VKR_PROTO_VERSION;
-    hdr.type = type;
-    hdr.request_id = request_id;
-    iov[0].iov_base = hdr_bytes;
-    iov[0].iov_len = sizeof hdr_bytes;
-    for (i = 0; i < n_parts && i < SEND_MAX_PARTS; i++) {
-        iov[1 + i] = parts[i];
-        hdr.body_len += (uint64_t)parts[i].iov_len;
-    }
-    vkr_header_encode(&hdr, hdr_bytes);
-    rc = send_all(c->fd, iov, (int)(1 + i));
-    *send_errno = -rc;
-    if (rc != 0)
-        return set_error(c, VKR_E_IO, "sending the request to the daemon failed: %s", strerror(-rc));
-    return VKR_OK;
-}
-
-/* Read the reply to request_id.  expect_type is the success type; an ERROR frame is decoded
- * and its code returned with last_error "field: message".  max_result_body bounds a RESULT body
- * (every other type is bounded by VKR_MAX_CONTROL_BODY_BYTES in vkr_header_decode).  On VKR_OK,
- * *body_out is a malloc'd buffer of *body_len bytes owned by the caller.  Returns VKR_OK, a
- * daemon code, VKR_E_IO (stream failed), VKR_E_SERVER (bad or unexpected frame) or
- * VKR_E_NOMEM; the last three leave the connection dropped (a daemon code never does). */
-static int recv_reply(vkr_client_t *c, uint32_t request_id, uint16_t expect_type,
-                      uint64_t max_result_body, uint8_t **body_out, uint64_t *body_len)
-{
-    uint8_t hdr_bytes[VKR_FRAME_HEADER_BYTES];
-    vkr_frame_header_t hdr;
-    vkr_error_t derr, perr;
-    uint8_t *body = NULL;
-    ssize_t n;
-    int rc;
-
-    *body_out = NULL;
-    *body_len = 0;
-    n = recv_all(c->fd, hdr_bytes, sizeof hdr_bytes);
-    if (n < 0) {
-        rc = set_error(c, VKR_E_IO, "reading the daemon's reply failed: %s", strerror((int)-n));
-        goto fail;
-    }
-    if (n == 0) {
-        rc = set_error(c, VKR_E_IO, "the daemon closed the connection without replying");
-        goto fail;
-    }
-    if ((size_t)n < sizeof hdr_bytes) {
-        rc = set_error(c, VKR_E_IO, "the daemon closed the connection within a frame header "
-                       "(%zd of %u bytes)", n, VKR_FRAME_HEADER_BYTES);
-        goto fail;
-    }
-    memset(&perr, 0, sizeof perr);
-    rc = vkr_header_decode(hdr_bytes, 0, max_result_body, &hdr, &perr);
-    if (rc != VKR_OK) {
-        char detail[VKR_CLIENT_ERROR_MAX];
-
-        format_error(detail, sizeof detail, &perr);
-        rc = set_error(c, VKR_E_SERVER, "bad frame header from the daemon (%s): %s",
-                       vkr_proto_code_name(rc), detail);
-        goto fail;
-    }
-    if (hdr.request_id != request_id) {
-        rc = set_error(c, VKR_E_SERVER, "reply carries request_id %" PRIu32 ", expected %" PRIu32,
-                       hdr.request_id, request_id);
-        goto fail;
-    }
-    if (hdr.type != expect_type && hdr.type != VKR_MSG_ERROR) {
-        rc = set_error(c, VKR_E_SERVER, "reply has message type %u, expected %u or ERROR (%u)",
-                       (unsigned)hdr.type, (unsigned)expect_type, (unsigned)VKR_MSG_ERROR);
-        goto fail;
-    }
-    if (hdr.body_len > (uint64_t)SIZE_MAX || hdr.body_len > (uint64_t)SSIZE_MAX) {
-        rc = set_error(c, VKR_E_SERVER, "reply body_len %" PRIu64 " does not fit in memory",
-                       hdr.body_len);
-        goto fail;
-    }
-    body = malloc(hdr.body_len > 0 ? (size_t)hdr.body_len : 1);
-    if (body == NULL) {
-        rc = set_error(c, VKR_E_NOMEM, "cannot allocate %" PRIu64 " bytes for the reply",
-                       hdr.body_len);
-        goto fail;
-    }
-    n = recv_all(c->fd, body, (size_t)hdr.body_len);
-    if (n < 0) {
-        rc = set_error(c, VKR_E_IO, "reading the daemon's reply failed: %s", strerror((int)-n));
-        goto fail;
-    }
-    if ((uint64_t)n < hdr.body_len) {
-        rc = set_error(c, VKR_E_IO, "the daemon closed the connection within a reply body "
-                       "(%zd of %" PRIu64 " bytes)", n, hdr.body_len);
-        goto fail;
-    }
-
-    if (hdr.type == VKR_MSG_ERROR) {
-        memset(&derr, 0, sizeof derr);
-        memset(&perr, 0, sizeof perr);
-        rc = vkr_error_decode(body, hdr.body_len, &derr, &perr);
-        if (rc != VKR_OK) {
-            char detail[VKR_CLIENT_ERROR_MAX];
-
-            format_error(detail, sizeof detail, &perr);
-            rc = set_error(c, VKR_E_SERVER, "malformed ERROR body from the daemon: %s", detail);
-            goto fail;
-        }
-        free(body);
-        if (derr.code >= 0) {
-            /* An ERROR that claims success cannot be returned as success. */
-            set_error(c, VKR_E_SERVER, "the daemon sent an ERROR with code %d: ", derr.code);
-            format_error(c->last_error + strlen(c->last_error),
-                         sizeof c->last_error - strlen(c->last_error), &derr);
-            drop_connection(c);
-            return VKR_E_SERVER;
-        }
-        format_error(c->last_error, sizeof c->last_error, &derr);
-        return derr.code;
-    }
-    *body_out = body;
-    *body_len = hdr.body_len;
-    return VKR_OK;
-
-fail:
-    free(body);
-    drop_connection(c);
-    return rc;
-}
-
-static int check_usable(vkr_client_t *c)
-{
-    if (c->fd < 0)
-        return set_error(c, VKR_E_IO, "the connection was closed after an earlier failure");
-    c->last_error[0] = '\0';
-    return VKR_OK;
-}
-
-/* ---------------------------------------------------------------- requests */
-
-VKR_EXPORT int vkr_ping(vkr_client_t *c, vkr_server_info_t *info)
-{
-    vkr_error_t perr;
-    vkr_pong_t pong;
-    uint8_t *body = NULL;
-    uint64_t body_len = 0;
-    uint32_t id;
-    int rc, send_errno;
-
-    if (c == NULL)
-        return VKR_E_INVALID_ARG;
-    rc = check_usable(c);
-    if (rc != VKR_OK)
-        return rc;
-    id = take_request_id(c);
-    rc = send_frame(c, VKR_MSG_PING, id, NULL, 0, &send_errno);
-    if (rc != VKR_OK) {
-        drop_connection(c);
-        goto out;
-    }
-    rc = recv_reply(c, id, VKR_MSG_PONG, 0, &body, &body_len);
-    if (rc != VKR_OK)
-        goto out;
-    memset(&pong, 0, sizeof pong);
-    memset(&perr, 0, sizeof perr);
-    rc = vkr_pong_decode(body, body_len, &pong, &perr);
-    if (rc != VKR_OK) {
-        char detail[VKR_CLIENT_ERROR_MAX];
-
-        format_error(detail, sizeof detail, &perr);
-        rc = set_error(c, VKR_E_SERVER, "malformed PONG from the daemon: %s", detail);
-        drop_connection(c);
-        goto out;
-    }
-    if (info != NULL) {
-        memset(info, 0, sizeof *info);
-        memcpy(info->device_name, pong.device_name, sizeof info->device_name);
-        info->device_name[sizeof info->device_name - 1] = '\0';
-        info->backend_mask = pong.backend_mask;
-        info->default_backend = (vkr_backend_id_t)pong.default_backend;
-    }
-
-out:
-    free(body);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- jobs */
-
-/* Check a caller's tensor (name: "input", "grid", "theta") and describe it in *desc (inline
- * storage, data view set).  Returns VKR_OK or VKR_E_INVALID_ARG / VKR_E_TOO_LARGE with
- * last_error naming the field. */
-static int describe_tensor(vkr_client_t *c, const char *name, const vkr_tensor_t *t,
-                           vkr_tensor_desc_t *desc)
-{
-    uint64_t elements;
-    int i;
-
-    if (t->rank < 1 || t->rank > VKR_TENSOR_MAX_RANK)
-        return set_error(c, VKR_E_INVALID_ARG, "%s.rank: %d is outside 1..%d", name, t->rank,
-                         VKR_TENSOR_MAX_RANK);
-    for (i = 0; i < t->rank; i++) {
-        if (t->shape[i] < 0)
-            return set_error(c, VKR_E_INVALID_ARG, "%s.shape[%d]: %" PRId64 " is negative", name,
-                             i, t->shape[i]);
-    }
-    if (!vkr_shape_elements(t->shape, (unsigned)t->rank, UINT64_MAX / sizeof(float), &elements)
-        || elements > (uint64_t)SIZE_MAX / sizeof(float))
-        return set_error(c, VKR_E_TOO_LARGE, "%s.shape: the element count overflows", name);
-    if (elements > 0 && t->data == NULL)
-        return set_error(c, VKR_E_INVALID_ARG, "%s.data: NULL for %" PRIu64 " elements", name,
-                         elements);
-    memset(desc, 0, sizeof *desc);
-    desc->dtype = VKR_DTYPE_F32;
-    desc->layout = VKR_LAYOUT_CONTIGUOUS;
-    desc->rank = (uint8_t)t->rank;
-    desc->storage = VKR_STORAGE_INLINE;
-    for (i = 0; i < t->rank; i++)
-        desc->shape[i] = t->shape[i];
-    desc->data_bytes = elements * sizeof(float);
-    desc->data = t->data;
-    return VKR_OK;
-}
-
-/* Range checks shared by every op's arguments: an enum or count that cannot be put in its wire
- * field.  Returns VKR_OK or VKR_E_INVALID_ARG naming the field. */
-static int check_range(vkr_client_t *c, const char *field, long value, long lo, long hi)
-{
-    if (value < lo || value > hi)
-        return set_error(c, VKR_E_INVALID_ARG, "%s: %ld is outside %ld..%ld", field, value, lo, hi);
-    return VKR_OK;
-}
-
-/* Fill job from F.interpolate's arguments.  Returns VKR_OK or VKR_E_INVALID_ARG /
- * VKR_E_TOO_LARGE with last_error naming the field. */
-static int build_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
-                             const vkr_tensor_t *in, vkr_job_t *job)
-{
-    int i, rc;
-
-    memset(job, 0, sizeof *job);
-    if ((rc = describe_tensor(c, "input", in, &job->input)) != VKR_OK
-        || (rc = check_range(c, "n_size", args->n_size, 0, VKR_INTERP_MAX_SPATIAL)) != VKR_OK
-        || (rc = check_range(c, "n_scale", args->n_scale, 0, VKR_INTERP_MAX_SPATIAL)) != VKR_OK
-        || (rc = check_range(c, "mode", (long)args->mode, 0, UINT16_MAX)) != VKR_OK
-        || (rc = check_range(c, "align_corners", (long)args->align_corners, 0, UINT8_MAX)) != VKR_OK
-        || (rc = check_range(c, "recompute_scale_factor", (long)args->recompute_scale_factor, 0,
-                             UINT8_MAX)) != VKR_OK
-        || (rc = check_range(c, "antialias", args->antialias, 0, UINT8_MAX)) != VKR_OK
-        || (rc = check_range(c, "backend", (long)args->backend, 0, UINT16_MAX)) != VKR_OK)
-        return rc;
-    job->op = VKR_OP_INTERPOLATE;
-    job->backend = (uint16_t)args->backend;
-    job->n_tensors = 1;
-    job->interp.mode = (uint16_t)args->mode;
-    job->interp.align_corners = (uint8_t)args->align_corners;
-    job->interp.recompute_scale_factor = (uint8_t)args->recompute_scale_factor;
-    job->interp.antialias = (uint8_t)args->antialias;
-    job->interp.n_size = (uint8_t)args->n_size;
-    job->interp.n_scale = (uint8_t)args->n_scale;
-    for (i = 0; i < args->n_size; i++)
-        job->interp.size[i] = args->size[i];
-    for (i = 0; i < args->n_scale; i++)
-        job->interp.scale_factor[i] = args->scale_factor[i];
-    return VKR_OK;
-}
-
-/* The grid ops' common arguments: mode and padding (0 means PyTorch's default, bilinear and
- * zeros; affine_grid sends 0 for both), align_corners, backend, and the size list. */
-static int build_grid_common(vkr_client_t *c, int op, int mode, int padding, int align_corners,
-                             int backend, int n_size, const int64_t *size, int max_size,
-                             vkr_job_t *job)
-{
-    int i, rc;
-
-    if ((rc = check_range(c, "mode", mode, 0, UINT16_MAX)) != VKR_OK
-        || (rc = check_range(c, "padding_mode", padding, 0, UINT16_MAX)) != VKR_OK
-        || (rc = check_range(c, "align_corners", align_corners, 0, UINT8_MAX)) != VKR_OK
-        || (rc = check_range(c, "backend", backend, 0, UINT16_MAX)) != VKR_OK
-        || (rc = check_range(c, "n_size", n_size, 0, max_size)) != VKR_OK)
-        return rc;
-    job->op = (uint16_t)op;
-    job->backend = (uint16_t)backend;
-    job->n_tensors = (uint16_t)vkr_op_tensors(op);
-    if (op != VKR_OP_AFFINE_GRID) {
-        job->grid.mode = (uint16_t)(mode != 0 ? mode : VKR_GRID_BILINEAR);
-        job->grid.padding_mode = (uint16_t)(padding != 0 ? padding : VKR_PADDING_ZEROS);
-    }
-    job->grid.align_corners = (uint8_t)align_corners;
-    job->grid.n_size = (uint8_t)n_size;
-    for (i = 0; i < n_size; i++)
-        job->grid.size[i] = size[i];
-    return VKR_OK;
-}
-
-/* Plan job locally, send it with its tensors' bytes, wait for the reply and check it against the
- * plan.  what names the op in messages.  On VKR_OK *output owns the result; on failure it is
- * left zeroed.  Returns the codes documented at vkr_interpolate. */
-static int run_job(vkr_client_t *c, vkr_job_t *job, vkr_tensor_t *output)
-{
-    uint8_t fixed[VKR_SUBMIT_MAX_FIXED_BYTES];
-    struct iovec parts[SEND_MAX_PARTS];
-    const vkr_tensor_desc_t *tensors[VKR_MAX_TENSORS] = {&job->input, &job->aux};
-    size_t fixed_len;
-    vkr_plan_t plan;
-    vkr_error_t plan_err, perr;
-    vkr_result_t res;
-    uint8_t *body = NULL;
-    uint64_t body_len = 0, want_bytes = 0, max_result_body;
-    float *data;
-    uint32_t id;
-    unsigned k, n_parts;
-    int rc, plan_rc, send_errno = 0, i;
-
-    (void)vkr_submit_encode_fixed(job, fixed, &fixed_len);
-    parts[0].iov_base = fixed;
-    parts[0].iov_len = fixed_len;
-    n_parts = 1;
-    for (k = 0; k < job->n_tensors && k < VKR_MAX_TENSORS; k++) {
-        parts[n_parts].iov_base = (void *)(uintptr_t)tensors[k]->data;
-        parts[n_parts].iov_len = (size_t)tensors[k]->data_bytes;
-        n_parts++;
-    }
-
-    /* The output shape the daemon must return: the same planner, run here.  When it refuses
-     * the job by PyTorch's rules the daemon refuses it too (with the message the user sees). */
-    memset(&plan_err, 0, sizeof plan_err);
-    plan_rc = vkr_plan_job(job, UINT64_MAX, &plan, &plan_err);
-    if (plan_rc == VKR_OK) {
-        if (plan.out_elements > (UINT64_MAX - VKR_RESULT_FIXED_BYTES) / sizeof(float)
-            || plan.out_elements > (uint64_t)SIZE_MAX / sizeof(float)) {
-            rc = set_error(c, VKR_E_TOO_LARGE, "size: the output element count %" PRIu64
-                           " overflows", plan.out_elements);
-            goto out;
-        }
-        want_bytes = plan.out_elements * sizeof(float);
-        max_result_body = VKR_RESULT_FIXED_BYTES + want_bytes;
-    } else {
-        max_result_body = VKR_RESULT_FIXED_BYTES;
-    }
-
-    id = take_request_id(c);
-    rc = send_frame(c, VKR_MSG_SUBMIT, id, parts, n_parts, &send_errno);
-    if (rc != VKR_OK) {
-        /* The daemon may have refused the job and closed before reading all of it: its
-         * ERROR frame is then waiting in our receive queue. */
-        if (send_errno == EPIPE || send_errno == ECONNRESET) {
-            char send_msg[VKR_CLIENT_ERROR_MAX];
-
-            memcpy(send_msg, c->last_error, sizeof send_msg);
-            rc = recv_reply(c, id, VKR_MSG_RESULT, 0, &body, &body_len);
-            if (rc < 0 && c->fd >= 0) {
-                /* An ERROR frame (recv_reply keeps the connection only then): the daemon's own
-                 * code and message. */
-                drop_connection(c);
-                goto out;
-            }
-            memcpy(c->last_error, send_msg, sizeof send_msg);
-        }
-        rc = VKR_E_IO;
-        drop_connection(c);
-        goto out;
-    }
-
-    rc = recv_reply(c, id, VKR_MSG_RESULT, max_result_body, &body, &body_len);
-    if (rc != VKR_OK)
-        goto out;
-    memset(&res, 0, sizeof res);
-    memset(&perr, 0, sizeof perr);
-    rc = vkr_result_decode(body, body_len, &res, &perr);
-    if (rc != VKR_OK) {
-        char detail[VKR_CLIENT_ERROR_MAX];
-
-        format_error(detail, sizeof detail, &perr);
-        rc = set_error(c, VKR_E_SERVER, "malformed RESULT from the daemon: %s", detail);
-        drop_connection(c);
-        goto out;
-    }
-    if (plan_rc != VKR_OK) {
-        char detail[VKR_CLIENT_ERROR_MAX];
-
-        format_error(detail, sizeof detail, &plan_err);
-        rc = set_error(c, VKR_E_SERVER, "the daemon returned a result for a job that PyTorch "
-                       "refuses (%s)", detail);
-        drop_connection(c);
-        goto out;
-    }
-    if (res.output.rank != plan.out_rank || res.output.data_bytes != want_bytes
-        || res.output.dtype != VKR_DTYPE_F32 || res.output.layout != VKR_LAYOUT_CONTIGUOUS) {
-        rc = set_error(c, VKR_E_SERVER, "the daemon's result (rank %u, %" PRIu64 " bytes) does "
-                       "not match the expected output (rank %u, %" PRIu64 " bytes)",
-                       (unsigned)res.output.rank, res.output.data_bytes, plan.out_rank, want_bytes);
-        drop_connection(c);
-        goto out;
-    }
-    for (i = 0; i < (int)plan.out_rank; i++) {
-        if (res.output.shape[i] != plan.out_shape[i]) {
-            rc = set_error(c, VKR_E_SERVER, "the daemon's result has shape[%d] = %" PRId64
-                           ", expected %" PRId64, i, res.output.shape[i], plan.out_shape[i]);
-            drop_connection(c);
-            goto out;
-        }
-    }
-
-    /* Hand the caller a buffer that holds exactly the data (no second allocation). */
-    memmove(body, res.output.data, (size_t)want_bytes);
-    data = realloc(body, want_bytes > 0 ? (size_t)want_bytes : 1);
-    if (data == NULL)
-        data = (float *)(void *)body;   /* shrinking failed: keep the larger block */
-    body = NULL;
-    output->rank = (int)plan.out_rank;
-    for (i = 0; i < (int)plan.out_rank; i++)
-        output->shape[i] = plan.out_shape[i];
-    output->data = data;
-    rc = VKR_OK;
-
-out:
-    free(body);
-    return rc;
-}
-
-/* The checks every job entry point starts with.  Returns VKR_OK, or the code to return. */
-static int begin_job(vkr_client_t *c, const void *args, const vkr_tensor_t *t0,
-                     const vkr_tensor_t *t1, const char *t1_name, vkr_tensor_t *output)
-{
-    if (output != NULL)
-        memset(output, 0, sizeof *output);
-    if (c == NULL)
-        return VKR_E_INVALID_ARG;
-    if (args == NULL || t0 == NULL || t1 == NULL || output == NULL)
-        return set_error(c, VKR_E_INVALID_ARG, "%s: NULL",
-                         args == NULL ? "args" : t0 == NULL ? "input" : t1 == NULL ? t1_name
-                         : "output");
-    return check_usable(c);
-}
-
-VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
-                               const vkr_tensor_t *input, vkr_tensor_t *output)
-{
-    vkr_job_t job;
-    int rc;
-
-    rc = begin_job(c, args, input, input, "input", output);
-    if (rc == VKR_OK)
-        rc = build_interpolate(c, args, input, &job);
-    if (rc == VKR_OK)
-        rc = run_job(c, &job, output);
-    return rc;
-}
-
-VKR_EXPORT int vkr_grid_sample(vkr_client_t *c, const vkr_grid_sample_args_t *args,
-                               const vkr_tensor_t *input, const vkr_tensor_t *grid,
-                               vkr_tensor_t *output)
-{
-    vkr_job_t job;
-    int rc;
-
-    memset(&job, 0, sizeof job);
-    rc = begin_job(c, args, input, grid, "grid", output);
-    if (rc == VKR_OK)
-        rc = describe_tensor(c, "input", input, &job.input);
-    if (rc == VKR_OK)
-        rc = describe_tensor(c, "grid", grid, &job.aux);
-    if (rc == VKR_OK)
-        rc = build_grid_common(c, VKR_OP_GRID_SAMPLE, (int)args->mode, (int)args->padding_mode,
-                               (int)args->align_corners, (int)args->backend, 0, NULL, 0, &job);
-    if (rc == VKR_OK)
-        rc = run_job(c, &job, output);
-    return rc;
-}
-
-VKR_EXPORT int vkr_affine_grid(vkr_client_t *c, const vkr_affine_grid_args_t *args,
-                               const vkr_tensor_t *theta, vkr_tensor_t *output)
-{
-    vkr_job_t job;
-    int rc;
-
-    memset(&job, 0, sizeof job);
-    rc = begin_job(c, args, theta, theta, "theta", output);
-    if (rc == VKR_OK)
-        rc = describe_tensor(c, "theta", theta, &job.input);
-    if (rc == VKR_OK)
-        rc = build_grid_common(c, VKR_OP_AFFINE_GRID, 0, 0, (int)args->align_corners,
-                               (int)args->backend, args->n_size, args->size,
-                               VKR_AFFINE_GRID_MAX_SIZE, &job);
-    if (rc == VKR_OK)
-        rc = run_job(c, &job, output);
-    return rc;
-}
-
-VKR_EXPORT int vkr_affine_sample(vkr_client_t *c, const vkr_affine_sample_args_t *args,
-                                 const vkr_tensor_t *input, const vkr_tensor_t *theta,
-                                 vkr_tensor_t *output)
-{
-    vkr_job_t job;
-    int rc;
-
-    memset(&job, 0, sizeof job);
-    rc = begin_job(c, args, input, theta, "theta", output);
-    if (rc == VKR_OK)
-        rc = describe_tensor(c, "input", input, &job.input);
-    if (rc == VKR_OK)
-        rc = describe_tensor(c, "theta", theta, &job.aux);
-    if (rc == VKR_OK)
-        rc = build_grid_common(c, VKR_OP_AFFINE_SAMPLE, (int)args->mode, (int)args->padding_mode,
-                               (int)args->align_corners, (int)args->backend, args->n_size,
-                               args->size, VKR_INTERP_MAX_SPATIAL, &job);
-    if (rc == VKR_OK)
-        rc = run_job(c, &job, output);
-    return rc;
-}
-
-VKR_EXPORT void vkr_tensor_free(vkr_tensor_t *t)
-{
-    if (t == NULL)
-        return;
-    free(t->data);
-    memset(t, 0, sizeof *t);
-}

@@ -1,8 +1,11 @@
 /* libvkresample: the public C client API of vkresample.  This is the one header a program
- * includes; it talks to the vkresampled daemon over its Unix socket (protocol v1, inline tensor
- * bytes) with blocking calls: F.interpolate, F.grid_sample, F.affine_grid and the fused
- * affine_sample (grid_sample of affine_grid).  Status codes, interpolate modes and backend ids come from
- * "vkresample_types.h" and are part of the wire protocol: their values never change.
+ * includes; it talks to the vkresampled daemon over its Unix socket (protocol v1): F.interpolate,
+ * F.grid_sample, F.affine_grid and the fused affine_sample (grid_sample of affine_grid), each as
+ * a blocking call or as an asynchronous job (submit, then wait / poll / cancel; many jobs in
+ * flight on one connection, completed in any order).  Tensors travel inline in the frame or, above
+ * VKR_MEMFD_THRESHOLD_BYTES, in sealed memfds (no copy through the socket).  Ops, status codes,
+ * modes and backend ids come from "vkresample_types.h" and are part of the wire protocol: their
+ * values never change.
  *
  * Every function returns VKR_OK (0) or a negative vkr_status_t.  A client handle is not
  * thread-safe: use one handle per thread, or serialise calls on a shared one. */
@@ -30,19 +33,46 @@ extern "C" {
 #define VKR_AFFINE_GRID_MAX_SIZE 5     /* affine_grid's size: (N, C, H, W) or (N, C, D, H, W) */
 #define VKR_SOCKET_PATH_MAX 108        /* bytes of sockaddr_un.sun_path, NUL included */
 #define VKR_SERVER_NAME_MAX 255        /* bytes of a device name, NUL excluded */
+#define VKR_MEMFD_THRESHOLD_BYTES (1u << 20)   /* VKR_TRANSPORT_AUTO: a tensor of at least this many
+                                                * bytes goes in a memfd, a smaller one inline */
+#define VKR_SERVER_STATS_MAX_ROWS 16   /* (op, backend) rows a vkr_server_stats_t holds */
 
 /* ---------------------------------------------------------------- types */
 /* An open connection to the daemon.  Opaque; made by vkr_connect, freed by vkr_close. */
 typedef struct vkr_client vkr_client_t;
 
+/* A submitted job: made by a vkr_submit_* call, released by exactly one vkr_wait or vkr_cancel
+ * (or by vkr_close).  Opaque. */
+typedef struct vkr_request vkr_request_t;
+
+/* Where a library-made tensor's memory lives (a memfd mapping).  Opaque. */
+typedef struct vkr_tensor_storage vkr_tensor_storage_t;
+
 /* A dense float32 tensor in C order (contiguous N, C, [D,] [H,] W).  shape[rank..8) is ignored.
- * The caller owns input tensors; an output filled by the library owns `data`, which the caller
- * releases with vkr_tensor_free. */
+ * The caller owns input tensors it fills itself (storage NULL).  Tensors the library makes
+ * (outputs, vkr_tensor_alloc) own their data, which the caller releases with vkr_tensor_free;
+ * when storage is not NULL the data is a shared memfd mapping, and passing such a tensor as a
+ * job's input sends the memfd itself: no byte is copied. */
 typedef struct {
     int rank;
     int64_t shape[VKR_TENSOR_MAX_RANK];
     float *data;
+    vkr_tensor_storage_t *storage;     /* NULL for the caller's own memory */
 } vkr_tensor_t;
+
+/* How a job's tensors travel.  AUTO: each tensor of at least VKR_MEMFD_THRESHOLD_BYTES (inputs
+ * and the output alike) in a sealed memfd, smaller ones inline, a memfd-backed input
+ * (storage != NULL) always by its memfd.  INLINE: every byte through the socket.  MEMFD: every
+ * tensor in a memfd. */
+typedef enum { VKR_TRANSPORT_AUTO = 0, VKR_TRANSPORT_INLINE = 1, VKR_TRANSPORT_MEMFD = 2 } vkr_transport_t;
+
+/* Per-job options; NULL (or a zeroed struct) means no time limit and VKR_TRANSPORT_AUTO. */
+typedef struct {
+    uint32_t timeout_ms;               /* 0: none; else the job fails with VKR_E_TIMEOUT once this
+                                        * long has passed since its submit, and is cancelled on the
+                                        * daemon (queued work dropped, running work's result ignored) */
+    vkr_transport_t transport;
+} vkr_job_options_t;
 
 /* torch.nn.functional.interpolate's keyword arguments.  A zeroed struct means: size and
  * scale_factor not given, align_corners and recompute_scale_factor None, antialias False,
@@ -91,6 +121,31 @@ typedef struct {
     vkr_backend_id_t backend;
 } vkr_affine_sample_args_t;
 
+/* One (op, backend) row of vkr_server_stats_t. */
+typedef struct {
+    vkr_op_t op;
+    vkr_backend_id_t backend;
+    uint64_t done;                     /* answered with a result */
+    uint64_t failed;                   /* accepted, then answered with an error (not busy / cancelled) */
+    uint64_t in_flight;                /* queued or running now */
+} vkr_server_stats_row_t;
+
+/* What vkr_stats reports about the daemon. */
+typedef struct {
+    uint64_t uptime_ms;
+    uint64_t bytes_in, bytes_out;              /* bytes read from / written to client sockets */
+    uint64_t memfd_bytes_in, memfd_bytes_out;  /* tensor bytes passed in memfds */
+    uint32_t queued, running;                  /* jobs waiting for a worker / on a worker now */
+    uint32_t clients, workers;                 /* open connections; worker threads */
+    uint64_t latency_p50_us, latency_p99_us;   /* request read to reply queued, recent jobs */
+    uint64_t jobs_busy;                        /* refused with VKR_E_BUSY */
+    uint64_t jobs_cancelled;                   /* answered VKR_E_CANCELLED */
+    uint64_t frames_refused;                   /* requests refused before they became jobs */
+    int n_rows;
+    vkr_server_stats_row_t rows[VKR_SERVER_STATS_MAX_ROWS];
+    char device_name[VKR_SERVER_NAME_MAX + 1];
+} vkr_server_stats_t;
+
 /* What vkr_ping reports about the daemon. */
 typedef struct {
     char device_name[VKR_SERVER_NAME_MAX + 1]; /* the Vulkan device, or "cpu"; NUL-terminated */
@@ -119,28 +174,32 @@ VKR_EXPORT void vkr_close(vkr_client_t *c);
  * Returns VKR_OK, or a negative code (details in vkr_last_error). */
 VKR_EXPORT int vkr_ping(vkr_client_t *c, vkr_server_info_t *info);
 
-/* Run F.interpolate(input, **args) on the daemon and wait for the result.  input->data holds
- * prod(shape) floats and is sent without being copied.  On success output->rank/shape are the
- * result's and output->data is a new buffer owned by the caller (release with vkr_tensor_free).
- * On failure *output is zeroed and the return is:
- *   - the daemon's code (VKR_E_VALUE, VKR_E_SIZE, VKR_E_NOT_IMPLEMENTED, VKR_E_TOO_LARGE, ...)
- *     when it refused or failed the job; vkr_last_error(c) is then "field: message" as the
- *     daemon sent it (PyTorch's wording where PyTorch would raise);
+/* Ask the daemon for its counters (STATS).  Returns VKR_OK with *out filled, or a negative code
+ * (details in vkr_last_error). */
+VKR_EXPORT int vkr_stats(vkr_client_t *c, vkr_server_stats_t *out);
+
+/* Run F.interpolate(input, **args) on the daemon and wait for the result (vkr_submit_interpolate
+ * then vkr_wait, with the default options).  On success output->rank/shape are the result's and
+ * output->data is memory owned by the caller (release with vkr_tensor_free).  On failure *output
+ * is zeroed and the return is:
+ *   - the daemon's code (VKR_E_VALUE, VKR_E_SIZE, VKR_E_NOT_IMPLEMENTED, VKR_E_TOO_LARGE,
+ *     VKR_E_BUSY, VKR_E_FD, ...) when it refused or failed the job; vkr_last_error(c) is then
+ *     "field: message" as the daemon sent it (PyTorch's wording where PyTorch would raise);
  *   - VKR_E_INVALID_ARG for arguments that cannot be put on the wire (NULL pointers, rank outside
  *     1..8, negative extents, n_size / n_scale outside 0..3, out-of-range enum values);
  *   - VKR_E_TOO_LARGE when the input's byte size overflows;
  *   - VKR_E_IO when the connection failed, VKR_E_SERVER when the daemon's reply is malformed or
- *     does not match the job (wrong request id, type, or output shape);
+ *     does not match the job (wrong type, output shape or descriptor);
  *   - VKR_E_NOMEM.
- * After VKR_E_IO or VKR_E_SERVER the connection is unusable (later calls return VKR_E_IO);
- * after a refused job it stays usable. */
+ * After VKR_E_IO or VKR_E_SERVER the connection is unusable (later calls return VKR_E_IO and
+ * every other job in flight fails with it); after a refused job it stays usable. */
 VKR_EXPORT int vkr_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
                                const vkr_tensor_t *input, vkr_tensor_t *output);
 
 /* Run F.grid_sample(input, grid, **args): input (N, C, H, W) with grid (N, Ho, Wo, 2), or
  * input (N, C, D, H, W) with grid (N, Do, Ho, Wo, 3); the output is (N, C, Ho, Wo) or
- * (N, C, Do, Ho, Wo).  Both tensors are sent without being copied.  Same ownership and return
- * codes as vkr_interpolate (the daemon's refusals carry PyTorch's grid_sampler() wording). */
+ * (N, C, Do, Ho, Wo).  Same ownership and return codes as vkr_interpolate (the daemon's
+ * refusals carry PyTorch's grid_sampler() wording). */
 VKR_EXPORT int vkr_grid_sample(vkr_client_t *c, const vkr_grid_sample_args_t *args,
                                const vkr_tensor_t *input, const vkr_tensor_t *grid,
                                vkr_tensor_t *output);
@@ -159,7 +218,70 @@ VKR_EXPORT int vkr_affine_sample(vkr_client_t *c, const vkr_affine_sample_args_t
                                  const vkr_tensor_t *input, const vkr_tensor_t *theta,
                                  vkr_tensor_t *output);
 
-/* Free a tensor's data that the library allocated and zero the struct.  NULL is ignored. */
+/* ---------------------------------------------------------------- asynchronous jobs */
+/* Submit a job and return at once with *req, its handle (the frame has been written; inline
+ * tensors' bytes may be reused by the caller, a memfd-backed input must stay unchanged until the
+ * job completes).  opts may be NULL.  The job's outcome (the codes listed at vkr_interpolate,
+ * VKR_E_TIMEOUT, VKR_E_CANCELLED, VKR_E_IO when the connection fails) is returned by vkr_wait.
+ * The submit itself fails, with *req NULL, only with VKR_E_INVALID_ARG (arguments),
+ * VKR_E_TOO_LARGE, VKR_E_NOMEM, or VKR_E_IO when the connection had already failed; a job
+ * PyTorch refuses is still submitted (the daemon's refusal is the outcome).  While a submit
+ * writes, it also reads the replies that arrive, so the connection never stalls both ways. */
+VKR_EXPORT int vkr_submit_interpolate(vkr_client_t *c, const vkr_interpolate_args_t *args,
+                                      const vkr_tensor_t *input, const vkr_job_options_t *opts,
+                                      vkr_request_t **req);
+VKR_EXPORT int vkr_submit_grid_sample(vkr_client_t *c, const vkr_grid_sample_args_t *args,
+                                      const vkr_tensor_t *input, const vkr_tensor_t *grid,
+                                      const vkr_job_options_t *opts, vkr_request_t **req);
+VKR_EXPORT int vkr_submit_affine_grid(vkr_client_t *c, const vkr_affine_grid_args_t *args,
+                                      const vkr_tensor_t *theta, const vkr_job_options_t *opts,
+                                      vkr_request_t **req);
+VKR_EXPORT int vkr_submit_affine_sample(vkr_client_t *c, const vkr_affine_sample_args_t *args,
+                                        const vkr_tensor_t *input, const vkr_tensor_t *theta,
+                                        const vkr_job_options_t *opts, vkr_request_t **req);
+
+/* Block until req completes (or its time limit passes), fill *output as the blocking calls do
+ * (output may be NULL to drop the result) and release req.  Returns the job's outcome; the
+ * message is in vkr_last_error(c). */
+VKR_EXPORT int vkr_wait(vkr_client_t *c, vkr_request_t *req, vkr_tensor_t *output);
+
+/* Read whatever replies have arrived, without blocking, and expire jobs past their time limit.
+ * Returns 1 if req (not NULL) has completed (vkr_wait on it returns at once), 0 if not (or req is
+ * NULL), or VKR_E_IO / VKR_E_SERVER when the connection failed. */
+VKR_EXPORT int vkr_poll(vkr_client_t *c, vkr_request_t *req);
+
+/* Block until one of this connection's unreleased jobs has completed, for at most timeout_ms
+ * (-1: no limit), and set *done to it (the one that completed first; still to be released with
+ * vkr_wait).  Returns VKR_OK, VKR_E_TIMEOUT when none completed in time, VKR_E_INVALID_ARG when no
+ * job is in flight, or VKR_E_IO / VKR_E_SERVER. */
+VKR_EXPORT int vkr_wait_any(vkr_client_t *c, int timeout_ms, vkr_request_t **done);
+
+/* Cancel req and release it.  A job still queued on the daemon is dropped there; a running one
+ * finishes but its result is thrown away; the daemon's late reply is read and ignored.  Returns
+ * VKR_OK (also when the job had already completed), or VKR_E_IO when the CANCEL could not be sent
+ * (req is released anyway). */
+VKR_EXPORT int vkr_cancel(vkr_client_t *c, vkr_request_t *req);
+
+/* The request_id req carries on the wire (for logs; replies are matched by the library). */
+VKR_EXPORT uint32_t vkr_request_id(const vkr_request_t *req);
+
+/* The connection's socket, for the caller's poll loop: when it is readable, call vkr_poll.  -1
+ * once the connection has failed.  The library never needs the caller to watch for writability. */
+VKR_EXPORT int vkr_fd(const vkr_client_t *c);
+
+/* Milliseconds until the earliest time limit of a job in flight (0 if one has passed), or -1 when
+ * no job has one: the timeout a poll loop should use before calling vkr_poll again. */
+VKR_EXPORT int vkr_next_timeout_ms(const vkr_client_t *c);
+
+/* ---------------------------------------------------------------- tensors */
+/* Allocate a tensor of the given shape in a sealed memfd, mapped read-write and zero-filled:
+ * fill it and pass it as a job's input without its bytes being copied.  Release it with
+ * vkr_tensor_free.  Returns VKR_OK, VKR_E_INVALID_ARG (rank outside 1..8, a negative extent,
+ * out NULL), VKR_E_TOO_LARGE (the byte size overflows) or VKR_E_NOMEM. */
+VKR_EXPORT int vkr_tensor_alloc(int rank, const int64_t *shape, vkr_tensor_t *out);
+
+/* Free a tensor's data that the library allocated (heap or memfd mapping) and zero the struct.
+ * NULL is ignored. */
 VKR_EXPORT void vkr_tensor_free(vkr_tensor_t *t);
 
 /* ---------------------------------------------------------------- errors and names */
@@ -173,6 +295,9 @@ VKR_EXPORT const char *vkr_strerror(int code);
 
 /* The code's name, e.g. "VKR_E_VALUE"; "VKR_E_?" if unknown.  Static string. */
 VKR_EXPORT const char *vkr_code_name(int code);
+
+/* The op's name ("interpolate", "grid_sample", "affine_grid", "affine_sample"); NULL if unknown. */
+VKR_EXPORT const char *vkr_op_name(int op);
 
 /* Mode and backend names as PyTorch / the CLI spell them ("nearest", "nearest-exact",
  * "bilinear", ...; "auto", "vulkan", "cpu").  *_from_name returns the id, or VKR_E_INVALID_ARG

@@ -5,9 +5,23 @@
 #define VKR_DAEMON_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include "vkr_proto.h"
 
 typedef struct vkr_backend_s vkr_backend_s;
+
+/* A job tensor that lives in a mapping of a memfd (the zero-copy path: the client's memfd, or the
+ * daemon's output memfd).  A zeroed entry means ordinary heap memory. */
+typedef struct {
+    const void *base;      /* page-aligned start of the mapping, NULL when not mapped */
+    size_t map_bytes;      /* the mapping's length */
+    size_t offset;         /* the tensor's first byte within the mapping */
+    uint64_t dev, ino;     /* the memfd's identity: the same for every job that uses the same memfd,
+                            * so a backend can import a region once and reuse the import */
+} vkr_host_region_t;
+#define VKR_HOST_REGIONS 3 /* [0] the first input, [1] the grid / theta, [2] the output */
+
 struct vkr_backend_s {
     const char *name;                      /* "cpu" or "vulkan" */
     char device_name[VKR_DEVICE_NAME_MAX + 1];
@@ -21,6 +35,15 @@ struct vkr_backend_s {
      * (affine_grid, affine_sample); out: plan->out_elements floats.  Same contract as above. */
     int (*grid)(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float *image, const float *coords, float *out,
                 vkr_error_t *err);
+    /* Zero-copy hook for VK_EXT_external_memory_host (NULL: not offered).  Called on the worker
+     * thread instead of interpolate / grid when at least one of the job's tensors is in a memfd
+     * mapping: regions[k] says where (see vkr_host_region_t; the same memory the pointers in/out
+     * of interpolate / grid would point into), plan is the job's.  The backend may import the
+     * mappings and run the job straight from them, returning VKR_OK with the output written;
+     * VKR_E_UNSUPPORTED makes the server call interpolate / grid with the mapped pointers instead
+     * (the staging-copy path); any other code fails the job. */
+    int (*run_mapped)(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_host_region_t regions[VKR_HOST_REGIONS],
+                      vkr_error_t *err);
     /* Messages reported by VK_LAYER_KHRONOS_validation so far (0 for cpu, or when not enabled). */
     unsigned (*validation_messages)(vkr_backend_s *self);
     void (*destroy)(vkr_backend_s *self);
@@ -29,6 +52,8 @@ struct vkr_backend_s {
 typedef struct {
     int device_index;          /* --device N, or -1: discrete > integrated > virtual > cpu type */
     bool validation;           /* enable VK_LAYER_KHRONOS_validation + debug messenger */
+    const char *cache_dir;     /* --cache-dir: where the pipeline cache lives (default
+                                * $XDG_CACHE_HOME/vkresample, else ~/.cache/vkresample); NULL: no cache */
 } vkr_vulkan_options_t;
 
 /* Create the CPU backend (never fails except for memory). */

@@ -1,5 +1,6 @@
 /* vkresampled: command line, backend set-up and the exit status.  The serving itself is
- * server.c's; the backends are backend_cpu.c and backend_vulkan.c. */
+ * server.c's (and its helpers conn.c, queue.c, memfd.c, stats.c, listen.c); the backends are
+ * backend_cpu.c and backend_vulkan.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -18,12 +19,15 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: vkresampled [OPTIONS]\n"
-            "Serve PyTorch-exact F.interpolate jobs over a Unix socket, on Vulkan or the CPU.\n"
+            "Serve PyTorch-exact F.interpolate, F.grid_sample and F.affine_grid jobs over a Unix\n"
+            "socket, on Vulkan or the CPU.\n"
             "\n"
             "  --socket PATH         socket to listen on; default $VKRESAMPLE_SOCKET, else\n"
             "                        $XDG_RUNTIME_DIR/vkresample.sock, else /tmp/vkresample-$UID.sock.\n"
             "                        Created with mode 0600; a stale socket file is replaced,\n"
-            "                        one with a live daemon behind it is refused.\n"
+            "                        one with a live daemon behind it is refused.  Under systemd\n"
+            "                        socket activation (LISTEN_FDS=1, LISTEN_PID = this process)\n"
+            "                        the socket passed as fd 3 is served instead.\n"
             "  --backend B           auto (default): Vulkan when a device works, else the CPU;\n"
             "                        vulkan: fail to start without a Vulkan device (CPU jobs are\n"
             "                        still served when a job asks for them); cpu: never touch Vulkan.\n"
@@ -32,6 +36,15 @@ static void usage(FILE *to)
             "                        virtual > CPU-type)\n"
             "  --max-job-bytes N     largest input or output tensor in bytes, K/M/G suffixes allowed\n"
             "                        (default 1G)\n"
+            "  --workers N           jobs that run at once, on that many threads (default %u, 1..%u)\n"
+            "  --max-client-jobs N   jobs one connection may have in flight: queued, running or with\n"
+            "                        a reply not yet written (default %u); one more gets VKR_E_BUSY\n"
+            "  --max-queued-jobs N   jobs in flight in the whole daemon (default %u); VKR_E_BUSY past it\n"
+            "  --max-queue-bytes N   bytes those jobs may hold: request bodies and outputs, K/M/G\n"
+            "                        suffixes allowed (default 4G); VKR_E_BUSY past it, and\n"
+            "                        VKR_E_TOO_LARGE for one job that alone needs more\n"
+            "  --cache-dir DIR       directory handed to the Vulkan backend for its pipeline cache\n"
+            "                        (default $XDG_CACHE_HOME/vkresample, else ~/.cache/vkresample)\n"
             "  --vk-validation       enable VK_LAYER_KHRONOS_validation; any message it reports is\n"
             "                        logged and makes the daemon exit with status 3\n"
             "  --ready-fd N          write \"ready\\n\" to file descriptor N once listening, then close it\n"
@@ -40,8 +53,10 @@ static void usage(FILE *to)
             "  -h, --help            show this help\n"
             "  --version             print the version\n"
             "\n"
-            "SIGTERM or SIGINT: stop accepting, finish the jobs in flight, remove the socket, exit 0.\n"
-            "Exit status: 0 clean stop, 1 start-up failure, 2 usage error, 3 validation messages seen.\n");
+            "SIGTERM or SIGINT: stop accepting and reading, finish every job already admitted,\n"
+            "remove the socket (unless systemd handed it over), exit 0.\n"
+            "Exit status: 0 clean stop, 1 start-up failure, 2 usage error, 3 validation messages seen.\n",
+            VKR_DEFAULT_WORKERS, VKR_MAX_WORKERS, VKR_DEFAULT_MAX_CLIENT_JOBS, VKR_DEFAULT_MAX_QUEUED_JOBS);
 }
 
 /* Parse "123", "64K", "512M", "1G" into bytes; false if malformed or zero. */
@@ -65,6 +80,34 @@ static bool parse_bytes(const char *s, uint64_t *out)
     return true;
 }
 
+/* Parse a count in 1..max; false if malformed or out of range. */
+static bool parse_count(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || (unsigned long)v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+/* The pipeline cache directory when --cache-dir is not given: $XDG_CACHE_HOME/vkresample (an
+ * absolute XDG_CACHE_HOME only, as the XDG spec says), else $HOME/.cache/vkresample; false when
+ * neither variable helps (no cache). */
+static bool default_cache_dir(char *buf, size_t len)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && xdg[0] == '/')
+        n = snprintf(buf, len, "%s/vkresample", xdg);
+    else if (home && home[0] != '\0')
+        n = snprintf(buf, len, "%s/.cache/vkresample", home);
+    else
+        return false;
+    return n > 0 && (size_t)n < len;
+}
+
 static void default_socket_path(char *buf, size_t len)
 {
     const char *env = getenv("VKRESAMPLE_SOCKET");
@@ -79,7 +122,8 @@ static void default_socket_path(char *buf, size_t len)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_SOCKET = 256, OPT_BACKEND, OPT_DEVICE, OPT_MAX_JOB, OPT_VALIDATION, OPT_READY_FD, OPT_VERSION };
+    enum { OPT_SOCKET = 256, OPT_BACKEND, OPT_DEVICE, OPT_MAX_JOB, OPT_VALIDATION, OPT_READY_FD, OPT_VERSION, OPT_WORKERS,
+           OPT_MAX_CLIENT_JOBS, OPT_MAX_QUEUED_JOBS, OPT_MAX_QUEUE_BYTES, OPT_CACHE_DIR };
     static const struct option options[] = {
         {"socket", required_argument, 0, OPT_SOCKET},
         {"backend", required_argument, 0, OPT_BACKEND},
@@ -87,6 +131,11 @@ int main(int argc, char **argv)
         {"max-job-bytes", required_argument, 0, OPT_MAX_JOB},
         {"vk-validation", no_argument, 0, OPT_VALIDATION},
         {"ready-fd", required_argument, 0, OPT_READY_FD},
+        {"workers", required_argument, 0, OPT_WORKERS},
+        {"max-client-jobs", required_argument, 0, OPT_MAX_CLIENT_JOBS},
+        {"max-queued-jobs", required_argument, 0, OPT_MAX_QUEUED_JOBS},
+        {"max-queue-bytes", required_argument, 0, OPT_MAX_QUEUE_BYTES},
+        {"cache-dir", required_argument, 0, OPT_CACHE_DIR},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -95,8 +144,13 @@ int main(int argc, char **argv)
     };
     char socket_path[4096];
     default_socket_path(socket_path, sizeof socket_path);
-    vkr_server_config_t cfg = {.socket_path = socket_path, .max_job_bytes = VKR_DEFAULT_MAX_JOB_BYTES, .ready_fd = -1};
+    char cache_dir[4096];
+    vkr_server_config_t cfg = {.socket_path = socket_path, .max_job_bytes = VKR_DEFAULT_MAX_JOB_BYTES, .ready_fd = -1,
+                               .workers = VKR_DEFAULT_WORKERS, .max_client_jobs = VKR_DEFAULT_MAX_CLIENT_JOBS,
+                               .max_queued_jobs = VKR_DEFAULT_MAX_QUEUED_JOBS, .max_queue_bytes = VKR_DEFAULT_MAX_QUEUE_BYTES};
     vkr_vulkan_options_t vk_opts = {.device_index = -1};
+    if (default_cache_dir(cache_dir, sizeof cache_dir))
+        vk_opts.cache_dir = cache_dir;
     int backend = VKR_BACKEND_AUTO;
     char *end;
     int opt;
@@ -134,6 +188,37 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
+        case OPT_WORKERS:
+            if (!parse_count(optarg, VKR_MAX_WORKERS, &cfg.workers)) {
+                fprintf(stderr, "vkresampled: --workers '%s': expected 1..%u\n", optarg, VKR_MAX_WORKERS);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_CLIENT_JOBS:
+            if (!parse_count(optarg, UINT32_MAX >> 1, &cfg.max_client_jobs)) {
+                fprintf(stderr, "vkresampled: --max-client-jobs '%s': expected a positive count\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_QUEUED_JOBS:
+            if (!parse_count(optarg, UINT32_MAX >> 1, &cfg.max_queued_jobs)) {
+                fprintf(stderr, "vkresampled: --max-queued-jobs '%s': expected a positive count\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_QUEUE_BYTES:
+            if (!parse_bytes(optarg, &cfg.max_queue_bytes)) {
+                fprintf(stderr, "vkresampled: --max-queue-bytes '%s': expected a positive byte count (K/M/G suffix allowed)\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_CACHE_DIR:
+            if (optarg[0] == '\0') {
+                fprintf(stderr, "vkresampled: --cache-dir needs a non-empty path\n");
+                return EXIT_USAGE;
+            }
+            vk_opts.cache_dir = optarg;
+            break;
         case 'v': vkr__log_level = VKR_LOG_DEBUG; break;
         case 'q': vkr__log_level = VKR_LOG_ERROR; break;
         case 'h': usage(stdout); return 0;
@@ -146,6 +231,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+
+    /* libuv sizes its thread pool from the environment when it first queues work */
+    char workers[16];
+    snprintf(workers, sizeof workers, "%u", cfg.workers);
+    setenv("UV_THREADPOOL_SIZE", workers, 1);
 
     vkr_error_t err;
     int status = 1;

@@ -70,6 +70,10 @@ const char *vkr_proto_code_name(int code)
     case VKR_E_UNSUPPORTED: return "VKR_E_UNSUPPORTED";
     case VKR_E_INVALID_ARG: return "VKR_E_INVALID_ARG";
     case VKR_E_SERVER: return "VKR_E_SERVER";
+    case VKR_E_BUSY: return "VKR_E_BUSY";
+    case VKR_E_CANCELLED: return "VKR_E_CANCELLED";
+    case VKR_E_TIMEOUT: return "VKR_E_TIMEOUT";
+    case VKR_E_FD: return "VKR_E_FD";
     default: return "VKR_E_?";
     }
 }
@@ -155,6 +159,13 @@ int vkr_proto_padding_from_name(const char *name)
     return 0;
 }
 
+const char *vkr_proto_op_name(int op)
+{
+    static const char *const names[] = {[VKR_OP_INTERPOLATE] = "interpolate", [VKR_OP_GRID_SAMPLE] = "grid_sample",
+                                        [VKR_OP_AFFINE_GRID] = "affine_grid", [VKR_OP_AFFINE_SAMPLE] = "affine_sample"};
+    return op >= VKR_OP_INTERPOLATE && op <= VKR_OP_AFFINE_SAMPLE ? names[op] : NULL;
+}
+
 unsigned vkr_op_tensors(int op)
 {
     switch (op) {
@@ -199,21 +210,26 @@ int vkr_header_decode(const uint8_t in[VKR_FRAME_HEADER_BYTES], uint64_t max_sub
                                    h->version, VKR_PROTO_VERSION);
     if (h->flags != 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "flags", "flags 0x%x: no flags are defined in version 1", h->flags);
-    if (h->n_fds != 0)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_fds", "n_fds %u: descriptor passing is not accepted in this build", h->n_fds);
     if (h->reserved != 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved header field is 0x%x, must be 0", h->reserved);
 
     uint64_t limit;
+    uint32_t max_fds = 0;
     switch (h->type) {
-    case VKR_MSG_SUBMIT: limit = max_submit_body; break;
-    case VKR_MSG_RESULT: limit = max_result_body; break;
-    case VKR_MSG_PING: limit = 0; break;
+    case VKR_MSG_SUBMIT: limit = max_submit_body; max_fds = VKR_MAX_FDS_PER_FRAME; break;
+    case VKR_MSG_RESULT: limit = max_result_body; max_fds = 1; break;
+    case VKR_MSG_PING:
+    case VKR_MSG_CANCEL:
+    case VKR_MSG_STATS: limit = 0; break;
     case VKR_MSG_PONG:
-    case VKR_MSG_ERROR: limit = VKR_MAX_CONTROL_BODY_BYTES; break;
+    case VKR_MSG_ERROR:
+    case VKR_MSG_STATS_REPLY: limit = VKR_MAX_CONTROL_BODY_BYTES; break;
     default:
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "type", "unknown message type %u", h->type);
     }
+    if (h->n_fds > max_fds)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_fds", "n_fds %u is over the limit of %u for message type %u", h->n_fds,
+                                   max_fds, h->type);
     if (h->body_len > limit)
         return vkr_proto_error_set(err, h->type == VKR_MSG_SUBMIT || h->type == VKR_MSG_RESULT ? VKR_E_TOO_LARGE : VKR_E_PROTOCOL,
                                    "body_len", "body_len %llu is over the limit of %llu bytes for message type %u",
@@ -246,16 +262,25 @@ static void tensor_desc_encode(const vkr_tensor_desc_t *t, uint8_t *p)
     put_u16(p + 2, t->layout);
     p[4] = t->rank;
     p[5] = t->storage;
+    put_u16(p + 6, t->storage == VKR_STORAGE_MEMFD ? t->fd_index : 0);
     for (unsigned i = 0; i < VKR_MAX_RANK; i++)
         put_u64(p + 8 + 8 * i, i < t->rank ? (uint64_t)t->shape[i] : 0);
     put_u64(p + 72, t->data_offset);
     put_u64(p + 80, t->data_bytes);
 }
 
-/* Decode and check a tensor descriptor at p whose data must start at expect_offset and lie within
- * a body of body_len bytes.  prefix names the tensor in error fields ("input"). */
+/* Where a decoded descriptor's bytes may be: a SUBMIT's inputs (INLINE or MEMFD with an index
+ * below n_fds) or a RESULT's output (INLINE, MEMFD with the frame's one descriptor, OUTPUT_FD). */
+typedef struct {
+    bool result;
+    unsigned n_fds;
+} desc_rules_t;
+
+/* Decode and check a tensor descriptor at p.  An INLINE tensor's data must start at expect_offset
+ * and lie within a body of body_len bytes.  prefix names the tensor in error fields ("input"). */
 static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t body_len, uint64_t expect_offset,
-                              uint64_t max_tensor_bytes, const char *prefix, vkr_tensor_desc_t *t, vkr_error_t *err)
+                              uint64_t max_tensor_bytes, const desc_rules_t *rules, const char *prefix, vkr_tensor_desc_t *t,
+                              vkr_error_t *err)
 {
     char field[VKR_ERROR_FIELD_MAX + 1];
 #define FIELD(name) (snprintf(field, sizeof field, "%s.%s", prefix, name), field)
@@ -264,14 +289,17 @@ static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t bo
     t->layout = get_u16(p + 2);
     t->rank = p[4];
     t->storage = p[5];
+    t->fd_index = get_u16(p + 6);
     if (t->dtype != VKR_DTYPE_F32)
         return vkr_proto_error_set(err, VKR_E_DTYPE, FIELD("dtype"), "dtype %u is not supported: vkresample takes float32 (dtype 1)", t->dtype);
     if (t->layout != VKR_LAYOUT_CONTIGUOUS)
         return vkr_proto_error_set(err, VKR_E_DTYPE, FIELD("layout"), "layout %u is not supported: tensors must be contiguous (layout 1)", t->layout);
-    if (t->storage != VKR_STORAGE_INLINE)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("storage"), "storage %u is not supported: tensor bytes must be inline (0)", t->storage);
-    if (get_u16(p + 6) != 0)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("reserved"), "reserved descriptor bytes must be 0");
+    if (t->storage != VKR_STORAGE_INLINE && t->storage != VKR_STORAGE_MEMFD && !(rules->result && t->storage == VKR_STORAGE_OUTPUT_FD))
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("storage"), "storage %u is not supported here: 0 (inline), 1 (memfd)%s", t->storage,
+                                   rules->result ? " or 2 (the request's output memfd)" : "");
+    if (t->storage != VKR_STORAGE_MEMFD && t->fd_index != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("reserved"), "reserved descriptor bytes must be 0 (fd_index %u for storage %u)",
+                                   t->fd_index, t->storage);
     if (t->rank < 1 || t->rank > VKR_MAX_RANK)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("rank"), "rank %u is out of range 1..%u", t->rank, VKR_MAX_RANK);
     for (unsigned i = 0; i < VKR_MAX_RANK; i++) {
@@ -293,16 +321,39 @@ static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t bo
     if (!vkr_shape_elements(t->shape, t->rank, max_tensor_bytes / sizeof(float), &elements))
         return vkr_proto_error_set(err, VKR_E_TOO_LARGE, FIELD("shape"), "tensor of this shape is over the limit of %llu bytes",
                                    (unsigned long long)max_tensor_bytes);
-    if (t->data_offset != expect_offset)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("data_offset"), "data_offset %llu, expected %llu",
-                                   (unsigned long long)t->data_offset, (unsigned long long)expect_offset);
     if (t->data_bytes != elements * sizeof(float))
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("data_bytes"), "data_bytes %llu does not match the shape (%llu elements x 4 bytes)",
                                    (unsigned long long)t->data_bytes, (unsigned long long)elements);
-    if (body_len < expect_offset || body_len - expect_offset < t->data_bytes)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "body_len %llu is short of %s's %llu data bytes at offset %llu",
-                                   (unsigned long long)body_len, prefix, (unsigned long long)t->data_bytes, (unsigned long long)expect_offset);
-    t->data = body + expect_offset;
+    if (t->storage == VKR_STORAGE_INLINE) {
+        if (t->data_offset != expect_offset)
+            return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("data_offset"), "data_offset %llu, expected %llu",
+                                       (unsigned long long)t->data_offset, (unsigned long long)expect_offset);
+        if (body_len < expect_offset || body_len - expect_offset < t->data_bytes)
+            return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "body_len %llu is short of %s's %llu data bytes at offset %llu",
+                                       (unsigned long long)body_len, prefix, (unsigned long long)t->data_bytes, (unsigned long long)expect_offset);
+        t->data = body + expect_offset;
+        return VKR_OK;
+    }
+    /* in a descriptor: where it is was checked against the frame's fds; the fd itself is the
+     * daemon's (or client's) to check when it maps it */
+    if (rules->result) {
+        if (t->data_offset != 0)
+            return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("data_offset"), "data_offset %llu: an output in a memfd starts at 0",
+                                       (unsigned long long)t->data_offset);
+        if (t->storage == VKR_STORAGE_MEMFD && (t->fd_index != 0 || rules->n_fds != 1))
+            return vkr_proto_error_set(err, VKR_E_FD, FIELD("fd_index"), "fd_index %u with %u descriptor(s): a memfd RESULT carries exactly one",
+                                       t->fd_index, rules->n_fds);
+        if (t->storage == VKR_STORAGE_OUTPUT_FD && rules->n_fds != 0)
+            return vkr_proto_error_set(err, VKR_E_FD, "n_fds", "a RESULT in the request's output memfd carries no descriptor, got %u",
+                                       rules->n_fds);
+        return VKR_OK;
+    }
+    if (t->fd_index >= rules->n_fds)
+        return vkr_proto_error_set(err, VKR_E_FD, FIELD("fd_index"), "fd_index %u, but the frame's tensors have %u descriptor(s)", t->fd_index,
+                                   rules->n_fds);
+    if (t->data_offset % sizeof(float) != 0 || t->data_offset > UINT64_MAX - t->data_bytes)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("data_offset"), "data_offset %llu in the memfd must be a multiple of 4 and end within 2^64",
+                                   (unsigned long long)t->data_offset);
     return VKR_OK;
 #undef FIELD
 }
@@ -324,6 +375,7 @@ uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_MAX_FIXE
     put_u16(out + 0, job->op);
     put_u16(out + 2, job->backend);
     put_u16(out + 4, job->n_tensors);
+    put_u16(out + 6, job->result_storage);
     uint8_t *p = out + VKR_JOB_HEADER_BYTES;
     if (job->op == VKR_OP_INTERPOLATE) {
         const vkr_interp_params_t *ip = &job->interp;
@@ -349,9 +401,11 @@ uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_MAX_FIXE
     vkr_tensor_desc_t *tensors[VKR_MAX_TENSORS] = {&job->input, &job->aux};
     uint64_t offset = fixed;
     for (unsigned k = 0; k < n; k++) {
-        tensors[k]->data_offset = offset;
         tensors[k]->data_bytes = tensor_bytes(tensors[k]);
-        offset += tensors[k]->data_bytes;
+        if (tensors[k]->storage == VKR_STORAGE_INLINE) {
+            tensors[k]->data_offset = offset;
+            offset += tensors[k]->data_bytes;
+        }
         tensor_desc_encode(tensors[k], out + VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + k * VKR_TENSOR_DESC_BYTES);
     }
     if (fixed_len)
@@ -433,19 +487,22 @@ static int grid_params_decode(const uint8_t *p, int op, vkr_grid_params_t *gp, v
     return VKR_OK;
 }
 
-int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tensor_bytes, vkr_job_t *job, vkr_error_t *err)
+int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tensor_bytes, unsigned n_fds, vkr_job_t *job,
+                      vkr_error_t *err)
 {
     static const char *const tensor_names[VKR_OP_AFFINE_SAMPLE + 1][VKR_MAX_TENSORS] = {
         [VKR_OP_INTERPOLATE] = {"input", ""}, [VKR_OP_GRID_SAMPLE] = {"input", "grid"},
         [VKR_OP_AFFINE_GRID] = {"theta", ""}, [VKR_OP_AFFINE_SAMPLE] = {"input", "theta"}};
     int rc;
     memset(job, 0, sizeof *job);
+    job->n_fds = n_fds;
     if (body_len < VKR_SUBMIT_FIXED_BYTES)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "SUBMIT body of %llu bytes is shorter than its %u-byte descriptors",
                                    (unsigned long long)body_len, VKR_SUBMIT_FIXED_BYTES);
     job->op = get_u16(body + 0);
     job->backend = get_u16(body + 2);
     job->n_tensors = get_u16(body + 4);
+    job->result_storage = get_u16(body + 6);
     const unsigned n = vkr_op_tensors(job->op);
     if (!n)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "op", "unknown op %u (1 interpolate, 2 grid_sample, 3 affine_grid, 4 affine_sample)", job->op);
@@ -453,8 +510,12 @@ int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tenso
         return vkr_proto_error_set(err, VKR_E_VALUE, "backend", "backend %u is not one of 0 (auto), 1 (vulkan), 2 (cpu)", job->backend);
     if (job->n_tensors != n)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_tensors", "this op takes %u tensor(s), got n_tensors = %u", n, job->n_tensors);
-    if (get_u16(body + 6) != 0)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved job header bytes must be 0");
+    if (job->result_storage > VKR_RESULT_DAEMON_FD)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "result_storage", "result_storage %u is not 0 (inline), 1 (into the last descriptor) or 2 (a daemon memfd)",
+                                   job->result_storage);
+    const unsigned out_fds = job->result_storage == VKR_RESULT_INTO_FD ? 1 : 0;
+    if (n_fds < out_fds)
+        return vkr_proto_error_set(err, VKR_E_FD, "n_fds", "result_storage 1 needs the output memfd as the frame's last descriptor, but it has none");
     const uint64_t fixed = VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + (uint64_t)n * VKR_TENSOR_DESC_BYTES;
     if (body_len < fixed)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "SUBMIT body of %llu bytes is shorter than its %llu-byte descriptors",
@@ -464,15 +525,23 @@ int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tenso
     rc = job->op == VKR_OP_INTERPOLATE ? interp_params_decode(p, &job->interp, err) : grid_params_decode(p, job->op, &job->grid, err);
     if (rc)
         return rc;
+    const desc_rules_t rules = {.result = false, .n_fds = n_fds - out_fds};
     vkr_tensor_desc_t *tensors[VKR_MAX_TENSORS] = {&job->input, &job->aux};
     uint64_t offset = fixed;
+    unsigned used = 0;   /* bit per input descriptor a tensor refers to */
     for (unsigned k = 0; k < n; k++) {
-        rc = tensor_desc_decode(p + VKR_INTERP_PARAMS_BYTES + k * VKR_TENSOR_DESC_BYTES, body, body_len, offset, max_tensor_bytes,
+        rc = tensor_desc_decode(p + VKR_INTERP_PARAMS_BYTES + k * VKR_TENSOR_DESC_BYTES, body, body_len, offset, max_tensor_bytes, &rules,
                                 tensor_names[job->op][k], tensors[k], err);
         if (rc)
             return rc;
-        offset += tensors[k]->data_bytes;
+        if (tensors[k]->storage == VKR_STORAGE_INLINE)
+            offset += tensors[k]->data_bytes;
+        else
+            used |= 1u << tensors[k]->fd_index;
     }
+    if (used != (1u << rules.n_fds) - 1)
+        return vkr_proto_error_set(err, VKR_E_FD, "n_fds", "the frame carries %u descriptor(s) but its tensors%s use %u of them", n_fds,
+                                   out_fds ? " and output" : "", (unsigned)__builtin_popcount(used) + out_fds);
     if (offset != body_len)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "body_len %llu does not equal %llu descriptor bytes + %llu data bytes",
                                    (unsigned long long)body_len, (unsigned long long)fixed, (unsigned long long)(offset - fixed));
@@ -487,16 +556,17 @@ uint64_t vkr_result_encode_fixed(vkr_result_t *res, uint8_t out[VKR_RESULT_FIXED
     uint64_t elements = 1;
     for (unsigned i = 0; i < res->output.rank && i < VKR_MAX_RANK; i++)
         elements *= (uint64_t)res->output.shape[i];
+    const bool inline_data = res->output.storage == VKR_STORAGE_INLINE;
     res->output.dtype = VKR_DTYPE_F32;
     res->output.layout = VKR_LAYOUT_CONTIGUOUS;
-    res->output.storage = VKR_STORAGE_INLINE;
-    res->output.data_offset = VKR_RESULT_FIXED_BYTES;
+    res->output.fd_index = 0;
+    res->output.data_offset = inline_data ? VKR_RESULT_FIXED_BYTES : 0;
     res->output.data_bytes = elements * sizeof(float);
     tensor_desc_encode(&res->output, out + 8);
-    return VKR_RESULT_FIXED_BYTES + res->output.data_bytes;
+    return VKR_RESULT_FIXED_BYTES + (inline_data ? res->output.data_bytes : 0);
 }
 
-int vkr_result_decode(const uint8_t *body, uint64_t body_len, vkr_result_t *res, vkr_error_t *err)
+int vkr_result_decode(const uint8_t *body, uint64_t body_len, unsigned n_fds, vkr_result_t *res, vkr_error_t *err)
 {
     memset(res, 0, sizeof *res);
     if (body_len < VKR_RESULT_FIXED_BYTES)
@@ -507,11 +577,17 @@ int vkr_result_decode(const uint8_t *body, uint64_t body_len, vkr_result_t *res,
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "backend_used", "backend_used = %u", res->backend_used);
     if (get_u16(body + 2) != 0 || get_u32(body + 4) != 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved RESULT bytes must be 0");
-    int rc = tensor_desc_decode(body + 8, body, body_len, VKR_RESULT_FIXED_BYTES, body_len, "output", &res->output, err);
-    if (rc == VKR_OK && body_len - VKR_RESULT_FIXED_BYTES != res->output.data_bytes)
+    const desc_rules_t rules = {.result = true, .n_fds = n_fds};
+    int rc = tensor_desc_decode(body + 8, body, body_len, VKR_RESULT_FIXED_BYTES, UINT64_MAX, &rules, "output", &res->output, err);
+    if (rc != VKR_OK)
+        return rc;
+    const uint64_t data = res->output.storage == VKR_STORAGE_INLINE ? res->output.data_bytes : 0;
+    if (res->output.storage == VKR_STORAGE_INLINE && n_fds != 0)
+        return vkr_proto_error_set(err, VKR_E_FD, "n_fds", "an inline RESULT carries no descriptor, got %u", n_fds);
+    if (body_len - VKR_RESULT_FIXED_BYTES != data)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "RESULT body_len %llu does not equal %u + %llu data bytes",
-                                   (unsigned long long)body_len, VKR_RESULT_FIXED_BYTES, (unsigned long long)res->output.data_bytes);
-    return rc;
+                                   (unsigned long long)body_len, VKR_RESULT_FIXED_BYTES, (unsigned long long)data);
+    return VKR_OK;
 }
 
 /* ---------------------------------------------------------------- ERROR */
@@ -568,5 +644,82 @@ int vkr_pong_decode(const uint8_t *body, uint64_t body_len, vkr_pong_t *out, vkr
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "PONG name length %u does not match body_len %llu", nl,
                                    (unsigned long long)body_len);
     memcpy(out->device_name, body + 8, nl);
+    return VKR_OK;
+}
+
+/* ---------------------------------------------------------------- STATS_REPLY */
+size_t vkr_stats_encode(const vkr_stats_t *s, uint8_t out[VKR_STATS_BODY_MAX])
+{
+    const unsigned n_rows = s->n_rows > VKR_STATS_MAX_ROWS ? VKR_STATS_MAX_ROWS : s->n_rows;
+    const size_t nl = strnlen(s->device_name, VKR_DEVICE_NAME_MAX);
+    memset(out, 0, VKR_STATS_FIXED_BYTES + n_rows * VKR_STATS_ROW_BYTES);
+    put_u64(out + 0, s->uptime_ms);
+    put_u64(out + 8, s->bytes_in);
+    put_u64(out + 16, s->bytes_out);
+    put_u64(out + 24, s->memfd_bytes_in);
+    put_u64(out + 32, s->memfd_bytes_out);
+    put_u32(out + 40, s->queued);
+    put_u32(out + 44, s->running);
+    put_u32(out + 48, s->clients);
+    put_u32(out + 52, s->workers);
+    put_u64(out + 56, s->latency_p50_us);
+    put_u64(out + 64, s->latency_p99_us);
+    put_u64(out + 72, s->jobs_busy);
+    put_u64(out + 80, s->jobs_cancelled);
+    put_u64(out + 88, s->frames_refused);
+    put_u16(out + 96, (uint16_t)n_rows);
+    put_u16(out + 98, (uint16_t)nl);
+    uint8_t *r = out + VKR_STATS_FIXED_BYTES;
+    for (unsigned i = 0; i < n_rows; i++, r += VKR_STATS_ROW_BYTES) {
+        put_u16(r + 0, s->rows[i].op);
+        put_u16(r + 2, s->rows[i].backend);
+        put_u64(r + 8, s->rows[i].done);
+        put_u64(r + 16, s->rows[i].failed);
+        put_u64(r + 24, s->rows[i].in_flight);
+    }
+    memcpy(r, s->device_name, nl);
+    return (size_t)(r - out) + nl;
+}
+
+int vkr_stats_decode(const uint8_t *body, uint64_t body_len, vkr_stats_t *out, vkr_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    if (body_len < VKR_STATS_FIXED_BYTES)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "STATS_REPLY body of %llu bytes is shorter than %u",
+                                   (unsigned long long)body_len, VKR_STATS_FIXED_BYTES);
+    out->n_rows = get_u16(body + 96);
+    const uint16_t nl = get_u16(body + 98);
+    if (get_u32(body + 100) != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved STATS_REPLY bytes must be 0");
+    if (out->n_rows > VKR_STATS_MAX_ROWS)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_rows", "n_rows %u is over %u", out->n_rows, VKR_STATS_MAX_ROWS);
+    if (nl > VKR_DEVICE_NAME_MAX || body_len != VKR_STATS_FIXED_BYTES + (uint64_t)out->n_rows * VKR_STATS_ROW_BYTES + nl)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "STATS_REPLY with %u rows and a %u-byte name does not match body_len %llu",
+                                   out->n_rows, nl, (unsigned long long)body_len);
+    out->uptime_ms = get_u64(body + 0);
+    out->bytes_in = get_u64(body + 8);
+    out->bytes_out = get_u64(body + 16);
+    out->memfd_bytes_in = get_u64(body + 24);
+    out->memfd_bytes_out = get_u64(body + 32);
+    out->queued = get_u32(body + 40);
+    out->running = get_u32(body + 44);
+    out->clients = get_u32(body + 48);
+    out->workers = get_u32(body + 52);
+    out->latency_p50_us = get_u64(body + 56);
+    out->latency_p99_us = get_u64(body + 64);
+    out->jobs_busy = get_u64(body + 72);
+    out->jobs_cancelled = get_u64(body + 80);
+    out->frames_refused = get_u64(body + 88);
+    const uint8_t *r = body + VKR_STATS_FIXED_BYTES;
+    for (unsigned i = 0; i < out->n_rows; i++, r += VKR_STATS_ROW_BYTES) {
+        if (get_u32(r + 4) != 0)
+            return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved bytes of STATS_REPLY row %u must be 0", i);
+        out->rows[i].op = get_u16(r + 0);
+        out->rows[i].backend = get_u16(r + 2);
+        out->rows[i].done = get_u64(r + 8);
+        out->rows[i].failed = get_u64(r + 16);
+        out->rows[i].in_flight = get_u64(r + 24);
+    }
+    memcpy(out->device_name, r, nl);
     return VKR_OK;
 }

@@ -1,7 +1,15 @@
 /* Public enums shared by the wire protocol and the client API (installed with vkresample.h):
- * status codes, interpolate modes, backends.  Values are part of protocol v1: never renumber. */
+ * ops, status codes, interpolate and grid modes, paddings, backends.  Values are part of protocol v1: never renumber. */
 #ifndef VKRESAMPLE_TYPES_H
 #define VKRESAMPLE_TYPES_H
+
+/* The ops a job may ask for (the SUBMIT's op field). */
+typedef enum {
+    VKR_OP_INTERPOLATE = 1,    /* tensors: input */
+    VKR_OP_GRID_SAMPLE = 2,    /* tensors: input, grid */
+    VKR_OP_AFFINE_GRID = 3,    /* tensors: theta */
+    VKR_OP_AFFINE_SAMPLE = 4,  /* tensors: input, theta (grid_sample of affine_grid, fused) */
+} vkr_op_t;
 
 /* Status codes: 0 or negative, stable across versions. */
 typedef enum {
@@ -21,6 +29,10 @@ typedef enum {
     VKR_E_UNSUPPORTED = -13,       /* valid for PyTorch but not (yet) served by vkresample */
     VKR_E_INVALID_ARG = -14,       /* bad argument to a library call (client side) */
     VKR_E_SERVER = -15,            /* unexpected reply from the daemon (client side) */
+    VKR_E_BUSY = -16,              /* a queue limit of the daemon is full: retry later */
+    VKR_E_CANCELLED = -17,         /* the job was cancelled (CANCEL message, or a timeout) */
+    VKR_E_TIMEOUT = -18,           /* the job's time limit passed (client side) */
+    VKR_E_FD = -19,                /* a passed descriptor cannot be used: not a sealed memfd, too short */
 } vkr_status_t;
 
 typedef enum { VKR_BACKEND_AUTO = 0, VKR_BACKEND_VULKAN = 1, VKR_BACKEND_CPU = 2 } vkr_backend_id_t;

@@ -38,6 +38,8 @@ static void usage_main(FILE *f)
             "  affine-sample IN.npy THETA.npy OUT.npy --size H,W[,...] [OPTIONS]\n"
             "                 grid_sample(IN, affine_grid(THETA, ...)) in one job\n"
             "  ping           show the daemon's device and backends\n"
+            "  stats [--json] show the daemon's counters: jobs per op and backend, queue,\n"
+            "                 latency, bytes, device, uptime\n"
             "\n"
             "Options:\n"
             "  --socket PATH  the daemon's socket (default: $VKRESAMPLE_SOCKET, else\n"
@@ -138,6 +140,19 @@ static void usage_affine_sample(FILE *f)
             "Arguments PyTorch refuses are refused by the daemon with PyTorch's message: exit\n"
             "status 1, no OUT.npy written.\n",
             grid_mode_list, padding_list);
+}
+
+static void usage_stats(FILE *f)
+{
+    fprintf(f,
+            "Usage: vkresample [--socket PATH] stats [--json]\n"
+            "\n"
+            "Ask the daemon for its counters: jobs done / failed / in flight per op and backend,\n"
+            "jobs queued and running, p50 / p99 latency (request read to reply queued, over the\n"
+            "last 4096 jobs), bytes in and out (socket and memfd), refusals (busy, cancelled,\n"
+            "other), open connections, workers, device name and uptime.\n"
+            "  --json       print one JSON object instead of text\n"
+            "  -h, --help   show this help\n");
 }
 
 static void usage_ping(FILE *f)
@@ -745,6 +760,103 @@ out:
     return rc;
 }
 
+/* Print s as a JSON string (a device name comes from the daemon). */
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static int cmd_stats(const char *socket_path, int argc, char **argv)
+{
+    vkr_server_stats_t st;
+    vkr_client_t *c = NULL;
+    bool json = false;
+    int i, r, rc;
+
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage_stats(stdout);
+            return EXIT_DONE;
+        }
+        if ((r = take_flag(argv[i], "--json")) != 0) {
+            if (r < 0)
+                return usage_error("stats", "option --json takes no value");
+            json = true;
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0')
+            return usage_error("stats", "stats: unknown option '%s'", argv[i]);
+        return usage_error("stats", "stats: unexpected argument '%s'", argv[i]);
+    }
+    rc = connect_daemon(socket_path, &c);
+    if (rc != EXIT_DONE)
+        return rc;
+    r = vkr_stats(c, &st);
+    if (r != VKR_OK) {
+        report_failure("stats", c, r);
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    if (json) {
+        printf("{\"device\": ");
+        print_json_string(st.device_name);
+        printf(", \"uptime_ms\": %" PRIu64 ", \"clients\": %" PRIu32 ", \"workers\": %" PRIu32
+               ", \"queued\": %" PRIu32 ", \"running\": %" PRIu32 ", \"latency_p50_us\": %" PRIu64
+               ", \"latency_p99_us\": %" PRIu64 ", \"bytes_in\": %" PRIu64 ", \"bytes_out\": %" PRIu64
+               ", \"memfd_bytes_in\": %" PRIu64 ", \"memfd_bytes_out\": %" PRIu64
+               ", \"jobs_busy\": %" PRIu64 ", \"jobs_cancelled\": %" PRIu64 ", \"frames_refused\": %" PRIu64
+               ", \"jobs\": [",
+               st.uptime_ms, st.clients, st.workers, st.queued, st.running, st.latency_p50_us,
+               st.latency_p99_us, st.bytes_in, st.bytes_out, st.memfd_bytes_in, st.memfd_bytes_out,
+               st.jobs_busy, st.jobs_cancelled, st.frames_refused);
+        for (i = 0; i < st.n_rows; i++) {
+            const char *op = vkr_op_name(st.rows[i].op), *backend = vkr_backend_name(st.rows[i].backend);
+
+            printf("%s{\"op\": ", i ? ", " : "");
+            print_json_string(op != NULL ? op : "?");
+            printf(", \"backend\": ");
+            print_json_string(backend != NULL ? backend : "?");
+            printf(", \"done\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"in_flight\": %" PRIu64 "}",
+                   st.rows[i].done, st.rows[i].failed, st.rows[i].in_flight);
+        }
+        printf("]}\n");
+    } else {
+        printf("device: ");
+        print_clean(st.device_name);
+        printf("\nuptime: %" PRIu64 ".%03" PRIu64 " s\n", st.uptime_ms / 1000, st.uptime_ms % 1000);
+        printf("connections: %" PRIu32 ", workers: %" PRIu32 "\n", st.clients, st.workers);
+        printf("jobs now: %" PRIu32 " queued, %" PRIu32 " running\n", st.queued, st.running);
+        printf("latency: p50 %" PRIu64 " us, p99 %" PRIu64 " us\n", st.latency_p50_us, st.latency_p99_us);
+        printf("bytes: %" PRIu64 " in, %" PRIu64 " out on sockets; %" PRIu64 " in, %" PRIu64 " out in memfds\n",
+               st.bytes_in, st.bytes_out, st.memfd_bytes_in, st.memfd_bytes_out);
+        printf("refused: %" PRIu64 " busy, %" PRIu64 " cancelled, %" PRIu64 " other requests\n",
+               st.jobs_busy, st.jobs_cancelled, st.frames_refused);
+        printf("%-14s %-8s %12s %12s %12s\n", "op", "backend", "done", "failed", "in flight");
+        for (i = 0; i < st.n_rows; i++) {
+            const char *op = vkr_op_name(st.rows[i].op), *backend = vkr_backend_name(st.rows[i].backend);
+
+            printf("%-14s %-8s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 "\n", op != NULL ? op : "?",
+                   backend != NULL ? backend : "?", st.rows[i].done, st.rows[i].failed, st.rows[i].in_flight);
+        }
+    }
+    rc = fflush(stdout) == 0 ? EXIT_DONE : EXIT_FAILED;
+
+out:
+    vkr_close(c);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *socket_path = NULL;
@@ -781,6 +893,8 @@ int main(int argc, char **argv)
         return cmd_interpolate(socket_path, argc - i - 1, argv + i + 1);
     if (strcmp(argv[i], "ping") == 0)
         return cmd_ping(socket_path, argc - i - 1, argv + i + 1);
+    if (strcmp(argv[i], "stats") == 0)
+        return cmd_stats(socket_path, argc - i - 1, argv + i + 1);
     if (strcmp(argv[i], "grid-sample") == 0)
         return cmd_grid(&grid_sample_command, socket_path, argc - i - 1, argv + i + 1);
     if (strcmp(argv[i], "affine-grid") == 0)
@@ -788,5 +902,5 @@ int main(int argc, char **argv)
     if (strcmp(argv[i], "affine-sample") == 0)
         return cmd_grid(&affine_sample_command, socket_path, argc - i - 1, argv + i + 1);
     return usage_error(NULL, "unknown command '%s' (interpolate, grid-sample, affine-grid, "
-                       "affine-sample, ping)", argv[i]);
+                       "affine-sample, ping, stats)", argv[i]);
 }

@@ -11,11 +11,16 @@ proto/PROTOCOL.md and proto/vkr_proto.h.
         g = c.affine_grid(theta, (1, 3, 32, 32), align_corners=False)
         w = c.affine_sample(x, theta, (32, 32))      # grid_sample(x, affine_grid(theta, ...))
 
+        print(c.stats())                             # the daemon's counters
+
 Errors from the daemon, from the connection and from arguments that cannot be put on the wire
 raise VkresampleError(code, field, message).  ``Client.send_raw`` and ``Client.recv_frame``
-give tests access to raw frames (malformed ones included).
+give tests and scripts access to raw frames (malformed ones included) and to descriptor passing
+(memfd tensors, SCM_RIGHTS); the ``pack_*`` / ``unpack_*`` functions build and read every message
+kind of the protocol (tests/unit/test_vectors.py checks them against proto/vectors).
 """
 
+import array
 import math
 import os
 import socket
@@ -26,9 +31,13 @@ import numpy as np
 
 __all__ = [
     'Client', 'VkresampleError', 'Frame', 'default_socket_path',
-    'pack_header', 'pack_submit_body', 'pack_grid_body', 'unpack_header',
+    'pack_header', 'pack_submit_body', 'pack_grid_body', 'pack_result_body', 'pack_error_body',
+    'pack_pong_body', 'pack_stats_reply_body', 'unpack_header', 'unpack_result', 'unpack_error',
+    'unpack_pong', 'unpack_stats',
     'MAGIC', 'VERSION', 'HEADER_BYTES',
-    'MSG_PING', 'MSG_PONG', 'MSG_SUBMIT', 'MSG_RESULT', 'MSG_ERROR',
+    'MSG_PING', 'MSG_PONG', 'MSG_SUBMIT', 'MSG_RESULT', 'MSG_ERROR', 'MSG_CANCEL', 'MSG_STATS',
+    'MSG_STATS_REPLY', 'STORAGE_INLINE', 'STORAGE_MEMFD', 'STORAGE_OUTPUT_FD', 'RESULT_INLINE',
+    'RESULT_INTO_FD', 'RESULT_DAEMON_FD', 'MAX_FDS_PER_FRAME',
     'MODES', 'GRID_MODES', 'PADDING_MODES', 'BACKENDS', 'CODES',
     'OP_INTERPOLATE', 'OP_GRID_SAMPLE', 'OP_AFFINE_GRID', 'OP_AFFINE_SAMPLE',
 ]
@@ -38,10 +47,13 @@ MAGIC = 0x31524B56               # b"VKR1"
 VERSION = 1
 HEADER_BYTES = 32
 MSG_PING, MSG_PONG, MSG_SUBMIT, MSG_RESULT, MSG_ERROR = 1, 2, 3, 4, 5
+MSG_CANCEL, MSG_STATS, MSG_STATS_REPLY = 6, 7, 8
 OP_INTERPOLATE, OP_GRID_SAMPLE, OP_AFFINE_GRID, OP_AFFINE_SAMPLE = 1, 2, 3, 4
 DTYPE_F32 = 1
 LAYOUT_CONTIGUOUS = 1
-STORAGE_INLINE = 0
+STORAGE_INLINE, STORAGE_MEMFD, STORAGE_OUTPUT_FD = 0, 1, 2       # where a tensor's bytes are
+RESULT_INLINE, RESULT_INTO_FD, RESULT_DAEMON_FD = 0, 1, 2        # where a SUBMIT wants its output
+MAX_FDS_PER_FRAME = 3
 MAX_RANK = 8
 MAX_SPATIAL = 3
 MAX_TENSORS = 2
@@ -52,6 +64,7 @@ TENSOR_DESC_BYTES = 88
 SUBMIT_FIXED_BYTES = JOB_HEADER_BYTES + INTERP_PARAMS_BYTES + TENSOR_DESC_BYTES   # 152
 RESULT_FIXED_BYTES = 8 + TENSOR_DESC_BYTES                                        # 96
 MAX_CONTROL_BODY_BYTES = 4096
+STATS_FIXED_BYTES, STATS_ROW_BYTES = 104, 32
 
 _HEADER = struct.Struct('<IHHIIIIQ')                 # magic version type flags id n_fds rsv len
 _JOB_HEADER = struct.Struct('<HHHH')                 # op backend n_tensors reserved
@@ -61,6 +74,10 @@ _TENSOR_DESC = struct.Struct('<HHBBH8qQQ')           # dtype layout rank storage
 _RESULT_HEAD = struct.Struct('<HHI')                 # backend_used reserved reserved
 _ERROR_HEAD = struct.Struct('<iHH')                  # code field_len message_len
 _PONG_HEAD = struct.Struct('<IHH')                   # backend_mask default_backend name_len
+_STATS_HEAD = struct.Struct('<QQQQQIIIIQQQQQHHI')    # uptime bytes x4 queued running clients workers
+                                                     # p50 p99 busy cancelled refused n_rows name_len rsv
+_STATS_ROW = struct.Struct('<HHIQQQ')                # op backend reserved done failed in_flight
+assert _STATS_HEAD.size == STATS_FIXED_BYTES and _STATS_ROW.size == STATS_ROW_BYTES
 assert _HEADER.size == HEADER_BYTES and _INTERP.size == INTERP_PARAMS_BYTES == _GRID.size
 assert _TENSOR_DESC.size == TENSOR_DESC_BYTES
 
@@ -88,6 +105,10 @@ VKR_E_SHUTDOWN = -12            # the daemon is shutting down
 VKR_E_UNSUPPORTED = -13         # valid for PyTorch but not (yet) served by vkresample
 VKR_E_INVALID_ARG = -14         # bad argument to a library call (client side)
 VKR_E_SERVER = -15              # unexpected reply from the daemon (client side)
+VKR_E_BUSY = -16                # a queue limit of the daemon is full: retry later
+VKR_E_CANCELLED = -17           # the job was cancelled
+VKR_E_TIMEOUT = -18             # the job's time limit passed (client side)
+VKR_E_FD = -19                  # a passed descriptor cannot be used (not a sealed memfd, too short)
 CODES = {code: name for name, code in sorted(globals().items())
          if name.startswith('VKR_') and isinstance(code, int)}
 __all__ += list(CODES.values())
@@ -112,7 +133,11 @@ class VkresampleError(Exception):
         return '%s: %s%s' % (self.code_name, where, self.message)
 
 
-Frame = namedtuple('Frame', 'magic version type flags request_id n_fds reserved body_len body')
+Frame = namedtuple('Frame', 'magic version type flags request_id n_fds reserved body_len body fds',
+                   defaults=((),))
+OPS = {'interpolate': OP_INTERPOLATE, 'grid_sample': OP_GRID_SAMPLE, 'affine_grid': OP_AFFINE_GRID,
+       'affine_sample': OP_AFFINE_SAMPLE}
+_OP_NAMES = {v: k for k, v in OPS.items()}
 
 
 def default_socket_path():
@@ -166,11 +191,14 @@ def pack_submit_body(shape, data=b'', mode='nearest', size=None, scale_factor=No
                      align_corners=None, recompute_scale_factor=None, antialias=False,
                      backend='auto', op=OP_INTERPOLATE, n_tensors=1, dtype=DTYPE_F32,
                      layout=LAYOUT_CONTIGUOUS, storage=STORAGE_INLINE, data_offset=None,
-                     data_bytes=None, n_size=None, n_scale=None):
+                     data_bytes=None, n_size=None, n_scale=None, result_storage=RESULT_INLINE,
+                     fd_index=0):
     """A SUBMIT body for an interpolate job: job header, interpolate parameters, tensor
     descriptor, then `data` (bytes-like, float32 little-endian).  mode/backend may be names or
-    numbers; align_corners/recompute_scale_factor may be None/False/True or the raw byte.  The
-    defaults describe a well-formed job; every raw field can be overridden for negative tests."""
+    numbers; align_corners/recompute_scale_factor may be None/False/True or the raw byte.  For a
+    tensor in a memfd: storage=STORAGE_MEMFD, fd_index, data_offset (in the memfd) and data_bytes,
+    and no data.  The defaults describe a well-formed job; every raw field can be overridden for
+    negative tests."""
     mode_id = MODES[mode] if isinstance(mode, str) else int(mode)
     backend_id = BACKENDS[backend] if isinstance(backend, str) else int(backend)
     ns, sizes = _count(size, 'size')
@@ -186,11 +214,11 @@ def pack_submit_body(shape, data=b'', mode='nearest', size=None, scale_factor=No
     if data_bytes is None:
         data_bytes = memoryview(data).nbytes
     body = bytearray()
-    body += _JOB_HEADER.pack(op, backend_id, n_tensors, 0)
+    body += _JOB_HEADER.pack(op, backend_id, n_tensors, result_storage)
     body += _INTERP.pack(mode_id, ac, rsf, int(antialias),
                          ns if n_size is None else n_size, nf if n_scale is None else n_scale, 0,
                          *sizes, *scales)
-    body += _TENSOR_DESC.pack(dtype, layout, rank, storage, 0,
+    body += _TENSOR_DESC.pack(dtype, layout, rank, storage, fd_index,
                               *(shape[:MAX_RANK] + [0] * (MAX_RANK - min(rank, MAX_RANK))),
                               data_offset, data_bytes)
     body += data
@@ -198,22 +226,25 @@ def pack_submit_body(shape, data=b'', mode='nearest', size=None, scale_factor=No
 
 
 def _pack_desc(shape, data_offset, data_bytes, dtype=DTYPE_F32, layout=LAYOUT_CONTIGUOUS,
-               storage=STORAGE_INLINE, reserved=0):
+               storage=STORAGE_INLINE, fd_index=0):
     shape = [int(d) for d in shape]
     rank = len(shape)
-    return _TENSOR_DESC.pack(dtype, layout, rank, storage, reserved,
+    return _TENSOR_DESC.pack(dtype, layout, rank, storage, fd_index,
                              *(shape[:MAX_RANK] + [0] * (MAX_RANK - min(rank, MAX_RANK))),
                              data_offset, data_bytes)
 
 
 def pack_grid_body(op, shapes, datas=(), mode='bilinear', padding_mode='zeros',
-                   align_corners=None, size=(), backend='auto', n_tensors=None, n_size=None):
+                   align_corners=None, size=(), backend='auto', n_tensors=None, n_size=None,
+                   memfds=None, result_storage=RESULT_INLINE):
     """A SUBMIT body for a grid op (OP_GRID_SAMPLE: shapes of input and grid; OP_AFFINE_GRID:
     theta's, with size (N, C, H, W[, ...]); OP_AFFINE_SAMPLE: input's and theta's, with size the
     output's spatial extents).  datas: the tensors' bytes (float32 little-endian), appended in
     order; when shorter than shapes, the descriptors still claim prod(shape) * 4 bytes each (the
-    caller sends the bytes itself).  mode / padding_mode: names or numbers (affine_grid sends 0
-    for both).  Raw fields can be overridden for negative tests."""
+    caller sends the bytes itself).  memfds: None, or per tensor None (inline) or (fd_index,
+    data_offset) for a tensor in one of the frame's memfds (its bytes are then not in the body).
+    mode / padding_mode: names or numbers (affine_grid sends 0 for both).  Raw fields can be
+    overridden for negative tests."""
     if op == OP_AFFINE_GRID:
         mode_id = padding_id = 0
     else:
@@ -227,20 +258,138 @@ def pack_grid_body(op, shapes, datas=(), mode='bilinear', padding_mode='zeros',
     n = len(shapes)
     fixed = JOB_HEADER_BYTES + INTERP_PARAMS_BYTES + n * TENSOR_DESC_BYTES
     body = bytearray()
-    body += _JOB_HEADER.pack(op, backend_id, n if n_tensors is None else n_tensors, 0)
+    body += _JOB_HEADER.pack(op, backend_id, n if n_tensors is None else n_tensors, result_storage)
     body += _GRID.pack(mode_id, padding_id, _opt_bool(align_corners),
                        len(size) if n_size is None else n_size, 0,
                        *(size + [0] * (AFFINE_GRID_MAX_SIZE - len(size))), 0)
     offset = fixed
-    for shape in shapes:
+    for k, shape in enumerate(shapes):
         nbytes = 4
         for d in shape:
             nbytes *= int(d)
-        body += _pack_desc(shape, offset, nbytes)
-        offset += nbytes
+        where = memfds[k] if memfds is not None else None
+        if where is None:
+            body += _pack_desc(shape, offset, nbytes)
+            offset += nbytes
+        else:
+            body += _pack_desc(shape, where[1], nbytes, storage=STORAGE_MEMFD, fd_index=where[0])
     for data in datas:
         body += data
     return bytes(body)
+
+
+def pack_result_body(backend_used, shape, data=b'', storage=STORAGE_INLINE):
+    """A RESULT body: backend_used ('vulkan', 'cpu' or a number), the output's descriptor, then
+    data when storage is STORAGE_INLINE (a memfd output carries no bytes, data_offset 0)."""
+    backend_id = BACKENDS[backend_used] if isinstance(backend_used, str) else int(backend_used)
+    nbytes = 4
+    for d in shape:
+        nbytes *= int(d)
+    offset = RESULT_FIXED_BYTES if storage == STORAGE_INLINE else 0
+    return (_RESULT_HEAD.pack(backend_id, 0, 0) + _pack_desc(shape, offset, nbytes, storage=storage)
+            + (bytes(data) if storage == STORAGE_INLINE else b''))
+
+
+def pack_error_body(code, field, message):
+    """An ERROR body: i32 code, the field's and the message's lengths, then both (UTF-8)."""
+    f, m = field.encode(), message.encode()
+    return _ERROR_HEAD.pack(code, len(f), len(m)) + f + m
+
+
+def pack_pong_body(backend_mask, default_backend, device):
+    """A PONG body: the backends served (bit 1 << id), the default backend, the device name."""
+    d = device.encode()
+    return _PONG_HEAD.pack(backend_mask, default_backend, len(d)) + d
+
+
+def pack_stats_reply_body(st):
+    """A STATS_REPLY body from a dict as unpack_stats returns it."""
+    name = st['device'].encode()
+    rows = st['jobs']
+    body = bytearray(_STATS_HEAD.pack(
+        st['uptime_ms'], st['bytes_in'], st['bytes_out'], st['memfd_bytes_in'],
+        st['memfd_bytes_out'], st['queued'], st['running'], st['clients'], st['workers'],
+        st['latency_p50_us'], st['latency_p99_us'], st['jobs_busy'], st['jobs_cancelled'],
+        st['frames_refused'], len(rows), len(name), 0))
+    for r in rows:
+        op = OPS[r['op']] if isinstance(r['op'], str) else int(r['op'])
+        backend = BACKENDS[r['backend']] if isinstance(r['backend'], str) else int(r['backend'])
+        body += _STATS_ROW.pack(op, backend, 0, r['done'], r['failed'], r['in_flight'])
+    return bytes(body + name)
+
+
+def unpack_result(body):
+    """The fixed part of a RESULT body: {'backend_used', 'storage', 'fd_index', 'shape',
+    'data_offset', 'data_bytes', 'reserved'} (reserved: True if any reserved byte is set).
+    VkresampleError(VKR_E_SERVER) when the body is too short or the rank is out of range."""
+    if len(body) < RESULT_FIXED_BYTES:
+        raise VkresampleError(VKR_E_SERVER, 'body_len', 'RESULT body of %d bytes' % len(body))
+    backend_used, r1, r2 = _RESULT_HEAD.unpack_from(body)
+    desc = _TENSOR_DESC.unpack_from(body, 8)
+    dtype, layout, rank, storage, fd_index = desc[:5]
+    shape = desc[5:5 + MAX_RANK]
+    if not 1 <= rank <= MAX_RANK:
+        raise VkresampleError(VKR_E_SERVER, 'output.rank', 'RESULT rank %d' % rank)
+    return {'backend_used': _BACKEND_NAMES.get(backend_used, backend_used), 'dtype': dtype,
+            'layout': layout, 'storage': storage, 'fd_index': fd_index,
+            'shape': tuple(shape[:rank]), 'data_offset': desc[13], 'data_bytes': desc[14],
+            'reserved': bool(r1 or r2 or any(shape[rank:]))}
+
+
+def unpack_error(body):
+    """(code, field, message) of an ERROR body; VkresampleError(VKR_E_SERVER) if malformed."""
+    if len(body) < _ERROR_HEAD.size:
+        raise VkresampleError(VKR_E_SERVER, 'body_len', 'ERROR body of %d bytes' % len(body))
+    code, fl, ml = _ERROR_HEAD.unpack_from(body)
+    if code >= 0 or len(body) != _ERROR_HEAD.size + fl + ml:
+        raise VkresampleError(VKR_E_SERVER, 'body_len', 'malformed ERROR body from the daemon')
+    return (code, bytes(body[8:8 + fl]).decode('utf-8', 'replace'),
+            bytes(body[8 + fl:8 + fl + ml]).decode('utf-8', 'replace'))
+
+
+def unpack_pong(body):
+    """{'device', 'backends', 'backend_mask', 'default_backend'} of a PONG body."""
+    if len(body) < _PONG_HEAD.size:
+        raise VkresampleError(VKR_E_SERVER, 'body_len', 'PONG body of %d bytes' % len(body))
+    mask, default, nl = _PONG_HEAD.unpack_from(body)
+    if len(body) != _PONG_HEAD.size + nl:
+        raise VkresampleError(VKR_E_SERVER, 'body_len', 'PONG name length %d does not match '
+                              'body_len %d' % (nl, len(body)))
+    return {
+        'device': bytes(body[8:8 + nl]).decode('utf-8', 'replace'),
+        'backends': [_BACKEND_NAMES.get(b, str(b)) for b in range(32) if mask & (1 << b)],
+        'backend_mask': mask,
+        'default_backend': _BACKEND_NAMES.get(default, str(default)),
+    }
+
+
+def unpack_stats(body):
+    """A STATS_REPLY body as a dict: uptime_ms, bytes_in, bytes_out, memfd_bytes_in,
+    memfd_bytes_out, queued, running, clients, workers, latency_p50_us, latency_p99_us,
+    jobs_busy, jobs_cancelled, frames_refused, device, and jobs: a list of {'op', 'backend',
+    'done', 'failed', 'in_flight'} (op and backend by name)."""
+    if len(body) < STATS_FIXED_BYTES:
+        raise VkresampleError(VKR_E_SERVER, 'body_len', 'STATS_REPLY body of %d bytes' % len(body))
+    f = _STATS_HEAD.unpack_from(body)
+    n_rows, nl, reserved = f[14], f[15], f[16]
+    if reserved or len(body) != STATS_FIXED_BYTES + n_rows * STATS_ROW_BYTES + nl:
+        raise VkresampleError(VKR_E_SERVER, 'body_len', 'malformed STATS_REPLY from the daemon')
+    keys = ('uptime_ms', 'bytes_in', 'bytes_out', 'memfd_bytes_in', 'memfd_bytes_out', 'queued',
+            'running', 'clients', 'workers', 'latency_p50_us', 'latency_p99_us', 'jobs_busy',
+            'jobs_cancelled', 'frames_refused')
+    st = dict(zip(keys, f[:14]))
+    st['jobs'] = []
+    for i in range(n_rows):
+        op, backend, rsv, done, failed, in_flight = _STATS_ROW.unpack_from(
+            body, STATS_FIXED_BYTES + i * STATS_ROW_BYTES)
+        if rsv:
+            raise VkresampleError(VKR_E_SERVER, 'reserved', 'STATS_REPLY row %d has reserved '
+                                  'bytes set' % i)
+        st['jobs'].append({'op': _OP_NAMES.get(op, op), 'backend': _BACKEND_NAMES.get(backend, backend),
+                           'done': done, 'failed': failed, 'in_flight': in_flight})
+    off = STATS_FIXED_BYTES + n_rows * STATS_ROW_BYTES
+    st['device'] = bytes(body[off:off + nl]).decode('utf-8', 'replace')
+    return st
 
 
 # ------------------------------------------------------------------ client
@@ -295,12 +444,18 @@ class Client:
         self._next_id = self._next_id % 0xFFFFFFFF + 1
         return rid
 
-    def send_raw(self, data):
-        """Send bytes as they are (any frame, well-formed or not).  Raises VkresampleError
-        (VKR_E_IO) if the socket fails."""
+    def send_raw(self, data, fds=()):
+        """Send bytes as they are (any frame, well-formed or not), passing the descriptors fds
+        (SCM_RIGHTS) with the first byte.  Raises VkresampleError (VKR_E_IO) if the socket
+        fails."""
         self._require_open()
         try:
-            self._sock.sendall(data)
+            view = memoryview(data).cast('B')
+            if fds:
+                n = self._sock.sendmsg([view], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                 array.array('i', fds))])
+                view = view[n:]
+            self._sock.sendall(view)
         except OSError as e:
             raise VkresampleError(VKR_E_IO, '', 'sending to the daemon failed: %s' % e) from e
 
@@ -324,30 +479,62 @@ class Client:
             del buf[got:]
         return buf
 
+    def _recv_header(self):
+        """The next 32 header bytes (fewer only when the stream ends) and the descriptors that
+        came with them."""
+        buf, fds = bytearray(), []
+        while len(buf) < HEADER_BYTES:
+            try:
+                data, anc, flags, _ = self._sock.recvmsg(
+                    HEADER_BYTES - len(buf), socket.CMSG_SPACE(MAX_FDS_PER_FRAME * 4))
+            except InterruptedError:
+                continue
+            except OSError as e:
+                raise VkresampleError(VKR_E_IO, '', 'reading a frame header failed: %s' % e) from e
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.extend(array.array('i', payload[:len(payload) - len(payload) % 4]))
+            if flags & socket.MSG_CTRUNC:
+                for fd in fds:
+                    os.close(fd)
+                raise VkresampleError(VKR_E_SERVER, 'n_fds', 'more descriptors arrived than a '
+                                      'frame may carry')
+            if not data:
+                break
+            buf += data
+        return buf, fds
+
     def recv_frame(self, max_body=None):
-        """Read one frame.  Returns a Frame (header fields and the body: bytes, or a bytearray
-        when over 4 KiB, to avoid a copy), or None if the daemon closed the connection at a
-        frame boundary.  The header is not validated (tests look at what came).  The body is
-        read only if body_len <= max_body (None: no limit, the whole body is allocated at
-        once: pass a limit unless the peer is trusted), else VkresampleError(VKR_E_TOO_LARGE)
-        is raised.  A stream that ends inside a frame raises VkresampleError(VKR_E_IO)."""
+        """Read one frame.  Returns a Frame (header fields, the body: bytes, or a bytearray
+        when over 4 KiB, to avoid a copy; and fds: the descriptors that came with the header,
+        now the caller's to close), or None if the daemon closed the connection at a frame
+        boundary.  The header is not validated (tests look at what came).  The body is read
+        only if body_len <= max_body (None: no limit, the whole body is allocated at once: pass
+        a limit unless the peer is trusted), else VkresampleError(VKR_E_TOO_LARGE) is raised.
+        A stream that ends inside a frame raises VkresampleError(VKR_E_IO)."""
         self._require_open()
-        head = self._recv_exact(HEADER_BYTES, 'a frame header')
-        if not head:
-            return None
-        if len(head) < HEADER_BYTES:
-            raise VkresampleError(VKR_E_IO, '', 'the daemon closed the connection within a frame '
-                                  'header (%d of %d bytes)' % (len(head), HEADER_BYTES))
-        fields = _HEADER.unpack(bytes(head))
-        body_len = fields[-1]
-        if max_body is not None and body_len > max_body:
-            raise VkresampleError(VKR_E_TOO_LARGE, 'body_len', 'frame body of %d bytes is over '
-                                  'the limit of %d' % (body_len, max_body))
-        body = self._recv_exact(body_len, 'a frame body')
-        if len(body) < body_len:
-            raise VkresampleError(VKR_E_IO, '', 'the daemon closed the connection within a frame '
-                                  'body (%d of %d bytes)' % (len(body), body_len))
-        return Frame(*fields, bytes(body) if len(body) <= MAX_CONTROL_BODY_BYTES else body)
+        head, fds = self._recv_header()
+        try:
+            if not head:
+                return None
+            if len(head) < HEADER_BYTES:
+                raise VkresampleError(VKR_E_IO, '', 'the daemon closed the connection within a '
+                                      'frame header (%d of %d bytes)' % (len(head), HEADER_BYTES))
+            fields = _HEADER.unpack(bytes(head))
+            body_len = fields[-1]
+            if max_body is not None and body_len > max_body:
+                raise VkresampleError(VKR_E_TOO_LARGE, 'body_len', 'frame body of %d bytes is '
+                                      'over the limit of %d' % (body_len, max_body))
+            body = self._recv_exact(body_len, 'a frame body')
+            if len(body) < body_len:
+                raise VkresampleError(VKR_E_IO, '', 'the daemon closed the connection within a '
+                                      'frame body (%d of %d bytes)' % (len(body), body_len))
+        except VkresampleError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return Frame(*fields, bytes(body) if len(body) <= MAX_CONTROL_BODY_BYTES else body,
+                     tuple(fds))
 
     # -------------------------------------------------------------- requests
     def _fail(self, code, field, message):
@@ -365,8 +552,10 @@ class Client:
             raise
         if frame is None:
             self._fail(VKR_E_IO, '', 'the daemon closed the connection without replying')
+        for fd in frame.fds:
+            os.close(fd)
         if frame.magic != MAGIC or frame.version != VERSION or frame.flags or frame.n_fds \
-                or frame.reserved:
+                or frame.reserved or frame.fds:
             self._fail(VKR_E_SERVER, 'header', 'bad frame header from the daemon: magic 0x%08x '
                        'version %d flags %d n_fds %d reserved %d' % (
                            frame.magic, frame.version, frame.flags, frame.n_fds, frame.reserved))
@@ -374,14 +563,11 @@ class Client:
             self._fail(VKR_E_SERVER, 'request_id', 'reply carries request_id %d, expected %d'
                        % (frame.request_id, request_id))
         if frame.type == MSG_ERROR:
-            body = frame.body
-            if len(body) < _ERROR_HEAD.size:
-                self._fail(VKR_E_SERVER, 'body_len', 'ERROR body of %d bytes' % len(body))
-            code, fl, ml = _ERROR_HEAD.unpack_from(body)
-            if code >= 0 or len(body) != _ERROR_HEAD.size + fl + ml:
-                self._fail(VKR_E_SERVER, 'body_len', 'malformed ERROR body from the daemon')
-            field = body[8:8 + fl].decode('utf-8', 'replace')
-            message = body[8 + fl:8 + fl + ml].decode('utf-8', 'replace')
+            try:
+                code, field, message = unpack_error(frame.body)
+            except VkresampleError:
+                self.close()
+                raise
             raise VkresampleError(code, field, message)
         if frame.type != expect_type:
             self._fail(VKR_E_SERVER, 'type', 'reply has message type %d, expected %d'
@@ -393,22 +579,25 @@ class Client:
     def ping(self):
         """Round trip a PING.  Returns {'device': str, 'backends': [names],
         'backend_mask': int, 'default_backend': name}."""
+        return self._control(MSG_PING, MSG_PONG, unpack_pong)
+
+    def stats(self):
+        """The daemon's counters (STATS): a dict with uptime_ms, clients, workers, queued,
+        running, latency_p50_us, latency_p99_us, bytes_in, bytes_out (sockets), memfd_bytes_in,
+        memfd_bytes_out, jobs_busy, jobs_cancelled, frames_refused, device, and jobs: one
+        {'op', 'backend', 'done', 'failed', 'in_flight'} per (op, backend) that has seen a job."""
+        return self._control(MSG_STATS, MSG_STATS_REPLY, unpack_stats)
+
+    def _control(self, msg_type, reply_type, unpack):
         self._require_open()
         rid = self._take_id()
-        self.send_raw(pack_header(MSG_PING, rid, 0))
-        body = self._reply(rid, MSG_PONG, MAX_CONTROL_BODY_BYTES)
-        if len(body) < _PONG_HEAD.size:
-            self._fail(VKR_E_SERVER, 'body_len', 'PONG body of %d bytes' % len(body))
-        mask, default, nl = _PONG_HEAD.unpack_from(body)
-        if len(body) != _PONG_HEAD.size + nl:
-            self._fail(VKR_E_SERVER, 'body_len', 'PONG name length %d does not match body_len %d'
-                       % (nl, len(body)))
-        return {
-            'device': body[8:8 + nl].decode('utf-8', 'replace'),
-            'backends': [_BACKEND_NAMES.get(b, str(b)) for b in range(32) if mask & (1 << b)],
-            'backend_mask': mask,
-            'default_backend': _BACKEND_NAMES.get(default, str(default)),
-        }
+        self.send_raw(pack_header(msg_type, rid, 0))
+        body = self._reply(rid, reply_type, MAX_CONTROL_BODY_BYTES)
+        try:
+            return unpack(body)
+        except VkresampleError:
+            self.close()
+            raise
 
     def interpolate(self, x, size=None, scale_factor=None, mode='nearest', align_corners=None,
                     recompute_scale_factor=None, antialias=False, backend='auto'):

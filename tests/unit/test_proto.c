@@ -109,7 +109,7 @@ static void expect_submit_error(body_t b, int code, const char *field, const cha
 {
     vkr_job_t out;
     vkr_error_t err = {0};
-    int rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, &out, &err);
+    int rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 0, &out, &err);
     tap_check(rc == code && strcmp(err.field, field) == 0, "submit %s -> %s [%s] (got %s [%s] %s)", what, vkr_proto_code_name(code),
               field, vkr_proto_code_name(rc), err.field, err.message);
     free(b.bytes);
@@ -138,7 +138,7 @@ static void test_submit(void)
     body_t b = encode_job(&j);
     vkr_job_t out;
     vkr_error_t err;
-    int rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, &out, &err);
+    int rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 0, &out, &err);
     tap_check(rc == 0 && out.interp.mode == VKR_MODE_TRILINEAR && out.interp.align_corners == VKR_OPT_TRUE &&
                   out.interp.recompute_scale_factor == VKR_OPT_FALSE && out.interp.n_scale == 3 && out.interp.scale_factor[1] == 7.0 / 3.0 &&
                   out.input.rank == 5 && out.input.shape[4] == 6 && out.input.data == b.bytes + VKR_SUBMIT_FIXED_BYTES &&
@@ -161,7 +161,13 @@ static void test_submit(void)
     expect_submit_error(b, VKR_E_PROTOCOL, "n_tensors", "n_tensors 2");
     b = good_body();
     b.bytes[7] = 1;
-    expect_submit_error(b, VKR_E_PROTOCOL, "reserved", "reserved job byte");
+    expect_submit_error(b, VKR_E_PROTOCOL, "result_storage", "result_storage 256");
+    b = good_body();
+    b.bytes[6] = 3;
+    expect_submit_error(b, VKR_E_PROTOCOL, "result_storage", "result_storage 3");
+    b = good_body();
+    b.bytes[6] = VKR_RESULT_INTO_FD;
+    expect_submit_error(b, VKR_E_FD, "n_fds", "result into an output memfd, but no descriptor");
     b = good_body();
     b.bytes[8] = 0;
     expect_submit_error(b, VKR_E_NOT_IMPLEMENTED, "mode", "mode 0");
@@ -210,8 +216,14 @@ static void test_submit(void)
     b.bytes[66] = 2;
     expect_submit_error(b, VKR_E_DTYPE, "input.layout", "layout 2");
     b = good_body();
-    b.bytes[69] = 1;
-    expect_submit_error(b, VKR_E_PROTOCOL, "input.storage", "storage 1");
+    b.bytes[69] = 3;
+    expect_submit_error(b, VKR_E_PROTOCOL, "input.storage", "storage 3");
+    b = good_body();
+    b.bytes[69] = VKR_STORAGE_OUTPUT_FD;
+    expect_submit_error(b, VKR_E_PROTOCOL, "input.storage", "storage 2 (a RESULT's) in a SUBMIT");
+    b = good_body();
+    b.bytes[69] = VKR_STORAGE_MEMFD;
+    expect_submit_error(b, VKR_E_FD, "input.fd_index", "memfd storage with no descriptor in the frame");
     b = good_body();
     b.bytes[70] = 1;
     expect_submit_error(b, VKR_E_PROTOCOL, "input.reserved", "reserved descriptor bytes");
@@ -507,11 +519,147 @@ static void test_replies(void)
     r.output.shape[0] = 1, r.output.shape[1] = 2, r.output.shape[2] = 3, r.output.shape[3] = 4;
     uint8_t rb[VKR_RESULT_FIXED_BYTES + 24 * 4] = {0};
     uint64_t len = vkr_result_encode_fixed(&r, rb);
-    rc = vkr_result_decode(rb, len, &ro, &err);
+    rc = vkr_result_decode(rb, len, 0, &ro, &err);
     tap_check(len == sizeof rb && rc == 0 && ro.backend_used == VKR_BACKEND_CPU && ro.output.shape[3] == 4 &&
                   ro.output.data == rb + VKR_RESULT_FIXED_BYTES,
               "result round trip (rc %d)", rc);
-    tap_check(vkr_result_decode(rb, len - 4, &ro, &err) == VKR_E_PROTOCOL, "result with missing data refused");
+    tap_check(vkr_result_decode(rb, len - 4, 0, &ro, &err) == VKR_E_PROTOCOL, "result with missing data refused");
+    tap_check(vkr_result_decode(rb, len, 1, &ro, &err) == VKR_E_FD, "inline result with a descriptor refused");
+
+    r.output.storage = VKR_STORAGE_MEMFD;
+    len = vkr_result_encode_fixed(&r, rb);
+    rc = vkr_result_decode(rb, len, 1, &ro, &err);
+    tap_check(len == VKR_RESULT_FIXED_BYTES && rc == 0 && ro.output.storage == VKR_STORAGE_MEMFD && ro.output.data == NULL &&
+                  ro.output.data_offset == 0 && ro.output.data_bytes == 24 * 4,
+              "memfd result round trip: a 96-byte body, the data in descriptor 0 (rc %d %s)", rc, rc ? err.message : "");
+    rc = vkr_result_decode(rb, len, 0, &ro, &err);
+    tap_check(rc == VKR_E_FD && strcmp(err.field, "output.fd_index") == 0, "memfd result without its descriptor refused (%s)", err.message);
+    r.output.storage = VKR_STORAGE_OUTPUT_FD;
+    len = vkr_result_encode_fixed(&r, rb);
+    rc = vkr_result_decode(rb, len, 0, &ro, &err);
+    tap_check(len == VKR_RESULT_FIXED_BYTES && rc == 0 && ro.output.storage == VKR_STORAGE_OUTPUT_FD,
+              "result in the request's output memfd round trip (rc %d)", rc);
+    rc = vkr_result_decode(rb, len, 1, &ro, &err);
+    tap_check(rc == VKR_E_FD, "result in the request's memfd that carries a descriptor refused (%s)", err.message);
+    put64(rb + 8 + 72, 64);
+    rc = vkr_result_decode(rb, len, 0, &ro, &err);
+    tap_check(rc == VKR_E_PROTOCOL && strcmp(err.field, "output.data_offset") == 0, "memfd result at a non-zero offset refused (%s)",
+              err.message);
+}
+
+/* ---------------------------------------------------------------- memfd tensors, new messages */
+static void test_memfd_jobs(void)
+{
+    const int64_t x4[4] = {1, 2, 5, 6}, g4[4] = {1, 3, 4, 2};
+    vkr_job_t j = {.op = VKR_OP_GRID_SAMPLE, .backend = VKR_BACKEND_CPU, .n_tensors = 2};
+    j.grid.mode = VKR_GRID_BILINEAR;
+    j.grid.padding_mode = VKR_PADDING_ZEROS;
+    vkr_tensor_desc_t *t[2] = {&j.input, &j.aux};
+    const int64_t *sh[2] = {x4, g4};
+    for (int k = 0; k < 2; k++) {
+        t[k]->dtype = VKR_DTYPE_F32;
+        t[k]->layout = VKR_LAYOUT_CONTIGUOUS;
+        t[k]->rank = 4;
+        memcpy(t[k]->shape, sh[k], 4 * sizeof(int64_t));
+    }
+    j.input.storage = VKR_STORAGE_MEMFD;
+    j.input.fd_index = 0;
+    j.input.data_offset = 4096;
+    j.result_storage = VKR_RESULT_INTO_FD;
+    body_t b = encode_job(&j);
+    vkr_job_t out;
+    vkr_error_t err = {0};
+    int rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 2, &out, &err);
+    tap_check(rc == 0 && b.len == VKR_SUBMIT_MAX_FIXED_BYTES + 24 * 4 && out.input.storage == VKR_STORAGE_MEMFD && out.input.data == NULL &&
+                  out.input.data_offset == 4096 && out.input.data_bytes == 60 * 4 && out.aux.data_offset == VKR_SUBMIT_MAX_FIXED_BYTES &&
+                  out.aux.data == b.bytes + VKR_SUBMIT_MAX_FIXED_BYTES && out.result_storage == VKR_RESULT_INTO_FD && out.n_fds == 2,
+              "memfd input + inline grid + output memfd: only the inline bytes in the body (rc %d %s)", rc, rc ? err.message : "");
+    rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 3, &out, &err);
+    tap_check(rc == VKR_E_FD && strcmp(err.field, "n_fds") == 0, "a descriptor no tensor uses is refused (%s)", err.message);
+    rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 1, &out, &err);
+    tap_check(rc == VKR_E_FD && strcmp(err.field, "input.fd_index") == 0, "the output memfd cannot double as an input (%s)", err.message);
+    free(b.bytes);
+
+    j.input.data_offset = 6;
+    b = encode_job(&j);
+    rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 2, &out, &err);
+    tap_check(rc == VKR_E_PROTOCOL && strcmp(err.field, "input.data_offset") == 0, "memfd data_offset not a multiple of 4 refused (%s)",
+              err.message);
+    free(b.bytes);
+
+    j.input.data_offset = 0;
+    j.aux.storage = VKR_STORAGE_MEMFD;
+    j.aux.fd_index = 0;
+    j.aux.data_offset = 60 * 4;
+    j.result_storage = VKR_RESULT_DAEMON_FD;
+    b = encode_job(&j);
+    rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 1, &out, &err);
+    tap_check(rc == 0 && b.len == VKR_SUBMIT_MAX_FIXED_BYTES && out.aux.fd_index == 0 && out.aux.data_offset == 240,
+              "two tensors in one memfd at different offsets, result in a daemon memfd (rc %d %s)", rc, rc ? err.message : "");
+    free(b.bytes);
+    j.aux.fd_index = 1;
+    b = encode_job(&j);
+    rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 1, &out, &err);
+    tap_check(rc == VKR_E_FD && strcmp(err.field, "grid.fd_index") == 0, "fd_index beyond the frame's descriptors refused (%s)", err.message);
+    free(b.bytes);
+
+    expect_header_error(good_header(VKR_MSG_CANCEL, 4), VKR_E_PROTOCOL, "body_len", "CANCEL with a body");
+    expect_header_error(good_header(VKR_MSG_STATS, 1), VKR_E_PROTOCOL, "body_len", "STATS with a body");
+    expect_header_error(good_header(VKR_MSG_STATS_REPLY, VKR_MAX_CONTROL_BODY_BYTES + 1), VKR_E_PROTOCOL, "body_len", "STATS_REPLY over 4096");
+    vkr_frame_header_t h = good_header(VKR_MSG_SUBMIT, 200);
+    h.n_fds = VKR_MAX_FDS_PER_FRAME + 1;
+    expect_header_error(h, VKR_E_PROTOCOL, "n_fds", "SUBMIT with 4 descriptors");
+    h = good_header(VKR_MSG_RESULT, 96);
+    h.n_fds = 2;
+    expect_header_error(h, VKR_E_PROTOCOL, "n_fds", "RESULT with 2 descriptors");
+    h = good_header(VKR_MSG_CANCEL, 0);
+    h.n_fds = 1;
+    expect_header_error(h, VKR_E_PROTOCOL, "n_fds", "CANCEL with a descriptor");
+    h = good_header(VKR_MSG_SUBMIT, 200);
+    h.n_fds = VKR_MAX_FDS_PER_FRAME;
+    uint8_t hb[VKR_FRAME_HEADER_BYTES];
+    vkr_frame_header_t ho;
+    vkr_header_encode(&h, hb);
+    tap_check(vkr_header_decode(hb, MAX_BYTES, MAX_BYTES, &ho, &err) == 0 && ho.n_fds == 3, "SUBMIT with 3 descriptors accepted");
+}
+
+static void test_stats(void)
+{
+    vkr_stats_t st, back;
+    memset(&st, 0, sizeof st);
+    st.uptime_ms = 123456;
+    st.bytes_in = 1ull << 40;
+    st.bytes_out = 77;
+    st.memfd_bytes_in = 5;
+    st.memfd_bytes_out = 6;
+    st.queued = 3;
+    st.running = 2;
+    st.clients = 9;
+    st.workers = 4;
+    st.latency_p50_us = 150;
+    st.latency_p99_us = 9000;
+    st.jobs_busy = 11;
+    st.jobs_cancelled = 12;
+    st.frames_refused = 13;
+    st.n_rows = 2;
+    st.rows[0] = (vkr_stats_row_t){VKR_OP_INTERPOLATE, VKR_BACKEND_CPU, 100, 2, 1};
+    st.rows[1] = (vkr_stats_row_t){VKR_OP_GRID_SAMPLE, VKR_BACKEND_VULKAN, 7, 0, 3};
+    snprintf(st.device_name, sizeof st.device_name, "llvmpipe (LLVM 15.0.6, 256 bits)");
+    uint8_t buf[VKR_STATS_BODY_MAX];
+    size_t n = vkr_stats_encode(&st, buf);
+    vkr_error_t err = {0};
+    int rc = vkr_stats_decode(buf, n, &back, &err);
+    tap_check(rc == 0 && n == VKR_STATS_FIXED_BYTES + 2 * VKR_STATS_ROW_BYTES + strlen(st.device_name) && memcmp(&st, &back, sizeof st) == 0,
+              "stats round trip, every field (rc %d, %zu bytes)", rc, n);
+    tap_check(vkr_stats_decode(buf, n - 1, &back, &err) == VKR_E_PROTOCOL, "stats with a short name refused");
+    buf[96] = VKR_STATS_MAX_ROWS + 1;
+    tap_check(vkr_stats_decode(buf, n, &back, &err) == VKR_E_PROTOCOL && strcmp(err.field, "n_rows") == 0, "stats with 17 rows refused");
+    buf[96] = 2;
+    buf[VKR_STATS_FIXED_BYTES + 5] = 1;
+    tap_check(vkr_stats_decode(buf, n, &back, &err) == VKR_E_PROTOCOL && strcmp(err.field, "reserved") == 0, "stats row reserved bytes refused");
+    tap_check(strcmp(vkr_proto_code_name(VKR_E_BUSY), "VKR_E_BUSY") == 0 && strcmp(vkr_proto_code_name(VKR_E_FD), "VKR_E_FD") == 0 &&
+                  strcmp(vkr_proto_code_name(VKR_E_CANCELLED), "VKR_E_CANCELLED") == 0 && strcmp(vkr_proto_code_name(VKR_E_TIMEOUT), "VKR_E_TIMEOUT") == 0,
+              "the new codes have names");
 }
 
 /* ---------------------------------------------------------------- grid ops */
@@ -552,7 +700,7 @@ static void test_grid_ops(void)
     body_t b = encode_job(&j);
     vkr_job_t out;
     vkr_error_t err;
-    int rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, &out, &err);
+    int rc = vkr_submit_decode(b.bytes, b.len, MAX_BYTES, 0, &out, &err);
     tap_check(rc == 0 && out.op == VKR_OP_GRID_SAMPLE && out.grid.mode == VKR_GRID_BICUBIC && out.grid.padding_mode == VKR_PADDING_REFLECTION &&
                   out.input.data_offset == VKR_SUBMIT_MAX_FIXED_BYTES && out.aux.data_offset == VKR_SUBMIT_MAX_FIXED_BYTES + 60 * 4 &&
                   b.len == VKR_SUBMIT_MAX_FIXED_BYTES + (60 + 24) * 4,
@@ -658,6 +806,8 @@ int main(void)
     test_plan_sizes();
     test_replies();
     test_grid_ops();
+    test_memfd_jobs();
+    test_stats();
     test_names();
     return tap_done();
 }

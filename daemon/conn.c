@@ -1,0 +1,441 @@
+/* One client connection's byte stream: frames and descriptors in and out over a non-blocking Unix
+ * socket watched by a uv_poll_t (libuv's own streams cannot pass arbitrary fds: libuv#1587).
+ *
+ * Reading takes exactly what the current frame still needs (32 header bytes, then body_len
+ * bytes), so one recvmsg never spans two frames and the descriptors that arrive with a header's
+ * first byte are that frame's: their count must equal the header's n_fds, and none may arrive
+ * while a body is read.  Every received descriptor is either handed to on_frame or closed here.
+ * Writing keeps a FIFO of frames and sends as much as the socket takes; a frame's descriptor goes
+ * with its first byte. */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum { RX_HEADER, RX_BODY, RX_SKIP };
+
+#define SKIP_CHUNK_BYTES 65536u   /* scratch for bodies read and dropped */
+
+struct vkr__conn_out {
+    vkr__conn_out_t *next;
+    uint8_t head[VKR__CONN_HEAD_MAX];
+    size_t head_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    size_t sent;
+    int fd;
+    vkr__conn_done_cb done;
+    void *arg;
+};
+
+static void poll_cb(uv_poll_t *handle, int status, int events);
+
+/* ---------------------------------------------------------------- state */
+bool vkr__conn_between_frames(const vkr__conn_t *c)
+{
+    return c->rx_state == RX_HEADER && c->hdr_got == 0;
+}
+
+bool vkr__conn_flushed(const vkr__conn_t *c)
+{
+    return c->out_head == NULL;
+}
+
+static bool reading_enabled(const vkr__conn_t *c)
+{
+    if (c->closing || c->stream_broken || c->close_when_flushed)
+        return false;
+    if (c->control_backlog > VKR__CONN_CONTROL_BACKLOG_BYTES)
+        return false;   /* the peer is not reading its replies: stop reading its requests */
+    return c->want_read || !vkr__conn_between_frames(c);
+}
+
+/* Watch what the state asks for: readable while reading, writable while frames wait. */
+static void update_events(vkr__conn_t *c)
+{
+    int events = 0, rc;
+
+    if (c->closing)
+        return;
+    if (reading_enabled(c))
+        events |= UV_READABLE;
+    if (c->out_head != NULL)
+        events |= UV_WRITABLE;
+    if (events == c->events)
+        return;
+    c->events = events;
+    rc = events ? uv_poll_start(&c->poll, events, poll_cb) : uv_poll_stop(&c->poll);
+    if (rc < 0) {
+        vkr__log(VKR_LOG_WARN, "connection fd %d: uv_poll: %s", c->fd, uv_strerror(rc));
+        vkr__conn_close(c);
+    }
+}
+
+static void close_received_fds(vkr__conn_t *c)
+{
+    for (unsigned i = 0; i < c->n_fds; i++)
+        close(c->fds[i]);
+    c->n_fds = 0;
+}
+
+void vkr__conn_set_reading(vkr__conn_t *c, bool on)
+{
+    c->want_read = on;
+    update_events(c);
+}
+
+/* ---------------------------------------------------------------- closing */
+static void closed_cb(uv_handle_t *handle)
+{
+    vkr__conn_t *c = handle->data;
+
+    close(c->fd);
+    c->fd = -1;
+    c->cb->on_closed(c);
+}
+
+void vkr__conn_close(vkr__conn_t *c)
+{
+    vkr__conn_out_t *o;
+
+    if (c->closing)
+        return;
+    c->closing = true;
+    uv_poll_stop(&c->poll);
+    free(c->body);
+    c->body = NULL;
+    close_received_fds(c);
+    while ((o = c->out_head) != NULL) {
+        c->out_head = o->next;
+        if (o->fd >= 0)
+            close(o->fd);
+        o->done(o->arg, UV_ECANCELED);
+        free(o);
+    }
+    c->out_tail = NULL;
+    c->control_backlog = 0;
+    uv_close((uv_handle_t *)&c->poll, closed_cb);
+}
+
+void vkr__conn_close_when_flushed(vkr__conn_t *c)
+{
+    c->close_when_flushed = true;
+    if (c->out_head == NULL)
+        vkr__conn_close(c);
+    else
+        update_events(c);
+}
+
+/* The stream is broken: stop reading for good and let the server answer. */
+static void stream_error(vkr__conn_t *c, uint32_t request_id, int code, const char *field, const char *message)
+{
+    vkr_error_t err;
+
+    vkr_proto_error_set(&err, code, field, "%s", message);
+    c->stream_broken = true;
+    free(c->body);
+    c->body = NULL;
+    close_received_fds(c);
+    update_events(c);
+    c->cb->on_stream_error(c, request_id, &err);
+}
+
+/* ---------------------------------------------------------------- writing */
+static void flush(vkr__conn_t *c)
+{
+    vkr__conn_out_t *o;
+
+    while (!c->closing && (o = c->out_head) != NULL) {
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } ctrl;
+        struct iovec iov[2];
+        struct msghdr msg;
+        int iovcnt = 0;
+        ssize_t n;
+
+        if (o->sent < o->head_len) {
+            iov[iovcnt].iov_base = o->head + o->sent;
+            iov[iovcnt++].iov_len = o->head_len - o->sent;
+        }
+        if (o->payload_len > 0) {
+            size_t done = o->sent > o->head_len ? o->sent - o->head_len : 0;
+            iov[iovcnt].iov_base = (void *)(uintptr_t)(o->payload + done);
+            iov[iovcnt++].iov_len = o->payload_len - done;
+        }
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)iovcnt;
+        if (o->sent == 0 && o->fd >= 0) {
+            struct cmsghdr *cm;
+
+            memset(&ctrl, 0, sizeof ctrl);
+            msg.msg_control = ctrl.buf;
+            msg.msg_controllen = sizeof ctrl.buf;
+            cm = CMSG_FIRSTHDR(&msg);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(cm), &o->fd, sizeof(int));
+        }
+        n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            vkr__log(VKR_LOG_DEBUG, "connection fd %d: sendmsg: %s", c->fd, strerror(errno));
+            vkr__conn_close(c);
+            return;
+        }
+        *c->bytes_out += (uint64_t)n;
+        o->sent += (size_t)n;
+        if (o->sent < o->head_len + o->payload_len)
+            continue;
+        c->out_head = o->next;
+        if (c->out_head == NULL)
+            c->out_tail = NULL;
+        if (o->payload_len == 0)
+            c->control_backlog -= o->head_len;
+        if (o->fd >= 0)
+            close(o->fd);
+        o->done(o->arg, 0);
+        free(o);
+    }
+    if (!c->closing && c->out_head == NULL && c->close_when_flushed)
+        vkr__conn_close(c);
+}
+
+int vkr__conn_send(vkr__conn_t *c, const void *head, size_t head_len, const void *payload, size_t payload_len, int pass_fd,
+                   vkr__conn_done_cb done, void *arg)
+{
+    vkr__conn_out_t *o;
+    bool was_empty;
+
+    if (c->closing || head_len > VKR__CONN_HEAD_MAX) {
+        if (pass_fd >= 0)
+            close(pass_fd);
+        done(arg, c->closing ? UV_ECANCELED : UV_EINVAL);
+        return c->closing ? UV_ECANCELED : UV_EINVAL;
+    }
+    o = calloc(1, sizeof *o);
+    if (o == NULL) {
+        if (pass_fd >= 0)
+            close(pass_fd);
+        done(arg, UV_ENOMEM);
+        vkr__conn_close(c);
+        return UV_ENOMEM;
+    }
+    memcpy(o->head, head, head_len);
+    o->head_len = head_len;
+    o->payload = payload;
+    o->payload_len = payload_len;
+    o->fd = pass_fd;
+    o->done = done;
+    o->arg = arg;
+    was_empty = c->out_head == NULL;
+    if (c->out_tail != NULL)
+        c->out_tail->next = o;
+    else
+        c->out_head = o;
+    c->out_tail = o;
+    if (payload_len == 0)
+        c->control_backlog += head_len;
+    if (was_empty)
+        flush(c);
+    update_events(c);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- reading */
+/* Keep the descriptors of one recvmsg.  Returns false when more arrived than a frame may carry
+ * (the extra ones are closed) or the kernel truncated them. */
+static bool take_fds(vkr__conn_t *c, struct msghdr *msg)
+{
+    bool ok = (msg->msg_flags & MSG_CTRUNC) == 0;
+
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm != NULL; cm = CMSG_NXTHDR(msg, cm)) {
+        size_t n;
+
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+            if (c->n_fds < VKR_MAX_FDS_PER_FRAME) {
+                c->fds[c->n_fds++] = fd;
+            } else {
+                close(fd);
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+/* A whole frame is in: hand it over and get ready for the next header. */
+static void frame_complete(vkr__conn_t *c)
+{
+    vkr_frame_header_t h = c->hdr;
+    int fds[VKR_MAX_FDS_PER_FRAME];
+    unsigned n_fds = c->n_fds;
+    uint8_t *body = c->body;
+    char msg[128];
+
+    if (n_fds != h.n_fds) {
+        snprintf(msg, sizeof msg, "%u descriptor(s) arrived in the middle of a frame (n_fds %u)", n_fds - h.n_fds, h.n_fds);
+        stream_error(c, h.request_id, VKR_E_PROTOCOL, "n_fds", msg);
+        return;
+    }
+    memcpy(fds, c->fds, n_fds * sizeof(int));
+    c->n_fds = 0;
+    c->body = NULL;
+    c->rx_state = RX_HEADER;
+    c->hdr_got = 0;
+    c->body_got = 0;
+    c->cb->on_frame(c, &h, body, fds, n_fds);
+}
+
+static void header_complete(vkr__conn_t *c)
+{
+    vkr_error_t err;
+    char msg[128];
+
+    memset(&err, 0, sizeof err);
+    if (vkr_header_decode(c->hdr_bytes, c->max_submit_body, 0, &c->hdr, &err) != VKR_OK) {
+        stream_error(c, c->hdr.request_id, err.code, err.field, err.message);
+        return;
+    }
+    if (c->n_fds != c->hdr.n_fds) {
+        snprintf(msg, sizeof msg, "n_fds %u, but %u descriptor(s) arrived with the header", c->hdr.n_fds, c->n_fds);
+        stream_error(c, c->hdr.request_id, VKR_E_PROTOCOL, "n_fds", msg);
+        return;
+    }
+    c->body_got = 0;
+    if (c->cb->on_header(c, &c->hdr) == VKR__CONN_SKIP_BODY) {
+        c->rx_state = RX_SKIP;
+    } else if (c->hdr.body_len > 0) {
+        c->body = malloc((size_t)c->hdr.body_len);
+        if (c->body == NULL) {
+            snprintf(msg, sizeof msg, "out of memory for a body of %llu bytes", (unsigned long long)c->hdr.body_len);
+            stream_error(c, c->hdr.request_id, VKR_E_NOMEM, "body_len", msg);
+            return;
+        }
+        c->rx_state = RX_BODY;
+    }
+    if (c->hdr.body_len == 0)
+        frame_complete(c);
+}
+
+static void do_read(vkr__conn_t *c)
+{
+    static uint8_t skip_buf[SKIP_CHUNK_BYTES];   /* loop thread only */
+    size_t budget = VKR__CONN_READ_BUDGET_BYTES;
+
+    while (budget > 0 && reading_enabled(c)) {
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int) * VKR_MAX_FDS_PER_FRAME)];
+        } ctrl;
+        struct iovec iov;
+        struct msghdr msg;
+        uint64_t left;
+        ssize_t n;
+
+        if (c->rx_state == RX_HEADER) {
+            iov.iov_base = c->hdr_bytes + c->hdr_got;
+            iov.iov_len = VKR_FRAME_HEADER_BYTES - c->hdr_got;
+        } else {
+            left = c->hdr.body_len - c->body_got;
+            if (c->rx_state == RX_BODY) {
+                iov.iov_base = c->body + c->body_got;
+                iov.iov_len = left > (1u << 30) ? (1u << 30) : (size_t)left;
+            } else {
+                iov.iov_base = skip_buf;
+                iov.iov_len = left > sizeof skip_buf ? sizeof skip_buf : (size_t)left;
+            }
+        }
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.buf;
+        msg.msg_controllen = sizeof ctrl.buf;
+        n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                vkr__log(VKR_LOG_DEBUG, "connection fd %d: recvmsg: %s", c->fd, strerror(errno));
+                vkr__conn_close(c);
+            }
+            return;
+        }
+        if (!take_fds(c, &msg)) {
+            stream_error(c, c->hdr.request_id, VKR_E_PROTOCOL, "n_fds", "more descriptors arrived than a frame may carry (3)");
+            return;
+        }
+        if (n == 0) {
+            vkr__conn_close(c);   /* the peer closed (mid-frame or not) */
+            return;
+        }
+        *c->bytes_in += (uint64_t)n;
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+        if (c->rx_state == RX_HEADER) {
+            c->hdr_got += (size_t)n;
+            if (c->hdr_got == VKR_FRAME_HEADER_BYTES)
+                header_complete(c);
+        } else {
+            c->body_got += (uint64_t)n;
+            if (c->body_got == c->hdr.body_len)
+                frame_complete(c);
+        }
+    }
+}
+
+static void poll_cb(uv_poll_t *handle, int status, int events)
+{
+    vkr__conn_t *c = handle->data;
+
+    if (status < 0) {
+        vkr__log(VKR_LOG_DEBUG, "connection fd %d: poll: %s", c->fd, uv_strerror(status));
+        vkr__conn_close(c);
+        return;
+    }
+    if (events & UV_WRITABLE)
+        flush(c);
+    if ((events & UV_READABLE) && !c->closing)
+        do_read(c);
+    update_events(c);
+}
+
+int vkr__conn_start(vkr__conn_t *c, uv_loop_t *loop, int fd, const vkr__conn_callbacks_t *cb, void *owner,
+                    uint64_t max_submit_body, uint64_t *bytes_in, uint64_t *bytes_out)
+{
+    int rc;
+
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->cb = cb;
+    c->owner = owner;
+    c->max_submit_body = max_submit_body;
+    c->bytes_in = bytes_in;
+    c->bytes_out = bytes_out;
+    c->want_read = true;
+    rc = uv_poll_init(loop, &c->poll, fd);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    c->poll.data = c;
+    update_events(c);
+    return 0;
+}

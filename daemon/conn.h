@@ -1,0 +1,102 @@
+/* One client connection's byte stream: non-blocking recvmsg / sendmsg on a uv_poll_t (libuv's
+ * streams cannot carry arbitrary descriptors), frames in (header, the descriptors that came with
+ * it, body) and out (a queue of frames, each optionally passing one descriptor).  What a frame
+ * means is the server's business (server.c); this file only frames bytes and descriptors. */
+#ifndef VKR_DAEMON_CONN_H
+#define VKR_DAEMON_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "vkr_proto.h"
+
+#define VKR__CONN_HEAD_MAX (VKR_FRAME_HEADER_BYTES + 1024u)   /* header + fixed body of an outgoing frame */
+#define VKR__CONN_READ_BUDGET_BYTES (4u << 20)   /* read per wake-up before other connections get a turn */
+#define VKR__CONN_CONTROL_BACKLOG_BYTES (256u << 10)  /* unsent replies without payload (errors, pongs,
+                                                       * stats) past which reading pauses */
+
+typedef struct vkr__conn vkr__conn_t;
+
+/* What the reader should do with the body of a frame whose header was just read. */
+enum { VKR__CONN_READ_BODY = 0, VKR__CONN_SKIP_BODY = 1 };
+
+typedef struct {
+    /* A header passed vkr_header_decode and exactly h->n_fds descriptors came with it.  Return
+     * VKR__CONN_READ_BODY to have the body read into a new buffer (allocated now: the header
+     * decode has bounded it), or VKR__CONN_SKIP_BODY to have it read and dropped. */
+    int (*on_header)(vkr__conn_t *c, const vkr_frame_header_t *h);
+    /* A whole frame.  body: malloc'd, owned by the callee (NULL when body_len is 0 or the body was
+     * skipped); fds[0..n_fds): received descriptors, owned by the callee (close them). */
+    void (*on_frame)(vkr__conn_t *c, const vkr_frame_header_t *h, uint8_t *body, int *fds, unsigned n_fds);
+    /* The stream cannot be trusted past this point (bad header, descriptor count mismatch).
+     * Reading has stopped; the callee answers with an ERROR and closes after it is written. */
+    void (*on_stream_error)(vkr__conn_t *c, uint32_t request_id, const vkr_error_t *err);
+    /* The connection is closed and every queued frame's done callback has run: the owner may
+     * free the memory the conn lives in. */
+    void (*on_closed)(vkr__conn_t *c);
+} vkr__conn_callbacks_t;
+
+/* Called once per queued frame: status 0 when it was written completely, else a negative uv
+ * error (the connection closed first).  Runs on the loop thread. */
+typedef void (*vkr__conn_done_cb)(void *arg, int status);
+
+typedef struct vkr__conn_out vkr__conn_out_t;
+
+struct vkr__conn {
+    uv_poll_t poll;
+    int fd;
+    void *owner;                        /* the server's per-client data */
+    const vkr__conn_callbacks_t *cb;
+    uint64_t max_submit_body;           /* passed to vkr_header_decode */
+    uint64_t *bytes_in, *bytes_out;     /* counters the conn adds to (the server's stats) */
+    bool want_read;                     /* the server wants frames */
+    bool stream_broken;                 /* after on_stream_error: never read again */
+    bool close_when_flushed;
+    bool closing;
+    int events;                         /* what the poll handle watches now */
+    /* reader */
+    int rx_state;
+    uint8_t hdr_bytes[VKR_FRAME_HEADER_BYTES];
+    size_t hdr_got;
+    vkr_frame_header_t hdr;
+    uint8_t *body;
+    uint64_t body_got;
+    int fds[VKR_MAX_FDS_PER_FRAME];
+    unsigned n_fds;
+    /* writer */
+    vkr__conn_out_t *out_head, *out_tail;
+    size_t control_backlog;
+};
+
+/* Start serving an accepted, non-blocking socket fd (owned by the conn from now on, closed at the
+ * end).  Reading starts at once.  Returns 0, or a negative uv error (fd then closed, no callback
+ * will run). */
+int vkr__conn_start(vkr__conn_t *c, uv_loop_t *loop, int fd, const vkr__conn_callbacks_t *cb, void *owner,
+                    uint64_t max_submit_body, uint64_t *bytes_in, uint64_t *bytes_out);
+
+/* Whether the server wants frames (a frame already begun is always read to its end first). */
+void vkr__conn_set_reading(vkr__conn_t *c, bool on);
+
+/* True when no frame has been begun (nothing of a next frame read). */
+bool vkr__conn_between_frames(const vkr__conn_t *c);
+
+/* True when every queued frame has been written. */
+bool vkr__conn_flushed(const vkr__conn_t *c);
+
+/* Queue a frame: head[0..head_len) (copied; at most VKR__CONN_HEAD_MAX bytes), then
+ * payload[0..payload_len) (borrowed until done runs), passing pass_fd (>= 0; owned by the conn
+ * from now on and closed once sent) with its first byte.  done(arg, status) runs exactly once,
+ * also when this call fails.  Returns 0, or a negative uv error (the conn is closing). */
+int vkr__conn_send(vkr__conn_t *c, const void *head, size_t head_len, const void *payload, size_t payload_len, int pass_fd,
+                   vkr__conn_done_cb done, void *arg);
+
+/* Stop reading and close once every queued frame is written. */
+void vkr__conn_close_when_flushed(vkr__conn_t *c);
+
+/* Close now: queued frames are dropped (their done callbacks get UV_ECANCELED), received
+ * descriptors closed; on_closed runs from the loop afterwards.  Idempotent. */
+void vkr__conn_close(vkr__conn_t *c);
+
+#endif

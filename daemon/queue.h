@@ -1,0 +1,78 @@
+/* The daemon's job queue: bounded admission (per client and overall, in jobs and in bytes, with
+ * VKR_E_BUSY at once when a limit is full), one FIFO of waiting jobs per client, round-robin
+ * dispatch across clients onto a fixed number of libuv worker threads, and removal of waiting
+ * jobs (cancel, disconnect).  Loop thread only, except the run callback. */
+#ifndef VKR_DAEMON_QUEUE_H
+#define VKR_DAEMON_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "vkr_proto.h"
+
+typedef struct vkr__queue vkr__queue_t;
+typedef struct vkr__queue_owner vkr__queue_owner_t;
+typedef struct vkr__queue_job vkr__queue_job_t;
+
+enum { VKR__JOB_ADMITTED, VKR__JOB_WAITING, VKR__JOB_RUNNING, VKR__JOB_FINISHED };
+
+/* Embedded in the server's job.  run: on a worker thread.  after: on the loop thread once run
+ * returned (ran true) or the pool refused the work (ran false). */
+struct vkr__queue_job {
+    uv_work_t work;
+    vkr__queue_job_t *next, *prev;       /* the owner's FIFO while waiting */
+    vkr__queue_owner_t *owner;
+    int state;
+    void (*run)(vkr__queue_job_t *job);
+    void (*after)(vkr__queue_job_t *job, bool ran);
+};
+
+/* One per client connection. */
+struct vkr__queue_owner {
+    vkr__queue_t *queue;
+    vkr__queue_job_t *head, *tail;       /* waiting jobs, oldest first */
+    vkr__queue_owner_t *ring_next, *ring_prev;   /* in the round-robin ring while it has waiting jobs */
+    bool in_ring;
+    unsigned slots;                      /* admitted jobs not yet released */
+    uint64_t bytes;                      /* bytes those jobs hold */
+};
+
+struct vkr__queue {
+    uv_loop_t *loop;
+    unsigned workers;                    /* jobs that may run at once */
+    unsigned max_owner_slots;            /* --max-client-jobs */
+    unsigned max_slots;                  /* --max-queued-jobs */
+    uint64_t max_bytes;                  /* --max-queue-bytes */
+    unsigned slots, waiting, running;
+    uint64_t bytes;
+    vkr__queue_owner_t *ring;            /* the owner whose turn is next */
+};
+
+/* Set up an empty queue. */
+void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigned max_owner_slots, unsigned max_slots, uint64_t max_bytes);
+
+/* Set up an owner with nothing admitted. */
+void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o);
+
+/* Admit one job holding bytes for owner: VKR_OK (one slot and the bytes are the owner's until
+ * vkr__queue_release), VKR_E_BUSY when a limit is full now (field "queue", the limit and its
+ * flag named), or VKR_E_TOO_LARGE when bytes alone exceed --max-queue-bytes. */
+int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err);
+
+/* Add bytes to an admitted job (its output, once planned).  Same codes as vkr__queue_admit; on
+ * failure nothing changes. */
+int vkr__queue_grow(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err);
+
+/* Give back one slot and bytes (what was admitted and grown for one job). */
+void vkr__queue_release(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes);
+
+/* Put an admitted job in its owner's FIFO; it runs when a worker is free and it is the owner's
+ * turn.  run and after must be set. */
+void vkr__queue_push(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_t *job);
+
+/* Take a job out of its owner's FIFO if it is still waiting.  Returns true if it was (it will
+ * never run; its slot is still held), false if it is running or finished. */
+bool vkr__queue_remove(vkr__queue_t *q, vkr__queue_job_t *job);
+
+#endif
