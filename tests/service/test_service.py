@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Service behaviour of a real vkresampled: socket file rules, malformed frames (answered or the
 connection closed, while the daemon and the other connections carry on), backend availability,
-many concurrent clients, graceful SIGTERM with a job in flight, and the vkresample CLI (every
-command, against torch).
+many concurrent clients, graceful SIGTERM with a job in flight, the vkresample CLI (every
+command, against torch), STATS, and systemd socket activation.
 
 usage: test_service.py DAEMON CLI [--backend cpu|vulkan]     (TAP output)"""
 import argparse
+import json
 import os
 import signal
 import socket
@@ -325,6 +326,122 @@ def test_cli_grid(tap, binary, cli, backend):
         d.stop()
 
 
+def test_unread_replies(tap, binary, backend):
+    """A client that sends requests and never reads the replies is throttled, not buffered: once
+    its unsent replies pass the daemon's backlog limit the daemon stops reading it, its socket
+    stops taking bytes, and other clients are served all the while."""
+    with running_daemon(binary, backend=backend) as d:
+        s = raw_connect(d.socket)
+        s.setblocking(False)
+        chunk = b''.join(HEADER.pack(MAGIC, 1, PING, 0, i, 0, 0, 0) for i in range(1024))   # 32 KiB of PINGs
+        sent, limit = 0, 64 << 20
+        while sent < limit:
+            try:
+                sent += s.send(chunk)
+            except BlockingIOError:
+                break
+        tap.check(sent < limit, 'a client that never reads: the daemon stops reading it after %d KiB of PINGs (limit of the test: %d KiB)'
+                  % (sent >> 10, limit >> 10))
+        with d.client() as other:
+            tap.check(job_ok(other, backend, 7), 'meanwhile another client is served')
+        s.close()
+        with d.client() as other:
+            for _ in range(100000):
+                if other.stats()['clients'] == 1:
+                    break
+            tap.check(other.stats()['clients'] == 1 and job_ok(other, backend, 8), 'the throttled client\'s connection is cleaned up when it closes')
+        d.stop()
+
+
+def test_stats(tap, binary, cli, backend):
+    """STATS through the Python module and the CLI (text and --json) count what happened."""
+    with running_daemon(binary, backend=backend) as d:
+        with d.client() as c:
+            device = c.ping()['device']
+            x = np.random.default_rng(4).standard_normal((1, 2, 5, 6)).astype(np.float32)
+            for _ in range(3):
+                c.interpolate(x, size=4, mode='nearest')
+            try:
+                c.interpolate(x, size=4, mode='nearest', align_corners=True)
+            except vkresample.VkresampleError:
+                pass
+            c.grid_sample(x, np.zeros((1, 3, 3, 2), np.float32), backend='cpu')
+            st = c.stats()
+        rows = {(r['op'], r['backend']): r for r in st['jobs']}
+        interp = rows.get(('interpolate', backend), {})
+        ok = (interp.get('done') == 3 and interp.get('failed') == 1 and rows.get(('grid_sample', 'cpu'), {}).get('done') == 1
+              and st['device'] == device and st['workers'] == 4 and st['clients'] == 1 and st['queued'] == 0
+              and st['bytes_in'] > 0 and st['bytes_out'] > 0 and st['latency_p50_us'] > 0)
+        tap.check(ok, 'Client.stats(): 3 done + 1 failed interpolate, 1 grid_sample, device, workers, bytes, latency (%s)' % st)
+        run = lambda *a: subprocess.run([cli, '--socket', d.socket, *a], capture_output=True, text=True, timeout=60)  # noqa: E731
+        r = run('stats', '--json')
+        try:
+            js = json.loads(r.stdout)
+        except ValueError:
+            js = {}
+        jrows = {(j['op'], j['backend']): j for j in js.get('jobs', [])}
+        tap.check(r.returncode == 0 and js.get('device') == device and jrows.get(('interpolate', backend), {}).get('done') == 3
+                  and jrows.get(('interpolate', backend), {}).get('failed') == 1 and js.get('uptime_ms', 0) >= st['uptime_ms'],
+                  'CLI stats --json: the same counters (exit %d: %s)' % (r.returncode, one_line(r.stdout)))
+        r = run('stats')
+        tap.check(r.returncode == 0 and ('device: ' + device) in r.stdout and 'latency: p50' in r.stdout
+                  and any(line.split()[:5] == ['interpolate', backend, '3', '1', '0'] for line in r.stdout.splitlines()),
+                  'CLI stats: text with the device, latency and a row per op and backend (%s)' % one_line(r.stdout))
+        r = run('stats', '--bogus')
+        tap.check(r.returncode == 2, 'CLI stats --bogus: usage error, exit 2 (got %d)' % r.returncode)
+        d.stop()
+
+
+def test_socket_activation(tap, binary):
+    """LISTEN_FDS / LISTEN_PID: the daemon serves the socket it is handed, does not unlink it, and
+    refuses what sd_listen_fds would refuse."""
+    tmp = tempfile.mkdtemp(prefix='vkr-activation-')
+    os.chmod(tmp, 0o700)
+    path = os.path.join(tmp, 'activated.sock')
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    fd = listener.fileno()
+
+    def launch(listen_fds, own_pid=True):
+        ready_r, ready_w = os.pipe()
+        pid_expr = '$$' if own_pid else '1'
+        script = 'exec 3<&%d; export LISTEN_FDS=%s LISTEN_PID=%s; exec "$@"' % (fd, listen_fds, pid_expr)
+        proc = subprocess.Popen(['sh', '-c', script, 'sh', binary, '--backend', 'cpu', '--ready-fd', str(ready_w),
+                                 '--socket', os.path.join(tmp, 'own.sock')],
+                                pass_fds=(fd, ready_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.close(ready_w)
+        with os.fdopen(ready_r, 'rb') as r:
+            line = r.readline()
+        return proc, line
+
+    proc, line = launch('1')
+    ok = line == b'ready\n'
+    if ok:
+        with vkresample.Client(path) as c:
+            x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+            ok = np.array_equal(c.interpolate(x, scale_factor=2.0, mode='nearest'), nearest_x2(x))
+    tap.check(ok and not os.path.exists(os.path.join(tmp, 'own.sock')),
+              'socket activation: the daemon serves the socket it was handed as fd 3 and binds none of its own')
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    tap.check(proc.returncode == 0 and os.path.exists(path) and b'socket activation' in err,
+              'socket activation: SIGTERM, exit 0, and the socket (systemd\'s) is left in place (exit %s)' % proc.returncode)
+
+    proc, line = launch('2')
+    _, err = proc.communicate(timeout=60)
+    tap.check(line == b'' and proc.returncode == 1 and b'LISTEN_FDS=2' in err,
+              'socket activation: LISTEN_FDS=2 is refused at start-up (exit %s: %s)' % (proc.returncode, one_line(err.decode())))
+
+    proc, line = launch('1', own_pid=False)
+    own = os.path.exists(os.path.join(tmp, 'own.sock'))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    tap.check(line == b'ready\n' and own and proc.returncode == 0,
+              'socket activation: LISTEN_PID of another process is ignored; the daemon binds --socket instead')
+    listener.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('daemon')
@@ -339,6 +456,9 @@ def main():
     test_sigterm_with_job_in_flight(tap, args.daemon, args.backend)
     test_cli(tap, args.daemon, args.cli, args.backend)
     test_cli_grid(tap, args.daemon, args.cli, args.backend)
+    test_stats(tap, args.daemon, args.cli, args.backend)
+    test_unread_replies(tap, args.daemon, args.backend)
+    test_socket_activation(tap, args.daemon)
     return tap.done()
 
 
