@@ -1,24 +1,29 @@
 /* The Vulkan backend: owns the instance (with VK_LAYER_KHRONOS_validation and a debug messenger
  * when asked), the device choice, the compute pipelines built once at start-up from the embedded
- * shaders (shaders/interpolate_*.comp, compiled by shader_compiler.c), and the running of planned
- * interpolate jobs of every mode: host-visible buffers per job, the host's per-axis tables
- * uploaded once per job, and the work cut into chunks so that no binding exceeds
- * maxStorageBufferRange (whole N*C planes per chunk, or one plane's range of indices along its
- * outermost spatial axis with just the source rows and table entries that range reads; area's
- * global mean reads one plane through up to three bindings) and dispatches split so that no grid
- * exceeds maxComputeWorkGroupCount.  antialias runs two passes (W, then H) through an
- * intermediate buffer.  Long sequential sums (area windows, antialias filters) are added in steps
- * of at most max_loop terms per dispatch, the partial sum kept in the output: llvmpipe (lavapipe)
- * silently ends the loops of a shader invocation after 65535 iterations in all.  Jobs are
- * serialised by one mutex (the queue, the command buffer, the descriptor pool and the fence are
- * shared); their tables are built before it is taken.  No source coordinate or weight is
- * computed here: scales, indices, taps, windows and filters come from shaders/spec/
- * (axis_tables.c and interp_rules.h).
+ * shaders (shaders/interpolate_*.comp, grid_sample.comp, affine_grid.comp, compiled by
+ * shader_compiler.c), and the running of planned interpolate jobs of every mode and of the grid
+ * ops (grid_sample, affine_grid, the fused affine_sample): host-visible buffers per job, the
+ * host's per-axis tables uploaded once per job, and the work cut into chunks so that no binding
+ * exceeds maxStorageBufferRange (whole N*C planes per chunk, or one plane's range of indices
+ * along its outermost spatial axis with just the source rows and table entries that range reads;
+ * area's global mean reads one plane through up to three bindings; the grid ops bind whole input
+ * planes: several whole batches per chunk when they fit, else groups of a batch's channels, else
+ * one channel's output points in ranges whose grid, output and tables fit) and dispatches split
+ * so that no grid exceeds maxComputeWorkGroupCount.  antialias
+ * runs two passes (W, then H) through an intermediate buffer.  Long sequential sums (area
+ * windows, antialias filters) are added in steps of at most max_loop terms per dispatch, the
+ * partial sum kept in the output, and a grid op's channels in groups per dispatch: llvmpipe
+ * (lavapipe) silently ends the loops of a shader invocation after 65535 iterations in all.  Jobs
+ * are serialised by one mutex (the queue, the command buffer, the descriptor pool and the fence
+ * are shared); their tables are built before it is taken.  No source coordinate or weight is
+ * computed here: scales, indices, taps, windows, filters and affine base coordinates come from
+ * shaders/spec/ (axis_tables.c, interp_rules.h, grid_rules.h in the shaders).
  *
  * Test knobs (environment, read at creation, can only lower the device's limits):
  *   VKR_VULKAN_MAX_BINDING_BYTES  bytes one storage-buffer binding may span
  *   VKR_VULKAN_MAX_GROUP_COUNT    workgroups per dispatch along x and along y
- *   VKR_VULKAN_MAX_LOOP_ITERATIONS  terms of an area / antialias sum one dispatch may add */
+ *   VKR_VULKAN_MAX_LOOP_ITERATIONS  terms of an area / antialias sum one dispatch may add (grid
+ *                                 ops: loop iterations, so channels per dispatch) */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -61,14 +66,37 @@ typedef struct {
 } vkr_vk_push_t;
 _Static_assert(sizeof(vkr_vk_push_t) == 84, "push constants must match the shaders' Params block");
 
+/* Push constants of grid_sample.comp and affine_grid.comp; mirrors `GridParams` in
+ * shaders/grid_params.glsl. */
+typedef struct {
+    uint32_t in_base, out_base;   /* bindings 0, 1: the dispatch's first plane, at point 0 (mod 2^32) */
+    uint32_t crd_base, row_base;  /* bindings 2, 3: grid point 0 / W base table entry 0; row table row 0 */
+    uint32_t theta_base;          /* binding 3: the chunk's first theta, or VKR_VK_THETA_PUSHED */
+    uint32_t count;               /* points of the chunk */
+    uint32_t first, row;          /* first point of this dispatch (chunk-relative); points per grid row */
+    uint32_t p0;                  /* the chunk's first point, counted from its first batch's point 0 */
+    uint32_t channels;            /* channels of this dispatch */
+    uint32_t in_plane, out_plane; /* channel strides of bindings 0 and 1 */
+    uint32_t in_batch, out_batch; /* batch strides of bindings 0 and 1 (mod 2^32) */
+    int32_t in_d, in_h, in_w;     /* the input's extents (2-D: in_d = 1) */
+    int32_t out_w;                /* the output's W */
+    uint32_t align_corners;
+    float theta[12];              /* affine ops, one batch per chunk: its theta, R x (R + 1) */
+} vkr_vk_grid_push_t;
+#define VKR_VK_THETA_PUSHED UINT32_MAX
+_Static_assert(sizeof(vkr_vk_grid_push_t) == 124, "push constants must match the shaders' GridParams block");
+
 enum {
     PIPE_NEAREST, PIPE_NEAREST_EXACT, PIPE_LINEAR_1D, PIPE_LINEAR_2D, PIPE_LINEAR_3D, PIPE_CUBIC,
     PIPE_AREA_1D, PIPE_AREA_2D, PIPE_AREA_3D, PIPE_AREA_MEAN, PIPE_AA_H, PIPE_AA_V, PIPE_COUNT
 };
-enum { SHADER_NEAREST, SHADER_LINEAR, SHADER_CUBIC, SHADER_AREA, SHADER_AA, SHADER_COUNT };
+enum {
+    SHADER_NEAREST, SHADER_LINEAR, SHADER_CUBIC, SHADER_AREA, SHADER_AA, SHADER_GRID_SAMPLE, SHADER_AFFINE_GRID, SHADER_COUNT
+};
 static const char *const shader_names[SHADER_COUNT] = {"interpolate_nearest.comp", "interpolate_linear.comp",
                                                        "interpolate_cubic.comp", "interpolate_area.comp",
-                                                       "interpolate_antialias.comp"};
+                                                       "interpolate_antialias.comp", "grid_sample.comp",
+                                                       "affine_grid.comp"};
 /* Pipeline = shader + specialisation constants 1 (EXACT, RANK or VERTICAL) and 2 (MEAN). */
 static const struct {
     int shader;
@@ -103,6 +131,12 @@ typedef struct {
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipe_layout;
     VkPipeline pipes[PIPE_COUNT];
+    VkPipelineLayout grid_layout;   /* the set layout with vkr_vk_grid_push_t */
+    /* grid_sample.comp per [rank - 2][mode - 1][padding - 1][affine] (3-D bicubic: none), and
+     * affine_grid.comp per [rank - 2] */
+    VkPipeline grid_pipes[2][3][3][2];
+    VkPipeline affine_grid_pipes[2];
+    unsigned n_pipes;               /* pipelines built */
     VkDescriptorPool desc_pool;
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
@@ -486,6 +520,35 @@ static int create_device(vk_backend_t *b, vkr_error_t *err)
 
 /* ------------------------------------------------------------------ pipelines */
 
+/* One compute pipeline of `module` with specialisation constants 0 .. n-1 = data[0 .. n-1]. */
+static int create_pipe(vk_backend_t *b, VkShaderModule module, VkPipelineLayout layout, const uint32_t *data, uint32_t n,
+                       VkPipeline *pipe, vkr_error_t *err)
+{
+    VkSpecializationMapEntry entries[5];
+    for (uint32_t i = 0; i < n && i < 5; i++)
+        entries[i] = (VkSpecializationMapEntry){i, i * (uint32_t)sizeof(uint32_t), sizeof(uint32_t)};
+    const VkSpecializationInfo spec = {n, entries, n * sizeof(uint32_t), data};
+    const VkComputePipelineCreateInfo pi = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage =
+            {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = module,
+                .pName = "main",
+                .pSpecializationInfo = &spec,
+            },
+        .layout = layout,
+    };
+    VkResult r = vkCreateComputePipelines(b->device, VK_NULL_HANDLE, 1, &pi, NULL, pipe);
+    if (r != VK_SUCCESS) {
+        *pipe = VK_NULL_HANDLE;
+        return vk_fail(err, "vkCreateComputePipelines", r);
+    }
+    b->n_pipes++;
+    return VKR_OK;
+}
+
 static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
 {
     VkShaderModule modules[SHADER_COUNT] = {VK_NULL_HANDLE};
@@ -541,30 +604,45 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
             goto out;
         }
     }
-    const VkSpecializationMapEntry entries[3] = {
-        {0, 0, sizeof(uint32_t)}, {1, sizeof(uint32_t), sizeof(uint32_t)}, {2, 2 * sizeof(uint32_t), sizeof(uint32_t)}};
     for (int p = 0; p < PIPE_COUNT; p++) {
         /* EXACT, VERTICAL and MEAN are VkBool32s, RANK an int; a shader ignores the ids it lacks */
         const uint32_t data[3] = {VKR_VK_LOCAL_SIZE, pipe_defs[p].spec1, pipe_defs[p].spec2};
-        const VkSpecializationInfo spec = {3, entries, sizeof data, data};
-        const VkComputePipelineCreateInfo pi = {
-            .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-            .stage =
-                {
-                    .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-                    .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-                    .module = modules[pipe_defs[p].shader],
-                    .pName = "main",
-                    .pSpecializationInfo = &spec,
-                },
-            .layout = b->pipe_layout,
-        };
-        r = vkCreateComputePipelines(b->device, VK_NULL_HANDLE, 1, &pi, NULL, &b->pipes[p]);
-        if (r != VK_SUCCESS) {
-            b->pipes[p] = VK_NULL_HANDLE;
-            rc = vk_fail(err, "vkCreateComputePipelines", r);
+        rc = create_pipe(b, modules[pipe_defs[p].shader], b->pipe_layout, data, 3, &b->pipes[p], err);
+        if (rc)
             goto out;
-        }
+    }
+    const VkPushConstantRange grid_push = {VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(vkr_vk_grid_push_t)};
+    const VkPipelineLayoutCreateInfo grid_layout_info = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &b->set_layout,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &grid_push,
+    };
+    r = vkCreatePipelineLayout(b->device, &grid_layout_info, NULL, &b->grid_layout);
+    if (r != VK_SUCCESS) {
+        b->grid_layout = VK_NULL_HANDLE;
+        rc = vk_fail(err, "vkCreatePipelineLayout", r);
+        goto out;
+    }
+    /* grid_sample.comp: RANK, MODE, PADDING (the wire's ids, which are the spec's), AFFINE */
+    for (int rank = 2; rank <= 3; rank++)
+        for (int mode = 1; mode <= 3; mode++)
+            for (int pad = 1; pad <= 3; pad++)
+                for (int affine = 0; affine < 2; affine++) {
+                    if (rank == 3 && mode == VKR_GRID_BICUBIC)
+                        continue;   /* torch refuses it */
+                    const uint32_t data[5] = {VKR_VK_LOCAL_SIZE, (uint32_t)rank, (uint32_t)mode, (uint32_t)pad, (uint32_t)affine};
+                    rc = create_pipe(b, modules[SHADER_GRID_SAMPLE], b->grid_layout, data, 5,
+                                     &b->grid_pipes[rank - 2][mode - 1][pad - 1][affine], err);
+                    if (rc)
+                        goto out;
+                }
+    for (int rank = 2; rank <= 3; rank++) {
+        const uint32_t data[2] = {VKR_VK_LOCAL_SIZE, (uint32_t)rank};
+        rc = create_pipe(b, modules[SHADER_AFFINE_GRID], b->grid_layout, data, 2, &b->affine_grid_pipes[rank - 2], err);
+        if (rc)
+            goto out;
     }
     const VkDescriptorPoolSize pool_size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VKR_VK_BINDINGS * VKR_VK_SETS_PER_SUBMIT};
     const VkDescriptorPoolCreateInfo pool_info = {
@@ -1231,12 +1309,10 @@ static void barrier_compute(VkCommandBuffer cmd)
                          NULL);
 }
 
-/* Record, submit and wait for chunks [c0, c0 + n) of pass pi (n <= VKR_VK_SETS_PER_SUBMIT). */
-static int run_batch(vk_backend_t *b, const vk_job_t *j, int pi, const vk_buf_t *bufs, uint64_t c0, uint32_t n,
-                     uint64_t *dispatches, vkr_error_t *err)
+/* Start a submission: n descriptor sets (n <= VKR_VK_SETS_PER_SUBMIT) from the reset pool, the
+ * command buffer reset and begun. */
+static int batch_begin(vk_backend_t *b, uint32_t n, VkDescriptorSet *sets, vkr_error_t *err)
 {
-    const vk_pass_t *p = &j->pass[pi];
-    VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];
     VkDescriptorSetLayout layouts[VKR_VK_SETS_PER_SUBMIT];
     for (uint32_t i = 0; i < n; i++)
         layouts[i] = b->set_layout;
@@ -1262,6 +1338,43 @@ static int run_batch(vk_backend_t *b, const vk_job_t *j, int pi, const vk_buf_t 
     r = vkBeginCommandBuffer(b->cmd, &bi);
     if (r != VK_SUCCESS)
         return vk_fail(err, "vkBeginCommandBuffer", r);
+    return VKR_OK;
+}
+
+/* End the submission begun by batch_begin (the shaders' writes made visible to the host), submit
+ * it and wait for it. */
+static int batch_submit(vk_backend_t *b, vkr_error_t *err)
+{
+    barrier_to_host(b->cmd);
+    VkResult r = vkEndCommandBuffer(b->cmd);
+    if (r != VK_SUCCESS)
+        return vk_fail(err, "vkEndCommandBuffer", r);
+    r = vkResetFences(b->device, 1, &b->fence);
+    if (r != VK_SUCCESS)
+        return vk_fail(err, "vkResetFences", r);
+    const VkSubmitInfo si = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+        .commandBufferCount = 1,
+        .pCommandBuffers = &b->cmd,
+    };
+    r = vkQueueSubmit(b->queue, 1, &si, b->fence);
+    if (r != VK_SUCCESS)
+        return vk_fail(err, "vkQueueSubmit", r);
+    r = vkWaitForFences(b->device, 1, &b->fence, VK_TRUE, UINT64_MAX);
+    if (r != VK_SUCCESS)
+        return vk_fail(err, "vkWaitForFences", r);
+    return VKR_OK;
+}
+
+/* Record, submit and wait for chunks [c0, c0 + n) of pass pi (n <= VKR_VK_SETS_PER_SUBMIT). */
+static int run_batch(vk_backend_t *b, const vk_job_t *j, int pi, const vk_buf_t *bufs, uint64_t c0, uint32_t n,
+                     uint64_t *dispatches, vkr_error_t *err)
+{
+    const vk_pass_t *p = &j->pass[pi];
+    VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];
+    int rc = batch_begin(b, n, sets, err);
+    if (rc)
+        return rc;
     if (pi > 0)
         barrier_compute(b->cmd);
     vkCmdBindPipeline(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipes[p->pipe]);
@@ -1309,25 +1422,7 @@ static int run_batch(vk_backend_t *b, const vk_job_t *j, int pi, const vk_buf_t 
             }
         }
     }
-    barrier_to_host(b->cmd);
-    r = vkEndCommandBuffer(b->cmd);
-    if (r != VK_SUCCESS)
-        return vk_fail(err, "vkEndCommandBuffer", r);
-    r = vkResetFences(b->device, 1, &b->fence);
-    if (r != VK_SUCCESS)
-        return vk_fail(err, "vkResetFences", r);
-    const VkSubmitInfo si = {
-        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-        .commandBufferCount = 1,
-        .pCommandBuffers = &b->cmd,
-    };
-    r = vkQueueSubmit(b->queue, 1, &si, b->fence);
-    if (r != VK_SUCCESS)
-        return vk_fail(err, "vkQueueSubmit", r);
-    r = vkWaitForFences(b->device, 1, &b->fence, VK_TRUE, UINT64_MAX);
-    if (r != VK_SUCCESS)
-        return vk_fail(err, "vkWaitForFences", r);
-    return VKR_OK;
+    return batch_submit(b, err);
 }
 
 /* The whole job, with b->lock held. */
@@ -1384,6 +1479,399 @@ static int vk_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, co
     return rc;
 }
 
+/* ------------------------------------------------------------------ grid ops */
+
+/* Buffers of a grid job. */
+enum { GBUF_IMAGE, GBUF_GRID, GBUF_OUT, GBUF_TAB, GBUF_COUNT };
+
+/* Output points [p0, p1) of a plane. */
+typedef struct {
+    uint64_t p0, p1;
+} vk_pts_t;
+
+/* A grid_sample / affine_grid / affine_sample job: its buffers, the affine base tables, and how
+ * it is cut into chunks: groups of nb whole batches when a batch's planes, grid, output and
+ * tables fit the bindings, else within each batch groups of kc channels with all the output
+ * points, else one channel at a time in ranges of output points (segs). */
+typedef struct {
+    char what[64];                   /* op and modes, for messages */
+    VkPipeline pipe;
+    int rank;                        /* spatial axes: 2 or 3 */
+    bool image;                      /* an input is sampled (grid_sample, affine_sample) */
+    bool affine;                     /* points from theta (affine_grid, affine_sample) */
+    bool align_corners;
+    uint64_t batch, channels;        /* N; C (0 for affine_grid) */
+    uint64_t points;                 /* P: output points per plane */
+    uint64_t in_plane;               /* input elements per plane */
+    int64_t in[3];                   /* the input's extents padded to D, H, W */
+    int64_t out_w;                   /* the output's W */
+    uint64_t elements[GBUF_COUNT];   /* floats of each buffer; 0: not used */
+    float *tab;                      /* affine: the W base table, then the row table (the job's
+                                      * theta follows them in the buffer when nb > 1) */
+    uint64_t tab_words;              /* words of tab */
+    uint64_t row_word;               /* word of the row table in the table buffer */
+    uint64_t row_words;              /* words per row-table entry: rank - 1 (y[, z]) */
+    uint64_t nb;                     /* batches per chunk (> 1: theta read from the table buffer) */
+    uint64_t kc;                     /* channels per chunk (0 for affine_grid) */
+    uint64_t n_bgroups, n_cgroups;   /* batch groups; channel groups per batch group */
+    uint64_t per_dispatch;           /* channels one dispatch may loop over */
+    uint64_t steps;                  /* dispatches per chunk along its channels */
+    vk_pts_t *segs;
+    uint64_t n_segs, chunks;
+} vk_grid_job_t;
+
+static void grid_job_free(vk_grid_job_t *j)
+{
+    free(j->tab);
+    free(j->segs);
+    memset(j, 0, sizeof *j);
+}
+
+/* Loop iterations grid_sample.comp may run per channel (its channel loop and the spec's apply
+ * loops, should the compiler not unroll them); a point's own loops (reflection's fmod, at most
+ * about 130 iterations an axis) fit in the room VKR_VK_LLVMPIPE_MAX_LOOP leaves. */
+static uint64_t grid_channel_cost(int rank, int mode)
+{
+    if (mode == VKR_GRID_NEAREST)
+        return 1;
+    if (mode == VKR_GRID_BICUBIC)
+        return 1 + 4 + 4 * 3;
+    return rank == 2 ? 1 + 3 : 1 + 8;
+}
+
+static int grid_push_seg(vk_grid_job_t *j, uint64_t *cap, uint64_t p0, uint64_t p1, vkr_error_t *err)
+{
+    if (j->n_segs == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        vk_pts_t *s = realloc(j->segs, (size_t)*cap * sizeof *s);
+        if (!s)
+            return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: out of memory for the chunks of a job");
+        j->segs = s;
+    }
+    j->segs[j->n_segs++] = (vk_pts_t){p0, p1};
+    return VKR_OK;
+}
+
+/* Pipeline, buffers, tables and chunks of a grid plan; refuses what this backend cannot bind.
+ * The caller frees *j with grid_job_free whatever this returns (j->chunks == 0: nothing to run). */
+static int grid_prepare(const vk_backend_t *b, const vkr_grid_plan_t *plan, vk_grid_job_t *j, vkr_error_t *err)
+{
+    memset(j, 0, sizeof *j);
+    const int rank = plan->spatial_rank;
+    const int op = plan->op;
+    if (op != VKR_OP_GRID_SAMPLE && op != VKR_OP_AFFINE_GRID && op != VKR_OP_AFFINE_SAMPLE)
+        return vkr_proto_error_set(err, VKR_E_BACKEND, "backend", "vulkan backend: grid plan of op %d", op);
+    if (rank != 2 && rank != 3)
+        return vkr_proto_error_set(err, VKR_E_BACKEND, "backend", "vulkan backend: grid plan with %d spatial axes", rank);
+    j->rank = rank;
+    j->image = op != VKR_OP_AFFINE_GRID;
+    j->affine = op != VKR_OP_GRID_SAMPLE;
+    j->align_corners = plan->align_corners;
+    if (j->image) {
+        const char *mode = vkr_proto_grid_mode_name(plan->mode), *pad = vkr_proto_padding_name(plan->padding_mode);
+        snprintf(j->what, sizeof j->what, "%s %s/%s", op == VKR_OP_GRID_SAMPLE ? "grid_sample" : "affine_sample",
+                 mode ? mode : "?", pad ? pad : "?");
+        if (!mode || !pad)
+            return vkr_proto_error_set(err, VKR_E_BACKEND, "backend", "vulkan backend: %s: mode %d, padding %d", j->what, plan->mode,
+                                       plan->padding_mode);
+        j->pipe = b->grid_pipes[rank - 2][plan->mode - 1][plan->padding_mode - 1][j->affine];
+        if (!j->pipe)
+            return vkr_proto_error_set(err, VKR_E_UNSUPPORTED, "mode", "vulkan backend: %s on %d spatial axes is not implemented",
+                                       j->what, rank);
+    } else {
+        snprintf(j->what, sizeof j->what, "affine_grid %dD", rank);
+        j->pipe = b->affine_grid_pipes[rank - 2];
+    }
+    if (plan->out_elements == 0)
+        return VKR_OK;   /* nothing to run: no chunks */
+    const uint64_t R = (uint64_t)rank, T = R * (R + 1);   /* theta: R rows of R + 1 */
+    const uint64_t N = (uint64_t)plan->batch, C = j->image ? (uint64_t)plan->channels : 0;
+    j->batch = N;
+    j->channels = C;
+    j->points = 1;
+    j->in_plane = 1;
+    for (int a = 0; a < 3; a++) {
+        const int d = a - (3 - rank);
+        j->in[a] = d < 0 || !j->image ? 1 : plan->in_size[d];
+    }
+    for (int d = 0; d < rank; d++) {
+        j->points *= (uint64_t)plan->out_size[d];
+        if (j->image)
+            j->in_plane *= (uint64_t)plan->in_size[d];
+    }
+    j->out_w = plan->out_size[rank - 1];
+    const uint64_t P = j->points, W = (uint64_t)j->out_w, rows = P / W;
+    if (P > UINT32_MAX)   /* the shaders index a plane's points with 32 bits */
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size",
+                                   "vulkan backend: %s: a plane of %llu output points is over 2^32 - 1 (use --backend cpu)", j->what,
+                                   (unsigned long long)P);
+    const uint64_t room = bind_room(b);
+    const unsigned long long limit = (unsigned long long)b->max_binding;
+    if (j->image && 4 * j->in_plane > room)   /* a point may read anywhere in its plane */
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "input.shape",
+                                   "vulkan backend: %s: one input plane of %llu bytes is over this device's binding limit "
+                                   "(maxStorageBufferRange) of %llu bytes (use --backend cpu)",
+                                   j->what, (unsigned long long)(4 * j->in_plane), limit);
+
+    /* Chunks.  Per point: out_pp output words a channel, grid_pp grid words. */
+    j->row_words = R - 1;
+    j->row_word = W;
+    const uint64_t out_pp = j->image ? 1 : R, grid_pp = op == VKR_OP_GRID_SAMPLE ? R : 0;
+    uint64_t np_cap = room / (4 * out_pp);
+    if (grid_pp)
+        np_cap = min_u64(np_cap, room / (4 * grid_pp));
+    const uint64_t max_rows = room / (4 * j->row_words);
+    if (np_cap == 0 || (j->affine && max_rows == 0))
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "size",
+                                   "vulkan backend: %s: one output point is over this device's binding limit "
+                                   "(maxStorageBufferRange) of %llu bytes (use --backend cpu)", j->what, limit);
+    const bool w_fits = 4 * W <= room;
+    uint64_t cap = 0;
+    int rc;
+    j->nb = 1;
+    j->kc = j->image ? 1 : 0;
+    if (P <= np_cap && (!j->affine || (w_fits && rows <= max_rows))) {
+        /* All of a batch's points in one chunk: with every channel, and several batches, when
+         * they fit (an affine chunk of several batches reads their theta after the row table). */
+        rc = grid_push_seg(j, &cap, 0, P, err);
+        if (rc)
+            return rc;
+        if (j->image)
+            j->kc = min_u64(C, min_u64(room / (4 * j->in_plane), room / (4 * P)));
+        if (!j->image || j->kc == C) {
+            const uint64_t per_batch = max_u64(max_u64(C * j->in_plane, j->image ? C * P : P * R), P * grid_pp);
+            j->nb = min_u64(min_u64(N, room / (4 * per_batch)), UINT32_MAX / P);
+            if (j->affine && 4 * (rows * j->row_words + N * T) > room)
+                j->nb = 1;
+        }
+    } else {
+        /* One channel at a time (several would bind several whole output planes) in ranges of
+         * points whose grid, output and tables fit: a range that crosses a row binds all of W's
+         * table, so without room for it ranges keep within a row. */
+        for (uint64_t p0 = 0; p0 < P;) {
+            uint64_t p1 = min_u64(P, p0 + np_cap);
+            if (j->affine) {
+                const uint64_t r0 = p0 / W;
+                if (!w_fits)
+                    p1 = min_u64(p1, (r0 + 1) * W);
+                if ((p1 - 1) / W - r0 + 1 > max_rows)
+                    p1 = (r0 + max_rows) * W;
+            }
+            rc = grid_push_seg(j, &cap, p0, p1, err);
+            if (rc)
+                return rc;
+            p0 = p1;
+        }
+    }
+    j->n_bgroups = (N + j->nb - 1) / j->nb;
+    j->n_cgroups = j->image ? (C + j->kc - 1) / j->kc : 1;
+    if (j->image) {
+        j->per_dispatch = min_u64(j->kc, max_u64(1, b->max_loop / grid_channel_cost(rank, plan->mode)));
+        j->steps = (j->kc + j->per_dispatch - 1) / j->per_dispatch;
+    } else {
+        j->steps = 1;
+    }
+    j->chunks = j->n_bgroups * j->n_cgroups * j->n_segs;
+
+    j->elements[GBUF_IMAGE] = j->image ? plan->in_elements : 0;
+    j->elements[GBUF_GRID] = op == VKR_OP_GRID_SAMPLE ? plan->aux_elements : 0;
+    j->elements[GBUF_OUT] = plan->out_elements;
+    j->tab_words = j->affine ? W + rows * j->row_words : 0;
+    j->elements[GBUF_TAB] = j->tab_words + (j->affine && j->nb > 1 ? N * T : 0);
+    static const char *const buf_names[GBUF_COUNT] = {"input tensor", "grid", "output tensor", "affine base tables"};
+    for (int i = 0; i < GBUF_COUNT; i++)
+        if (4 * j->elements[i] > b->max_alloc)
+            return vkr_proto_error_set(err, VKR_E_TOO_LARGE, i == GBUF_IMAGE ? "input.shape" : i == GBUF_GRID ? "grid.shape" : "size",
+                                       "vulkan backend: %s: the %s of %llu bytes is over this device's maxMemoryAllocationSize of "
+                                       "%llu bytes (use --backend cpu)",
+                                       j->what, buf_names[i], (unsigned long long)(4 * j->elements[i]),
+                                       (unsigned long long)b->max_alloc);
+
+    /* The affine base tables: W's, then one entry per output row ((d, h) flattened): y[, z]. */
+    if (j->affine) {
+        const int64_t H = plan->out_size[rank - 2], D = rank == 3 ? plan->out_size[0] : 1;
+        j->tab = malloc((size_t)(j->tab_words + (uint64_t)H + (uint64_t)D) * sizeof(float));
+        if (!j->tab)
+            return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: out of memory for %s's base tables", j->what);
+        float *bh = j->tab + j->tab_words, *bd = bh + H;   /* scratch past the uploaded words */
+        vkr_spec_affine_base(j->out_w, j->align_corners, j->tab);
+        vkr_spec_affine_base(H, j->align_corners, bh);
+        vkr_spec_affine_base(D, j->align_corners, bd);
+        float *rt = j->tab + j->row_word;
+        for (uint64_t r = 0; r < rows; r++) {
+            rt[r * j->row_words] = bh[r % (uint64_t)H];
+            if (rank == 3)
+                rt[r * j->row_words + 1] = bd[r / (uint64_t)H];
+        }
+    }
+    return VKR_OK;
+}
+
+/* Descriptors and push constants of chunk c; *nc gets its channels.  theta: the job's (affine). */
+static void grid_chunk_setup(const vk_backend_t *b, const vk_grid_job_t *j, uint64_t c, const vk_buf_t *bufs, const float *theta,
+                             VkDescriptorBufferInfo info[VKR_VK_BINDINGS], vkr_vk_grid_push_t *pc, uint64_t *nc)
+{
+    const uint64_t per_bgroup = j->n_cgroups * j->n_segs;
+    const uint64_t n0 = c / per_bgroup * j->nb, rem = c % per_bgroup;
+    const uint64_t nbc = min_u64(j->nb, j->batch - n0);   /* batches of this chunk */
+    const uint64_t c0 = rem / j->n_segs * j->kc;
+    const vk_pts_t *s = &j->segs[rem % j->n_segs];
+    const uint64_t P = j->points, C = j->channels, R = (uint64_t)j->rank, T = R * (R + 1), np = s->p1 - s->p0;
+    *nc = j->image ? min_u64(j->kc, C - c0) : 0;
+    *pc = (vkr_vk_grid_push_t){
+        .theta_base = VKR_VK_THETA_PUSHED,
+        .count = (uint32_t)(nbc * np), .p0 = (uint32_t)s->p0,
+        .in_plane = (uint32_t)j->in_plane, .out_plane = (uint32_t)P,
+        .in_batch = (uint32_t)(C * j->in_plane), .out_batch = (uint32_t)(C * P),
+        .in_d = (int32_t)j->in[0], .in_h = (int32_t)j->in[1], .in_w = (int32_t)j->in[2],
+        .out_w = (int32_t)j->out_w, .align_corners = j->align_corners,
+    };
+    uint32_t r;
+    if (j->image) {   /* nbc > 1 only with every channel and point: (nbc - 1) C + nc planes */
+        const uint64_t plane0 = n0 * C + c0, planes = (nbc - 1) * C + *nc;
+        info[0] = bind_bytes(b, &bufs[GBUF_IMAGE], 4 * plane0 * j->in_plane, 4 * planes * j->in_plane, &r);
+        pc->in_base = r;
+        info[1] = bind_bytes(b, &bufs[GBUF_OUT], 4 * (plane0 * P + s->p0), 4 * ((planes - 1) * P + np), &r);
+        pc->out_base = (uint32_t)(r - s->p0);
+    } else {
+        info[1] = bind_bytes(b, &bufs[GBUF_OUT], 4 * (n0 * P + s->p0) * R, 4 * nbc * np * R, &r);
+        pc->out_base = (uint32_t)(r - s->p0 * R);
+    }
+    if (!j->affine) {
+        info[2] = bind_bytes(b, &bufs[GBUF_GRID], 4 * (n0 * P + s->p0) * R, 4 * nbc * np * R, &r);
+        pc->crd_base = (uint32_t)(r - s->p0 * R);
+        info[3] = info[2];   /* not read: any valid range */
+        return;
+    }
+    const uint64_t W = (uint64_t)j->out_w, r0 = s->p0 / W, r1 = (s->p1 - 1) / W;
+    const uint64_t w0 = r0 == r1 ? s->p0 % W : 0, w1 = r0 == r1 ? (s->p1 - 1) % W : W - 1;
+    info[2] = bind_bytes(b, &bufs[GBUF_TAB], 4 * w0, 4 * (w1 - w0 + 1), &r);
+    pc->crd_base = (uint32_t)(r - w0);
+    /* rows r0..r1; with several batches a chunk has every row, and the theta follow them */
+    const uint64_t words = (r1 - r0 + 1) * j->row_words + (j->nb > 1 ? (n0 + nbc) * T : 0);
+    info[3] = bind_bytes(b, &bufs[GBUF_TAB], 4 * (j->row_word + r0 * j->row_words), 4 * words, &r);
+    pc->row_base = (uint32_t)(r - r0 * j->row_words);
+    if (j->nb > 1)
+        pc->theta_base = (uint32_t)(r + (r1 + 1) * j->row_words + n0 * T);
+    else
+        memcpy(pc->theta, theta + n0 * T, (size_t)T * sizeof(float));
+    if (!j->image)
+        info[0] = info[2];   /* not read: any valid range */
+}
+
+/* Record, submit and wait for chunks [c0, c0 + n) of a grid job (n <= VKR_VK_SETS_PER_SUBMIT). */
+static int grid_run_batch(vk_backend_t *b, const vk_grid_job_t *j, const vk_buf_t *bufs, const float *theta, uint64_t c0, uint32_t n,
+                          uint64_t *dispatches, vkr_error_t *err)
+{
+    VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];
+    int rc = batch_begin(b, n, sets, err);
+    if (rc)
+        return rc;
+    vkCmdBindPipeline(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, j->pipe);
+    const uint64_t local = VKR_VK_LOCAL_SIZE;
+    vkr_vk_grid_push_t pcs[VKR_VK_SETS_PER_SUBMIT];
+    uint64_t ncs[VKR_VK_SETS_PER_SUBMIT];
+    for (uint32_t i = 0; i < n; i++) {
+        VkDescriptorBufferInfo infos[VKR_VK_BINDINGS];
+        grid_chunk_setup(b, j, c0 + i, bufs, theta, infos, &pcs[i], &ncs[i]);
+        const VkWriteDescriptorSet w = {
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = sets[i],
+            .dstBinding = 0,
+            .descriptorCount = VKR_VK_BINDINGS,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = infos,
+        };
+        vkUpdateDescriptorSets(b->device, 1, &w, 0, NULL);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->grid_layout, 0, 1, &sets[i], 0, NULL);
+        /* Grid: gx workgroups per row, up to max_groups[1] rows per dispatch, more dispatches
+         * (pc.first) when even that is not enough; each group of channels again. */
+        const uint64_t count = pcs[i].count;
+        const uint64_t groups = (count + local - 1) / local;
+        const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
+        const uint64_t row = gx * local;
+        const uint64_t rows = (count + row - 1) / row;
+        for (uint64_t step = 0; step < j->steps; step++) {
+            vkr_vk_grid_push_t pc = pcs[i];
+            const uint64_t ch0 = step * j->per_dispatch;
+            if (j->image) {
+                if (ch0 >= ncs[i])
+                    break;   /* the last channel group of a batch may be shorter */
+                pc.channels = (uint32_t)min_u64(j->per_dispatch, ncs[i] - ch0);
+                pc.in_base = (uint32_t)(pc.in_base + ch0 * j->in_plane);
+                pc.out_base = (uint32_t)(pc.out_base + ch0 * j->points);
+            }
+            pc.row = (uint32_t)row;
+            for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
+                const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
+                /* No barrier between dispatches: each writes its own elements only. */
+                pc.first = (uint32_t)(r0 * row);
+                vkCmdPushConstants(b->cmd, b->grid_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
+                vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+                (*dispatches)++;
+            }
+        }
+    }
+    return batch_submit(b, err);
+}
+
+/* The whole grid job, with b->lock held. */
+static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, const float *image, const float *coords, float *out,
+                        vkr_error_t *err)
+{
+    vk_buf_t bufs[GBUF_COUNT];
+    memset(bufs, 0, sizeof bufs);
+    int rc = VKR_OK;
+    for (int i = 0; i < GBUF_COUNT && rc == VKR_OK; i++)
+        if (j->elements[i])
+            rc = buf_create(b, 4 * j->elements[i], &bufs[i], err);
+    if (rc)
+        goto out;
+    if (j->elements[GBUF_IMAGE])
+        memcpy(bufs[GBUF_IMAGE].map, image, 4 * j->elements[GBUF_IMAGE]);
+    if (j->elements[GBUF_GRID])
+        memcpy(bufs[GBUF_GRID].map, coords, 4 * j->elements[GBUF_GRID]);
+    if (j->elements[GBUF_TAB]) {   /* the base tables, then (nb > 1) every batch's theta */
+        memcpy(bufs[GBUF_TAB].map, j->tab, 4 * j->tab_words);
+        memcpy((float *)bufs[GBUF_TAB].map + j->tab_words, coords, 4 * (j->elements[GBUF_TAB] - j->tab_words));
+    }
+    uint64_t submits = 0, dispatches = 0;
+    for (uint64_t c0 = 0; c0 < j->chunks; c0 += VKR_VK_SETS_PER_SUBMIT) {
+        const uint32_t n = (uint32_t)min_u64(j->chunks - c0, VKR_VK_SETS_PER_SUBMIT);
+        rc = grid_run_batch(b, j, bufs, coords, c0, n, &dispatches, err);
+        if (rc)
+            goto out;
+        submits++;
+    }
+    memcpy(out, bufs[GBUF_OUT].map, 4 * j->elements[GBUF_OUT]);
+    /* backend_agree parses this line: keep its format ("splitting planes": the output points of
+     * a plane in several chunks; "steps": dispatches per chunk along its channels) */
+    vkr__log(VKR_LOG_DEBUG, "vulkan: %s job: passes 1, splitting planes %d, steps %llu, chunks %llu, submits %llu, dispatches %llu",
+             j->what, j->n_segs > 1, (unsigned long long)j->steps, (unsigned long long)j->chunks, (unsigned long long)submits,
+             (unsigned long long)dispatches);
+out:
+    for (int i = GBUF_COUNT - 1; i >= 0; i--)
+        buf_destroy(b, &bufs[i]);
+    return rc;
+}
+
+static int vk_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float *image, const float *coords, float *out,
+                   vkr_error_t *err)
+{
+    vk_backend_t *b = (vk_backend_t *)self;
+    vk_grid_job_t j;
+    int rc = grid_prepare(b, plan, &j, err);
+    if (rc == VKR_OK && j.chunks > 0) {
+        pthread_mutex_lock(&b->lock);
+        rc = grid_run_job(b, &j, image, coords, out, err);
+        pthread_mutex_unlock(&b->lock);
+    }
+    grid_job_free(&j);
+    return rc;
+}
+
 static unsigned vk_validation_messages(vkr_backend_s *self)
 {
     vk_backend_t *b = (vk_backend_t *)self;
@@ -1400,6 +1888,14 @@ static void vk_destroy(vkr_backend_s *self)
         vkDestroyFence(b->device, b->fence, NULL);
         vkDestroyCommandPool(b->device, b->cmd_pool, NULL);
         vkDestroyDescriptorPool(b->device, b->desc_pool, NULL);
+        for (int r = 1; r >= 0; r--)
+            vkDestroyPipeline(b->device, b->affine_grid_pipes[r], NULL);
+        for (int r = 1; r >= 0; r--)
+            for (int m = 2; m >= 0; m--)
+                for (int q = 2; q >= 0; q--)
+                    for (int a = 1; a >= 0; a--)
+                        vkDestroyPipeline(b->device, b->grid_pipes[r][m][q][a], NULL);
+        vkDestroyPipelineLayout(b->device, b->grid_layout, NULL);
         for (int p = PIPE_COUNT - 1; p >= 0; p--)
             vkDestroyPipeline(b->device, b->pipes[p], NULL);
         vkDestroyPipelineLayout(b->device, b->pipe_layout, NULL);
@@ -1465,6 +1961,65 @@ static int warm_up(vk_backend_t *b, vkr_error_t *err)
     return VKR_OK;
 }
 
+/* One tiny job per grid pipeline: two channels of 1, 2, 3, ... (2-D: 2 x 2 planes; 3-D: 2 x 2 x 2)
+ * sampled at their own pixel centres with align_corners (grid values exactly -1 and 1; affine:
+ * the identity theta), which every mode and padding returns exactly; affine_grid of the identity
+ * gives those grid values back. */
+static int warm_up_grid(vk_backend_t *b, vkr_error_t *err)
+{
+    float img[16], grid[24], theta[12], out[24];
+    for (int i = 0; i < 16; i++)
+        img[i] = (float)(i + 1);
+    for (int rank = 2; rank <= 3; rank++) {
+        const int P = rank == 2 ? 4 : 8;
+        for (int p = 0; p < P; p++)
+            for (int k = 0; k < rank; k++)   /* component k (x, y, z) is bit k of the point */
+                grid[p * rank + k] = (p >> k) & 1 ? 1.0f : -1.0f;
+        memset(theta, 0, sizeof theta);
+        for (int k = 0; k < rank; k++)
+            theta[k * (rank + 1) + k] = 1.0f;
+        vkr_grid_plan_t plan = {.spatial_rank = rank, .batch = 1, .channels = 2, .align_corners = true};
+        for (int d = 0; d < rank; d++)
+            plan.in_size[d] = plan.out_size[d] = 2;
+        for (int mode = 1; mode <= 3; mode++)
+            for (int pad = 1; pad <= 3; pad++)
+                for (int affine = 0; affine < 2; affine++) {
+                    if (!b->grid_pipes[rank - 2][mode - 1][pad - 1][affine])
+                        continue;
+                    plan.op = affine ? VKR_OP_AFFINE_SAMPLE : VKR_OP_GRID_SAMPLE;
+                    plan.mode = mode;
+                    plan.padding_mode = pad;
+                    plan.in_elements = plan.out_elements = 2 * (uint64_t)P;
+                    plan.aux_elements = affine ? (uint64_t)(rank * (rank + 1)) : (uint64_t)(P * rank);
+                    memset(out, 0, sizeof out);
+                    int rc = vk_grid(&b->base, &plan, img, affine ? theta : grid, out, err);
+                    if (rc)
+                        return rc;
+                    for (int i = 0; i < 2 * P; i++)
+                        if (out[i] != img[i])
+                            return vkr_proto_error_set(err, VKR_E_BACKEND, "backend",
+                                                       "vulkan: warm-up %s %dD %s/%s job gave %g at %d (expected %g)",
+                                                       affine ? "affine_sample" : "grid_sample", rank,
+                                                       vkr_proto_grid_mode_name(mode), vkr_proto_padding_name(pad), out[i], i, img[i]);
+                }
+        plan.op = VKR_OP_AFFINE_GRID;
+        plan.mode = plan.padding_mode = 0;
+        plan.channels = 1;
+        plan.in_elements = (uint64_t)(rank * (rank + 1));
+        plan.aux_elements = 0;
+        plan.out_elements = (uint64_t)(P * rank);
+        memset(plan.in_size, 0, sizeof plan.in_size);
+        int rc = vk_grid(&b->base, &plan, NULL, theta, out, err);
+        if (rc)
+            return rc;
+        for (int i = 0; i < P * rank; i++)
+            if (out[i] != grid[i])
+                return vkr_proto_error_set(err, VKR_E_BACKEND, "backend",
+                                           "vulkan: warm-up affine_grid %dD job gave %g at %d (expected %g)", rank, out[i], i, grid[i]);
+    }
+    return VKR_OK;
+}
+
 /* ------------------------------------------------------------------ creation */
 
 int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s **out, vkr_error_t *err)
@@ -1475,6 +2030,7 @@ int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s *
     atomic_init(&b->validation_count, 0u);
     b->base.name = "vulkan";
     b->base.interpolate = vk_interpolate;
+    b->base.grid = vk_grid;
     b->base.validation_messages = vk_validation_messages;
     b->base.destroy = vk_destroy;
     int rc;
@@ -1500,8 +2056,11 @@ int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s *
     rc = warm_up(b, err);
     if (rc)
         goto fail;
+    rc = warm_up_grid(b, err);
+    if (rc)
+        goto fail;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    vkr__log(VKR_LOG_INFO, "vulkan: %d pipelines ready, warm-up dispatches took %.1f ms", PIPE_COUNT,
+    vkr__log(VKR_LOG_INFO, "vulkan: %u pipelines ready, warm-up dispatches took %.1f ms", b->n_pipes,
              (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     *out = &b->base;
     return VKR_OK;

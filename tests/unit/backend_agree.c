@@ -2,19 +2,25 @@
  * interpolate jobs of every mode (nearest, nearest-exact, linear, bilinear, trilinear, bicubic,
  * area, and bilinear / bicubic with antialias=True; sizes 1..40, scales such as 1/4, 1/3, 0.7,
  * 2.5, 7/3; align_corners unset/False/True; recompute_scale_factor; area with overlapping
- * windows and all-ones outputs; bicubic on 1..4-pixel inputs, its taps beyond both borders),
- * with VK_LAYER_KHRONOS_validation on.  Nearest must be bit-exact, the others within the
- * contract's tolerance (bit-exact expected).  Also: a second Vulkan backend with tiny binding and
- * workgroup limits and a short loop budget, on which every family must run in several chunks,
- * planes split along their outermost axis (tables too), area's mean over several bindings,
- * multi-dispatch grids and area / antialias sums in several steps (the backend's debug line per
- * job says what it did); fixed split cases that must not be refused; on the real limits, sums
- * longer than llvmpipe's 65535 loop iterations per invocation;
- * concurrent jobs from several threads; refusals (a row too large for the limited bindings, a
- * 3-D bicubic plan, bad device index); and zero validation messages, counted here (this test
+ * windows and all-ones outputs; bicubic on 1..4-pixel inputs, its taps beyond both borders) and
+ * random grid jobs (grid_sample, affine_grid, affine_sample; 2-D and 3-D, every mode x padding,
+ * align_corners unset/False/True; grid values several periods outside [-1, 1], on +-1 and one ULP
+ * either side, pixel centres and half-pixel ties, +-1e30, 3.4e38, NaN and +-inf; theta near the
+ * identity or wild, some with NaN / inf), with VK_LAYER_KHRONOS_validation on.  Nearest must be
+ * bit-exact, the others within the contract's tolerance (bit-exact expected).  Also: a second
+ * Vulkan backend with tiny binding and workgroup limits and a short loop budget, on which every
+ * family must run in several chunks, planes split along their outermost axis (tables too), area's
+ * mean over several bindings, multi-dispatch grids and area / antialias sums in several steps, and
+ * the grid ops in point ranges (W base table and row table split too), channel groups, channel
+ * steps and several batches per chunk (the backend's debug line per job says what it did); fixed
+ * split cases that must not be refused; on the real limits, sums and channel loops longer than
+ * llvmpipe's 65535 loop iterations per invocation; concurrent jobs from several threads;
+ * refusals (a row too large for the limited bindings, a grid input plane too large for them,
+ * 3-D bicubic plans, bad device index); and zero validation messages, counted here (this test
  * provides vkr__log) so that messages during destroy count too.  TAP on stdout (tap.h: the plan
  * comes last).
- * Environment: VKR_TEST_SEED (default 20240611), VKR_TEST_CASES (default 400). */
+ * Environment: VKR_TEST_SEED (default 20240611), VKR_TEST_CASES (default 400), VKR_TEST_GRID_CASES
+ * (default 400). */
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -35,6 +41,7 @@
 #define SPLIT_LOOP_ITERATIONS 40      /* and the terms of an area / antialias sum per dispatch */
 #define N_THREADS 4
 #define CASES_PER_THREAD 6
+#define GRID_CASES_PER_THREAD 4
 
 /* ------------------------------------------------------------------ families */
 enum { FAM_NEAREST, FAM_LINEAR, FAM_CUBIC, FAM_AREA, FAM_AA, FAM_COUNT };
@@ -113,6 +120,14 @@ typedef struct {
     char desc[360];
     float *in, *want;               /* want: the CPU backend's output */
 } case_t;
+
+/* A grid op case (see "grid ops" below). */
+typedef struct gcase_s {
+    vkr_grid_plan_t plan;
+    char desc[360];
+    float *img, *coords, *want;      /* img: NULL for affine_grid; coords: grid or theta */
+    uint64_t n_coords;
+} gcase_t;
 
 static const char *opt_name(int o) { return o == VKR_OPT_TRUE ? "True" : o == VKR_OPT_FALSE ? "False" : "None"; }
 
@@ -273,9 +288,13 @@ typedef struct {
     vkr_backend_s *vk;
     case_t *cases;
     int n;
+    gcase_t *gcases;                 /* grid cases, run after the interpolate ones */
+    int ng;
     int failures;
     char why[1024];
 } thread_arg_t;
+
+static bool thread_grid_case(vkr_backend_s *vk, const gcase_t *g, char *why, size_t why_len);
 
 static void *thread_main(void *p)
 {
@@ -295,12 +314,20 @@ static void *thread_main(void *p)
         }
         free(got);
     }
+    for (int i = 0; i < t->ng; i++) {
+        char why[1024];
+        if (!thread_grid_case(t->vk, &t->gcases[i], why, sizeof why)) {
+            if (!t->failures)
+                snprintf(t->why, sizeof t->why, "%s", why);
+            t->failures++;
+        }
+    }
     return NULL;
 }
 
 /* ------------------------------------------------------------------ the limited backend */
 typedef struct {
-    int ran, agreed, refused, split, chunked, multi_dispatch, two_pass, stepped;
+    int ran, agreed, refused, split, chunked, multi_dispatch, two_pass, stepped, batched;
 } split_stats_t;
 
 /* Run c on the limited backend: must agree, or (if allow_refusal) be refused with
@@ -342,6 +369,333 @@ static bool run_limited(vkr_backend_s *vk, const case_t *c, bool allow_refusal, 
     free(got);
     return ok;
 }
+
+/* ------------------------------------------------------------------ grid ops */
+/* Families of the grid ops, each with its contract tolerance (relative to the case's largest
+ * finite reference value; bit-exact expected on lavapipe). */
+enum { GF_NEAREST, GF_BILINEAR, GF_BICUBIC, GF_AFFINE_GRID, GF_AFFINE_SAMPLE, GF_COUNT };
+static const char *const gf_names[GF_COUNT] = {"grid_sample nearest", "grid_sample bilinear", "grid_sample bicubic", "affine_grid",
+                                               "affine_sample"};
+static const double gf_tol[GF_COUNT] = {0.0, 1e-6, 1e-5, 1e-6, 1e-5};
+
+static int gfamily_of(const vkr_grid_plan_t *p)
+{
+    if (p->op == VKR_OP_AFFINE_GRID)
+        return GF_AFFINE_GRID;
+    if (p->op == VKR_OP_AFFINE_SAMPLE)
+        return GF_AFFINE_SAMPLE;
+    return p->mode == VKR_GRID_NEAREST ? GF_NEAREST : p->mode == VKR_GRID_BICUBIC ? GF_BICUBIC : GF_BILINEAR;
+}
+
+static double rng_unit(void) { return (double)(rng_next() >> 11) / 9007199254740992.0; }
+
+/* A grid job from its tensors' shapes and arguments, planned and described; false if the
+ * planner refuses it or it is over max_elements. */
+typedef struct {
+    int op, mode, padding, align_corners, rank;
+    int64_t n, c, in[3], out[3];
+    const char *what;
+} gspec_t;
+
+static bool plan_gcase(gcase_t *g, const gspec_t *s, uint64_t max_elements)
+{
+    vkr_job_t job;
+    memset(&job, 0, sizeof job);
+    job.op = (uint16_t)s->op;
+    job.backend = VKR_BACKEND_AUTO;
+    job.n_tensors = (uint16_t)vkr_op_tensors(s->op);
+    job.input.dtype = job.aux.dtype = VKR_DTYPE_F32;
+    job.input.layout = job.aux.layout = VKR_LAYOUT_CONTIGUOUS;
+    job.grid.mode = (uint16_t)(s->op == VKR_OP_AFFINE_GRID ? 0 : s->mode);
+    job.grid.padding_mode = (uint16_t)(s->op == VKR_OP_AFFINE_GRID ? 0 : s->padding);
+    job.grid.align_corners = (uint8_t)s->align_corners;
+    const int R = s->rank;
+    vkr_tensor_desc_t *theta = s->op == VKR_OP_AFFINE_GRID ? &job.input : &job.aux;
+    if (s->op != VKR_OP_AFFINE_GRID) {
+        job.input.rank = (uint8_t)(R + 2);
+        job.input.shape[0] = s->n;
+        job.input.shape[1] = s->c;
+        for (int d = 0; d < R; d++)
+            job.input.shape[2 + d] = s->in[d];
+    }
+    if (s->op == VKR_OP_GRID_SAMPLE) {
+        job.aux.rank = (uint8_t)(R + 2);
+        job.aux.shape[0] = s->n;
+        for (int d = 0; d < R; d++)
+            job.aux.shape[1 + d] = s->out[d];
+        job.aux.shape[R + 1] = R;
+    } else {
+        theta->rank = 3;
+        theta->shape[0] = s->n;
+        theta->shape[1] = R;
+        theta->shape[2] = R + 1;
+        if (s->op == VKR_OP_AFFINE_GRID) {
+            job.grid.n_size = (uint8_t)(R + 2);
+            job.grid.size[0] = s->n;
+            job.grid.size[1] = s->c;
+            for (int d = 0; d < R; d++)
+                job.grid.size[2 + d] = s->out[d];
+        } else {
+            job.grid.n_size = (uint8_t)R;
+            for (int d = 0; d < R; d++)
+                job.grid.size[d] = s->out[d];
+        }
+    }
+    vkr_plan_t plan;
+    vkr_error_t err;
+    if (vkr_plan_job(&job, MAX_JOB_BYTES, &plan, &err) != VKR_OK)
+        return false;
+    g->plan = plan.grid;
+    if (g->plan.in_elements > max_elements || g->plan.out_elements > max_elements || g->plan.aux_elements > max_elements)
+        return false;
+    int n = snprintf(g->desc, sizeof g->desc, "%s %dD", s->op == VKR_OP_GRID_SAMPLE ? "grid_sample" : s->op == VKR_OP_AFFINE_GRID
+                                                                                                    ? "affine_grid" : "affine_sample", R);
+    if (s->op != VKR_OP_AFFINE_GRID)
+        n += snprintf(g->desc + n, sizeof g->desc - (size_t)n, " %s/%s", vkr_proto_grid_mode_name(s->mode),
+                      vkr_proto_padding_name(s->padding));
+    n += snprintf(g->desc + n, sizeof g->desc - (size_t)n, " N=%" PRId64 " C=%" PRId64, s->n, s->c);
+    if (s->op != VKR_OP_AFFINE_GRID) {
+        n += snprintf(g->desc + n, sizeof g->desc - (size_t)n, " in=[");
+        for (int d = 0; d < R; d++)
+            n += snprintf(g->desc + n, sizeof g->desc - (size_t)n, "%s%" PRId64, d ? "," : "", s->in[d]);
+        n += snprintf(g->desc + n, sizeof g->desc - (size_t)n, "]");
+    }
+    n += snprintf(g->desc + n, sizeof g->desc - (size_t)n, " out=[");
+    for (int d = 0; d < R; d++)
+        n += snprintf(g->desc + n, sizeof g->desc - (size_t)n, "%s%" PRId64, d ? "," : "", s->out[d]);
+    n += snprintf(g->desc + n, sizeof g->desc - (size_t)n, "] align_corners=%s", opt_name(s->align_corners));
+    if (s->what)
+        snprintf(g->desc + n, sizeof g->desc - (size_t)n, " (%s)", s->what);
+    return true;
+}
+
+/* A grid value along an axis of `size` pixels: uniform in [-1.6, 1.6], far outside (+-7), or
+ * (30%) a special one: the borders and one ULP either side, +-1e30, values several periods out,
+ * pixel centres and half-pixel ties just outside and inside the image. */
+static float grid_value(int64_t size, bool ac)
+{
+    const double u = rng_unit();
+    if (u < 0.55)
+        return (float)(rng_unit() * 3.2 - 1.6);
+    if (u < 0.7)
+        return (float)(rng_unit() * 14.0 - 7.0);
+    static const float fixed[] = {-1.0f, 1.0f, 0.0f, 1.00000012f, 0.99999994f, -1.00000012f, -0.99999994f, 1e30f, -1e30f,
+                                  3.7f, -5.3f, 9.1f};
+    const int nf = (int)(sizeof fixed / sizeof fixed[0]);
+    const int k = rng_int(0, nf + 2 * ((int)size + 2) - 1);
+    if (k < nf)
+        return fixed[k];
+    const double c = (double)((k - nf) / 2 - 1) + ((k - nf) % 2 ? 0.5 : 0.0);   /* pixel -1 .. size, or its tie */
+    return (float)(ac && size > 1 ? c / (double)(size - 1) * 2.0 - 1.0 : (2.0 * c + 1.0) / (double)size - 1.0);
+}
+
+/* Inputs of a grid case: the image as fill_input's; the grid from grid_value per component (every
+ * 8th case with NaN, +-inf and 1e30 components); theta near the identity, or wild (some cases far
+ * outside the image, every 8th with a NaN or inf entry). */
+static bool gcase_ready(gcase_t *g, int index, vkr_backend_s *cpu)
+{
+    const vkr_grid_plan_t *p = &g->plan;
+    const int R = p->spatial_rank;
+    g->n_coords = p->op == VKR_OP_GRID_SAMPLE ? p->aux_elements : (uint64_t)p->batch * (uint64_t)(R * (R + 1));
+    g->img = p->op == VKR_OP_AFFINE_GRID ? NULL : malloc((p->in_elements ? p->in_elements : 1) * sizeof(float));
+    g->coords = malloc((g->n_coords ? g->n_coords : 1) * sizeof(float));
+    g->want = malloc((p->out_elements ? p->out_elements : 1) * sizeof(float));
+    if ((!g->img && p->op != VKR_OP_AFFINE_GRID) || !g->coords || !g->want) {
+        printf("Bail out! out of memory\n");
+        return false;
+    }
+    if (g->img) {
+        const float mag = (float)pow(10.0, rng_int(-3, 3));
+        for (uint64_t i = 0; i < p->in_elements; i++)
+            g->img[i] = mag * (float)(rng_unit() * 2.0 - 1.0);
+        if (index % 8 == 7 && p->in_elements) {
+            static const float specials[] = {INFINITY, -INFINITY, NAN, -0.0f};
+            for (int k = 0; k < 4; k++)
+                g->img[rng_next() % p->in_elements] = specials[k];
+        }
+    }
+    if (p->op == VKR_OP_GRID_SAMPLE) {
+        for (uint64_t i = 0; i < g->n_coords; i++) {
+            const int k = (int)(i % (uint64_t)R);   /* component k indexes axis R - 1 - k */
+            g->coords[i] = grid_value(p->in_size[R - 1 - k], p->align_corners);
+        }
+        if (index % 8 == 3 && g->n_coords) {
+            static const float specials[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 3.4e38f};
+            for (int k = 0; k < 6; k++)
+                g->coords[rng_next() % g->n_coords] = specials[k];
+        }
+    } else {
+        const int kind = rng_int(0, 9);
+        for (uint64_t i = 0; i < g->n_coords; i++) {
+            const int row = (int)(i % (uint64_t)(R * (R + 1))) / (R + 1), col = (int)(i % (uint64_t)(R + 1));
+            const double noise = rng_unit() * 2.0 - 1.0;
+            g->coords[i] = kind < 5 ? (float)((row == col ? 1.0 : 0.0) + 0.3 * noise)
+                         : kind < 8 ? (float)(2.0 * noise) : (float)(50.0 * noise);
+        }
+        if (index % 8 == 5 && g->n_coords) {
+            g->coords[rng_next() % g->n_coords] = NAN;
+            g->coords[rng_next() % g->n_coords] = INFINITY;
+        }
+    }
+    vkr_error_t err;
+    if (cpu->grid(cpu, p, g->img, g->coords, g->want, &err) != VKR_OK) {
+        printf("Bail out! cpu backend refused %s: %s\n", g->desc, err.message);
+        return false;
+    }
+    return true;
+}
+
+/* A random grid case, planned; false if the planner refused it (the caller draws again). */
+static bool draw_gcase(gcase_t *g)
+{
+    gspec_t s = {0};
+    const int pick = rng_int(0, 19);
+    s.op = pick < 12 ? VKR_OP_GRID_SAMPLE : pick < 15 ? VKR_OP_AFFINE_GRID : VKR_OP_AFFINE_SAMPLE;
+    s.rank = rng_int(0, 9) < 6 ? 2 : 3;
+    s.mode = rng_int(1, s.rank == 2 ? 3 : 2);
+    s.padding = rng_int(1, 3);
+    s.align_corners = rng_int(0, 2);
+    s.n = rng_int(1, 3);
+    s.c = rng_int(1, 5);
+    /* one case in six large enough to be cut into chunks on the limited backend */
+    const bool large = rng_int(0, 5) == 0;
+    const int in_hi = s.rank == 2 ? (large ? 40 : 14) : (large ? 10 : 6), out_hi = s.rank == 2 ? (large ? 90 : 14) : (large ? 20 : 6);
+    for (int d = 0; d < s.rank; d++) {
+        s.in[d] = rng_int(1, in_hi);
+        s.out[d] = rng_int(large ? out_hi / 2 : 1, out_hi);
+    }
+    return plan_gcase(g, &s, MAX_CASE_ELEMENTS);
+}
+
+/* Element-wise against the CPU: NaN matches NaN (counted as bit-exact, as the conformance test
+ * does), infinities must be equal, else |a - b| over the case's largest finite |reference|
+ * within the family's tolerance. */
+static verdict_t gcompare(const gcase_t *g, const float *got)
+{
+    verdict_t v = {.ok = true, .bit_exact = true, .max_rel = 0.0};
+    const int fam = gfamily_of(&g->plan);
+    double scale = 0.0;
+    for (uint64_t i = 0; i < g->plan.out_elements; i++)
+        if (isfinite(g->want[i]) && fabs((double)g->want[i]) > scale)
+            scale = fabs((double)g->want[i]);
+    for (uint64_t i = 0; i < g->plan.out_elements; i++) {
+        float a = got[i], b = g->want[i];
+        if (bits_of(a) == bits_of(b) || (isnan(a) && isnan(b)))
+            continue;   /* NaN payloads may differ: the spec promises NaN, not which */
+        v.bit_exact = false;
+        double rel;
+        if (isnan(a) || isnan(b) || isinf(a) || isinf(b))
+            rel = INFINITY;
+        else
+            rel = fabs((double)a - (double)b) / (scale > 0.0 ? scale : 1.0);
+        if (rel > v.max_rel)
+            v.max_rel = rel;
+        if (v.ok && !(rel <= gf_tol[fam])) {
+            v.ok = false;
+            snprintf(v.why, sizeof v.why, "element %" PRIu64 ": vulkan %.9g (0x%08x) cpu %.9g (0x%08x) rel %.3g (%s tolerance %g)", i,
+                     (double)a, bits_of(a), (double)b, bits_of(b), rel, gf_names[fam], gf_tol[fam]);
+        }
+    }
+    return v;
+}
+
+/* Run g on vk into a buffer poisoned with a NaN pattern (so that an element the backend leaves
+ * unwritten shows), compare; fills *st like run_limited. */
+static bool run_grid(vkr_backend_s *vk, const gcase_t *g, bool allow_refusal, split_stats_t *st, verdict_t *vout, char *why,
+                     size_t why_len)
+{
+    const uint64_t n = g->plan.out_elements ? g->plan.out_elements : 1;
+    float *got = malloc(n * sizeof(float));
+    if (!got) {
+        snprintf(why, why_len, "%s: out of memory", g->desc);
+        return false;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        got[i] = -NAN;
+    vkr_error_t err = {0};
+    last_job = (job_stats_t){0};
+    int rc = vk->grid(vk, &g->plan, g->img, g->coords, got, &err);
+    bool ok = true;
+    st->ran++;
+    if (rc == VKR_OK) {
+        verdict_t v = gcompare(g, got);
+        if (vout)
+            *vout = v;
+        if (v.ok) {
+            st->agreed++;
+            if (last_job.seen) {
+                st->split += last_job.split > 0;
+                st->chunked += last_job.chunks > 1;
+                st->multi_dispatch += last_job.dispatches > last_job.chunks;
+                st->stepped += last_job.steps > 1;
+                st->batched += last_job.chunks < (unsigned long long)g->plan.batch;
+            }
+        } else {
+            ok = false;
+            snprintf(why, why_len, "%s: %s", g->desc, v.why);
+        }
+    } else if (rc == VKR_E_TOO_LARGE && allow_refusal) {
+        st->refused++;
+    } else {
+        ok = false;
+        snprintf(why, why_len, "%s: %s %s", g->desc, vkr_proto_code_name(rc), err.message);
+    }
+    free(got);
+    return ok;
+}
+
+static bool thread_grid_case(vkr_backend_s *vk, const gcase_t *g, char *why, size_t why_len)
+{
+    split_stats_t st = {0};
+    return run_grid(vk, g, false, &st, NULL, why, why_len);
+}
+
+/* Summary row of a random grid case: op, rank, mode, padding. */
+#define GKEYS (3 * 2 * 4 * 4)
+static int gkey_of(const vkr_grid_plan_t *p)
+{
+    const int op = p->op == VKR_OP_GRID_SAMPLE ? 0 : p->op == VKR_OP_AFFINE_SAMPLE ? 1 : 2;
+    const int mode = op == 2 ? 0 : p->mode, pad = op == 2 ? 0 : p->padding_mode;
+    return ((op * 2 + p->spatial_rank - 2) * 4 + mode) * 4 + pad;
+}
+
+static void gkey_name(int key, char *buf, size_t len)
+{
+    const int pad = key % 4, mode = key / 4 % 4, rank = key / 16 % 2 + 2, op = key / 32;
+    if (op == 2)
+        snprintf(buf, len, "affine_grid %dD", rank);
+    else
+        snprintf(buf, len, "%s %dD %s %s", op ? "affine_sample" : "grid_sample", rank, vkr_proto_grid_mode_name(mode),
+                 vkr_proto_padding_name(pad));
+}
+
+/* Fixed grid jobs the limited backend must run (not refuse), each forcing a chunking path: point
+ * ranges (grid, output, W table or row table over a binding), channel groups in steps, several
+ * batches per chunk (theta read from the table buffer at a batch offset). */
+static const gspec_t gfixed_cases[] = {
+    {VKR_OP_GRID_SAMPLE, VKR_GRID_BILINEAR, VKR_PADDING_ZEROS, VKR_OPT_FALSE, 2, 1, 2, {40, 50}, {80, 70}, "points split"},
+    {VKR_OP_GRID_SAMPLE, VKR_GRID_BICUBIC, VKR_PADDING_REFLECTION, VKR_OPT_TRUE, 2, 2, 3, {30, 30}, {60, 45}, "bicubic points split"},
+    {VKR_OP_GRID_SAMPLE, VKR_GRID_NEAREST, VKR_PADDING_BORDER, VKR_OPT_FALSE, 3, 1, 2, {10, 12, 14}, {15, 16, 17}, "3-D points split"},
+    {VKR_OP_GRID_SAMPLE, VKR_GRID_BICUBIC, VKR_PADDING_BORDER, VKR_OPT_FALSE, 2, 2, 7, {8, 9}, {8, 8}, "7 channels in steps"},
+    {VKR_OP_GRID_SAMPLE, VKR_GRID_BILINEAR, VKR_PADDING_REFLECTION, VKR_OPT_TRUE, 3, 300, 2, {2, 3, 4}, {2, 2, 3}, "batches per chunk"},
+    {VKR_OP_GRID_SAMPLE, VKR_GRID_NEAREST, VKR_PADDING_ZEROS, VKR_OPT_FALSE, 2, 3, 40, {20, 20}, {10, 10}, "channel groups"},
+    {VKR_OP_AFFINE_SAMPLE, VKR_GRID_BICUBIC, VKR_PADDING_REFLECTION, VKR_OPT_FALSE, 2, 2, 3, {30, 30}, {100, 90}, "affine points split"},
+    {VKR_OP_AFFINE_SAMPLE, VKR_GRID_NEAREST, VKR_PADDING_ZEROS, VKR_OPT_TRUE, 3, 1, 1, {4, 5, 6}, {1, 2, 5000}, "W table split"},
+    {VKR_OP_AFFINE_SAMPLE, VKR_GRID_BILINEAR, VKR_PADDING_BORDER, VKR_OPT_FALSE, 3, 300, 2, {3, 3, 3}, {2, 3, 2}, "affine batches per chunk"},
+    {VKR_OP_AFFINE_GRID, 0, 0, VKR_OPT_FALSE, 3, 2, 1, {0}, {20, 30, 40}, "affine_grid points split"},
+    {VKR_OP_AFFINE_SAMPLE, VKR_GRID_NEAREST, VKR_PADDING_REFLECTION, VKR_OPT_TRUE, 3, 1, 2, {2, 3, 4}, {100, 60, 1}, "row table split"},
+    {VKR_OP_AFFINE_GRID, 0, 0, VKR_OPT_TRUE, 2, 1, 1, {0}, {2, 6000}, "affine_grid W table split"},
+    {VKR_OP_AFFINE_GRID, 0, 0, VKR_OPT_FALSE, 2, 600, 1, {0}, {3, 4}, "affine_grid batches per chunk"},
+};
+
+/* On the real limits: channel loops longer than llvmpipe's 65535 iterations per invocation (the
+ * channels go in groups per dispatch), and many tiny batches in one chunk. */
+static const gspec_t glong_cases[] = {
+    {VKR_OP_GRID_SAMPLE, VKR_GRID_BILINEAR, VKR_PADDING_ZEROS, VKR_OPT_FALSE, 2, 1, 70000, {2, 2}, {1, 2}, "70000 channels"},
+    {VKR_OP_GRID_SAMPLE, VKR_GRID_BICUBIC, VKR_PADDING_REFLECTION, VKR_OPT_TRUE, 2, 1, 9000, {3, 2}, {2, 1}, "9000 bicubic channels"},
+    {VKR_OP_AFFINE_SAMPLE, VKR_GRID_NEAREST, VKR_PADDING_BORDER, VKR_OPT_FALSE, 3, 1, 70000, {1, 2, 2}, {1, 1, 2}, "70000 channels 3-D"},
+    {VKR_OP_AFFINE_SAMPLE, VKR_GRID_BILINEAR, VKR_PADDING_REFLECTION, VKR_OPT_TRUE, 2, 4096, 1, {3, 3}, {4, 4}, "4096 batches"},
+};
 
 /* Fixed jobs the limited backend must run (not refuse), each forcing a split path. */
 typedef struct {
@@ -433,12 +787,21 @@ int main(void)
     const int n_thread_cases = N_THREADS * CASES_PER_THREAD;
     const int n_fixed = (int)(sizeof fixed_cases / sizeof fixed_cases[0]);
     const int n_long = (int)(sizeof long_cases / sizeof long_cases[0]);
-    printf("# seed %" PRIu64 ", %d cases\n", rng_state, n_cases);
+    s = getenv("VKR_TEST_GRID_CASES");
+    int n_gcases = s ? atoi(s) : 400;
+    if (n_gcases < 1)
+        n_gcases = 1;
+    const int n_gthread = N_THREADS * GRID_CASES_PER_THREAD;
+    const int n_gfixed = (int)(sizeof gfixed_cases / sizeof gfixed_cases[0]);
+    const int n_glong = (int)(sizeof glong_cases / sizeof glong_cases[0]);
+    const int n_gall = n_gcases + n_gthread + n_gfixed + n_glong;
+    printf("# seed %" PRIu64 ", %d interpolate cases, %d grid cases\n", rng_state, n_cases, n_gcases);
 
     vkr_error_t err = {0};
     vkr_backend_s *cpu = NULL, *vk = NULL, *vk_split = NULL;
     case_t *cases = calloc((size_t)(n_cases + n_thread_cases + n_fixed + n_long), sizeof *cases);
-    if (!cases || vkr__backend_cpu_create(&cpu, &err) != VKR_OK) {
+    gcase_t *gcases = calloc((size_t)n_gall, sizeof *gcases);
+    if (!cases || !gcases || vkr__backend_cpu_create(&cpu, &err) != VKR_OK) {
         printf("Bail out! cpu backend: %s\n", err.message);
         return 1;
     }
@@ -472,6 +835,21 @@ int main(void)
             return 1;
         }
         if (!case_ready(c, i, cpu))
+            return 1;
+    }
+    gcase_t *gthread = &gcases[n_gcases], *gfixed = gthread + n_gthread, *glongs = gfixed + n_gfixed;
+    for (int i = 0; i < n_gall; i++) {
+        gcase_t *g = &gcases[i];
+        const int k = i - n_gcases - n_gthread;
+        const gspec_t *f = k < 0 ? NULL : k < n_gfixed ? &gfixed_cases[k] : &glong_cases[k - n_gfixed];
+        if (!f) {
+            while (!draw_gcase(g))
+                ;
+        } else if (!plan_gcase(g, f, 1u << 22)) {
+            printf("Bail out! fixed grid case %d (%s) was refused by the planner\n", k, f->what);
+            return 1;
+        }
+        if (!gcase_ready(g, f ? 0 : i, cpu))   /* fixed cases: finite values only */
             return 1;
     }
 
@@ -546,12 +924,80 @@ int main(void)
                   last_job.steps, last_job.dispatches);
     }
 
+    /* 1b. Grid ops: one TAP line per random case, the same case on the limited backend, the
+     * fixed split cases there, and the long channel loops on the real limits. */
+    {
+        int n_key[GKEYS] = {0}, exact_key[GKEYS] = {0};
+        double rel_key[GKEYS] = {0};
+        split_stats_t gsplit[GF_COUNT];
+        memset(gsplit, 0, sizeof gsplit);
+        int gbad = 0;
+        char gwhy[1024] = "";
+        for (int i = 0; i < n_gcases; i++) {
+            gcase_t *g = &gcases[i];
+            split_stats_t st = {0};
+            verdict_t v = {.ok = false};
+            char why[1024] = "";
+            const bool ok = run_grid(vk, g, false, &st, &v, why, sizeof why);
+            if (ok) {
+                const int key = gkey_of(&g->plan);
+                n_key[key]++;
+                exact_key[key] += v.bit_exact;
+                rel_key[key] = v.max_rel > rel_key[key] ? v.max_rel : rel_key[key];
+            }
+            if (ok)
+                tap_check(true, "%s (%s)", g->desc, v.bit_exact ? "bit-exact" : "within tolerance");
+            else
+                tap_check(false, "%s", why);
+            if (!run_grid(vk_split, g, true, &gsplit[gfamily_of(&g->plan)], NULL, why, sizeof why) && !gbad++)
+                snprintf(gwhy, sizeof gwhy, "%s", why);
+        }
+        for (int k = 0; k < GKEYS; k++)
+            if (n_key[k]) {
+                char name[64];
+                gkey_name(k, name, sizeof name);
+                printf("# %-36s: %3d/%3d cases bit-exact, max relative error %.3g\n", name, exact_key[k], n_key[k], rel_key[k]);
+            }
+        tap_check(gbad == 0, "limited backend: every random grid case agrees or is refused as too large (%d wrong%s%s)", gbad,
+                  gbad ? ": " : "", gwhy);
+        for (int f = 0; f < GF_COUNT; f++) {
+            const split_stats_t *t = &gsplit[f];
+            tap_check(t->ran > 0 && t->agreed == t->ran && t->multi_dispatch + t->chunked > 0,
+                      "limited backend, %s: %d cases, %d agree (%d in several chunks, %d splitting planes, %d with several "
+                      "dispatches per chunk, %d with channel steps), %d refused as too large", gf_names[f], t->ran, t->agreed,
+                      t->chunked, t->split, t->multi_dispatch, t->stepped, t->refused);
+        }
+        split_stats_t all = {0};
+        for (int i = 0; i < n_gfixed; i++) {
+            split_stats_t st = {0};
+            char why[1024] = "";
+            bool ok = run_grid(vk_split, &gfixed[i], false, &st, NULL, why, sizeof why);
+            tap_check(ok && (last_job.chunks > 1 || last_job.steps > 1), "limited backend: %s: %s (%llu chunks, %llu steps, %llu dispatches)",
+                      gfixed[i].desc, !ok ? why : "agrees", last_job.chunks, last_job.steps, last_job.dispatches);
+            all.split += st.split;
+            all.stepped += st.stepped;
+            all.batched += st.batched && gfixed[i].plan.batch > 1;
+            all.multi_dispatch += st.multi_dispatch;
+        }
+        tap_check(all.split >= 6 && all.stepped >= 1 && all.batched >= 3 && all.multi_dispatch >= 1,
+                  "limited backend, fixed grid cases: %d split a plane's points, %d ran channel steps, %d put several batches in a "
+                  "chunk, %d dispatched a chunk in several parts", all.split, all.stepped, all.batched, all.multi_dispatch);
+        for (int i = 0; i < n_glong; i++) {
+            split_stats_t st = {0};
+            char why[1024] = "";
+            bool ok = run_grid(vk, &glongs[i], false, &st, NULL, why, sizeof why);
+            tap_check(ok, "%s: %s (%llu chunks, %llu steps, %llu dispatches)", glongs[i].desc, !ok ? why : "agrees", last_job.chunks,
+                      last_job.steps, last_job.dispatches);
+        }
+    }
+
     /* 2. Concurrent jobs on one backend. */
     thread_arg_t targs[N_THREADS];
     pthread_t th[N_THREADS];
     int started = 0;
     for (int t = 0; t < N_THREADS; t++) {
-        targs[t] = (thread_arg_t){.vk = vk, .cases = &cases[n_cases + t * CASES_PER_THREAD], .n = CASES_PER_THREAD};
+        targs[t] = (thread_arg_t){.vk = vk, .cases = &cases[n_cases + t * CASES_PER_THREAD], .n = CASES_PER_THREAD,
+                                  .gcases = &gthread[t * GRID_CASES_PER_THREAD], .ng = GRID_CASES_PER_THREAD};
         if (pthread_create(&th[t], NULL, thread_main, &targs[t]) == 0)
             started++;
         else
@@ -565,8 +1011,9 @@ int main(void)
             thread_why = targs[t].why;
         thread_failures += targs[t].failures;
     }
-    tap_check(started == N_THREADS && thread_failures == 0, "%d threads x %d concurrent jobs agree with cpu (%d failures%s%s)", started,
-        CASES_PER_THREAD, thread_failures, thread_failures ? ": " : "", thread_why);
+    tap_check(started == N_THREADS && thread_failures == 0,
+              "%d threads x (%d interpolate + %d grid) concurrent jobs agree with cpu (%d failures%s%s)", started, CASES_PER_THREAD,
+              GRID_CASES_PER_THREAD, thread_failures, thread_failures ? ": " : "", thread_why);
 
     /* 3. Refusals and edge cases. */
     {
@@ -616,6 +1063,36 @@ int main(void)
         tap_check(rc == VKR_OK, "area with an empty output -> VKR_OK without work (got %s)", vkr_proto_code_name(rc));
     }
     {
+        vkr_grid_plan_t p = {.op = VKR_OP_GRID_SAMPLE, .mode = VKR_GRID_BICUBIC, .padding_mode = VKR_PADDING_ZEROS, .spatial_rank = 3,
+                             .batch = 1, .channels = 1, .in_size = {2, 2, 2}, .out_size = {1, 1, 1}, .in_elements = 8,
+                             .aux_elements = 3, .out_elements = 1};
+        float in[8] = {0}, grid[3] = {0}, out[1];
+        int rc = vk->grid(vk, &p, in, grid, out, &err);
+        tap_check(rc == VKR_E_UNSUPPORTED, "3-D bicubic grid_sample plan -> VKR_E_UNSUPPORTED (got %s: %s)", vkr_proto_code_name(rc),
+                  rc ? err.message : "");
+    }
+    {
+        /* grid_sample reads anywhere in a plane: a plane of 5000 floats cannot be bound in 16 KiB. */
+        vkr_grid_plan_t p = {.op = VKR_OP_AFFINE_SAMPLE, .mode = VKR_GRID_BILINEAR, .padding_mode = VKR_PADDING_ZEROS,
+                             .spatial_rank = 2, .batch = 1, .channels = 1, .in_size = {50, 100}, .out_size = {2, 2},
+                             .in_elements = 5000, .aux_elements = 6, .out_elements = 4};
+        float dummy[1];
+        int rc = vk_split->grid(vk_split, &p, dummy, dummy, dummy, &err);
+        tap_check(rc == VKR_E_TOO_LARGE, "an input plane of 5000 floats on %d-byte bindings -> VKR_E_TOO_LARGE (got %s: %s)",
+                  SPLIT_BINDING_BYTES, vkr_proto_code_name(rc), rc ? err.message : "");
+    }
+    {
+        vkr_grid_plan_t p = {.op = VKR_OP_GRID_SAMPLE, .mode = VKR_GRID_NEAREST, .padding_mode = VKR_PADDING_BORDER, .spatial_rank = 2,
+                             .batch = 0, .channels = 3, .in_size = {4, 5}, .out_size = {6, 7}};
+        int rc = vk->grid(vk, &p, NULL, NULL, NULL, &err);
+        vkr_grid_plan_t q = {.op = VKR_OP_AFFINE_GRID, .spatial_rank = 3, .batch = 2, .channels = 1, .out_size = {3, 0, 2},
+                             .in_elements = 24};
+        float theta[24] = {0};
+        int rc2 = vk->grid(vk, &q, NULL, theta, NULL, &err);
+        tap_check(rc == VKR_OK && rc2 == VKR_OK, "N=0 grid_sample and an empty affine_grid -> VKR_OK without work (got %s, %s)",
+                  vkr_proto_code_name(rc), vkr_proto_code_name(rc2));
+    }
+    {
         vkr_vulkan_options_t opts = {.device_index = 99, .validation = false};
         vkr_backend_s *bad = NULL;
         int rc = vkr__backend_vulkan_create(&opts, &bad, &err);
@@ -639,5 +1116,11 @@ int main(void)
         free(cases[i].want);
     }
     free(cases);
+    for (int i = 0; i < n_gall; i++) {
+        free(gcases[i].img);
+        free(gcases[i].coords);
+        free(gcases[i].want);
+    }
+    free(gcases);
     return tap_done();
 }
