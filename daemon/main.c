@@ -3,6 +3,7 @@
  * backend_cpu.c and backend_vulkan.c. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "server.h"
 
 #define EXIT_USAGE 2
+#define VKR_MMAP_THRESHOLD_BYTES (256 * 1024) /* allocations from this size on are their own mappings */
 #define EXIT_VALIDATION 3
 
 static void usage(FILE *to)
@@ -122,6 +124,10 @@ static void default_socket_path(char *buf, size_t len)
 
 int main(int argc, char **argv)
 {
+    /* Job buffers are megabytes and come in bursts: give them their own mappings so that a burst's
+     * memory goes back to the system when its jobs end (glibc would otherwise raise its mmap
+     * threshold after the first free and keep later buffers in its heaps). */
+    mallopt(M_MMAP_THRESHOLD, VKR_MMAP_THRESHOLD_BYTES);
     enum { OPT_SOCKET = 256, OPT_BACKEND, OPT_DEVICE, OPT_MAX_JOB, OPT_VALIDATION, OPT_READY_FD, OPT_VERSION, OPT_WORKERS,
            OPT_MAX_CLIENT_JOBS, OPT_MAX_QUEUED_JOBS, OPT_MAX_QUEUE_BYTES, OPT_CACHE_DIR };
     static const struct option options[] = {

@@ -106,3 +106,71 @@ def wait_until(predicate, timeout=30.0):
             return True
         time.sleep(0.01)
     return False
+
+
+# ---------------------------------------------------------------- raw frames and daemon resources
+import fcntl  # noqa: E402
+import numpy as np  # noqa: E402
+
+MEMFD_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+
+
+def memfd(data=b'', size=None, seals=MEMFD_SEALS):
+    """A memfd holding data (padded to size), with seals added (0: none)."""
+    fd = os.memfd_create('vkr-test', os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.write(fd, bytes(data))
+    if size is not None:
+        os.ftruncate(fd, size)
+    if seals:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    return fd
+
+
+def exchange(client, frame, fds=()):
+    """Send a raw frame with descriptors; return the reply Frame, or None when the daemon closed
+    the connection.  The daemon may answer and close before all of a refused frame is sent: its
+    reply is read all the same."""
+    try:
+        client.send_raw(frame, fds)
+    except vkresample.VkresampleError:
+        pass
+    try:
+        return client.recv_frame(max_body=1 << 30)
+    except vkresample.VkresampleError:
+        return None
+
+
+def closed_by_peer(client):
+    """True when the daemon has closed the connection (end of stream, or a reset because our
+    unread bytes were still in its queue)."""
+    try:
+        return client.recv_frame() is None
+    except vkresample.VkresampleError as e:
+        return e.code == vkresample.VKR_E_IO
+
+
+def error_of(frame):
+    """(code, field, message) of an ERROR frame, or None for anything else."""
+    if frame is None or frame.type != vkresample.MSG_ERROR:
+        return None
+    return vkresample.unpack_error(frame.body)
+
+
+def open_fds(pid):
+    return len(os.listdir('/proc/%d/fd' % pid))
+
+
+def rss_kib(pid):
+    with open('/proc/%d/status' % pid) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmRSS:'))
+
+
+def nearest_x2(x):
+    return np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+
+
+def job_ok(client, backend, seed, shape=(1, 3, 7, 9)):
+    """One nearest x2 job checked against numpy."""
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    y = client.interpolate(x, scale_factor=2.0, mode='nearest', backend=backend)
+    return np.array_equal(y, nearest_x2(x))
