@@ -18,49 +18,11 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import Tap, running_daemon, vkresample as v  # noqa: E402
-
-SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
-
-
-def memfd(data=b'', size=None, seals=SEALS):
-    """A memfd holding data (padded to size), with seals added."""
-    fd = os.memfd_create('vkr-test', os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    os.write(fd, bytes(data))
-    if size is not None:
-        os.ftruncate(fd, size)
-    if seals:
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
-    return fd
-
+from vkr_testlib import MEMFD_SEALS as SEALS, Tap, closed_by_peer, exchange, memfd, open_fds, running_daemon, vkresample as v  # noqa: E402,F401
 
 def read_fd(fd, nbytes, offset=0):
     with mmap.mmap(fd, offset + nbytes, mmap.MAP_SHARED, mmap.PROT_READ) as m:
         return bytes(m[offset:offset + nbytes])
-
-
-def exchange(client, frame, fds=()):
-    """Send a frame with descriptors; return the reply Frame (or None when the daemon closed).
-    The daemon may answer and close before all of a frame it refuses is sent: its reply is read
-    all the same."""
-    try:
-        client.send_raw(frame, fds)
-    except v.VkresampleError:
-        pass
-    return client.recv_frame(max_body=1 << 30)
-
-
-def closed_by_peer(client):
-    """True when the daemon has closed the connection (end of stream, or a reset because our
-    unread bytes were still in its queue)."""
-    try:
-        return client.recv_frame() is None
-    except v.VkresampleError as e:
-        return e.code == v.VKR_E_IO and 'reset' in e.message
-
-
-def open_fds(pid):
-    return len(os.listdir('/proc/%d/fd' % pid))
 
 
 def grid_job(x, grid, memfds=None, result_storage=v.RESULT_INLINE, datas=None, backend='cpu'):
