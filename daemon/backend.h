@@ -12,13 +12,23 @@
 typedef struct vkr_backend_s vkr_backend_s;
 
 /* A job tensor that lives in a mapping of a memfd (the zero-copy path: the client's memfd, or the
- * daemon's output memfd).  A zeroed entry means ordinary heap memory. */
+ * daemon's output memfd).  A zeroed entry means ordinary heap memory.  The last two fields were
+ * added after the first five (a server that fills only those leaves them zero, which is safe):
+ *   data        the tensor's first byte, for a heap tensor too (base NULL).  A backend can run a job
+ *               whose tensors are partly mapped, partly inline only when every inline tensor's data
+ *               is given; NULL: not given (such a job goes to interpolate / grid).
+ *   persistent  the server keeps this mapping (the same base for later jobs of the same memfd
+ *               range) until it calls release_mapped for it, and never calls it while a job that
+ *               was given the region runs.  Only then may a backend keep an import of the region
+ *               past the run_mapped call that made it; otherwise it drops it before returning. */
 typedef struct {
     const void *base;      /* page-aligned start of the mapping, NULL when not mapped */
     size_t map_bytes;      /* the mapping's length */
     size_t offset;         /* the tensor's first byte within the mapping */
     uint64_t dev, ino;     /* the memfd's identity: the same for every job that uses the same memfd,
                             * so a backend can import a region once and reuse the import */
+    const void *data;      /* the tensor's first byte, mapped or on the heap; NULL: not given */
+    bool persistent;       /* mapped until release_mapped(base, map_bytes) (see above) */
 } vkr_host_region_t;
 #define VKR_HOST_REGIONS 3 /* [0] the first input, [1] the grid / theta, [2] the output */
 
@@ -44,6 +54,10 @@ struct vkr_backend_s {
      * (the staging-copy path); any other code fails the job. */
     int (*run_mapped)(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_host_region_t regions[VKR_HOST_REGIONS],
                       vkr_error_t *err);
+    /* The server is about to unmap [base, base + map_bytes), a mapping it passed to run_mapped as
+     * persistent: the backend drops what it imported of it.  Any thread; no job given the region
+     * may be running (a backend that finds one in use waits for it).  NULL: nothing to release. */
+    void (*release_mapped)(vkr_backend_s *self, const void *base, size_t map_bytes);
     /* Messages reported by VK_LAYER_KHRONOS_validation so far (0 for cpu, or when not enabled). */
     unsigned (*validation_messages)(vkr_backend_s *self);
     void (*destroy)(vkr_backend_s *self);
@@ -60,8 +74,11 @@ typedef struct {
 int vkr__backend_cpu_create(vkr_backend_s **out, vkr_error_t *err);
 
 /* Create the Vulkan backend: instance, device choice, glslang compile of every embedded shader
- * (compile time logged per shader), pipelines, one warm-up dispatch per pipeline.  Returns
- * VKR_E_BACKEND_UNAVAILABLE with a message when no usable device exists. */
+ * (compile time logged per shader), pipelines (through the VkPipelineCache kept under
+ * opts->cache_dir, read before and written after), one warm-up dispatch per pipeline; the
+ * start-up time is logged split into its parts, cold or warm.  A pipeline cache that cannot be
+ * read or written is logged, never fatal.  Returns VKR_E_BACKEND_UNAVAILABLE with a message when
+ * no usable device exists. */
 int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s **out, vkr_error_t *err);
 
 #endif

@@ -19,11 +19,27 @@
  * computed here: scales, indices, taps, windows, filters and affine base coordinates come from
  * shaders/spec/ (axis_tables.c, interp_rules.h, grid_rules.h in the shaders).
  *
+ * Start-up goes through a VkPipelineCache kept on disk under --cache-dir (vk_pipeline_cache.c:
+ * keyed by the device, the driver and the embedded shader sources; anything else is ignored
+ * with one log line) and logs its time split into glslang, pipeline creation and warm-up, with
+ * the cache cold or warm.
+ *
+ * Memfd jobs (run_mapped): where the device offers VK_EXT_external_memory_host, a tensor in a
+ * memfd mapping is imported as VkDeviceMemory (the mapping's range aligned to
+ * minImportedHostPointerAlignment, one storage buffer over it, bound from the tensor's offset)
+ * and the shaders read and write it in place: no staging buffer, no copy.  A tensor that cannot
+ * be imported (alignment, memory type, a refused import) is copied through a staging buffer as
+ * usual.  An import of a mapping the server keeps (vkr_host_region_t.persistent) is cached by
+ * (dev, ino, base, length), at most VKR_VK_IMPORT_CACHE_ENTRIES of them, until the server calls
+ * release_mapped; any other import lives for its job only.
+ *
  * Test knobs (environment, read at creation, can only lower the device's limits):
  *   VKR_VULKAN_MAX_BINDING_BYTES  bytes one storage-buffer binding may span
  *   VKR_VULKAN_MAX_GROUP_COUNT    workgroups per dispatch along x and along y
  *   VKR_VULKAN_MAX_LOOP_ITERATIONS  terms of an area / antialias sum one dispatch may add (grid
- *                                 ops: loop iterations, so channels per dispatch) */
+ *                                 ops: loop iterations, so channels per dispatch)
+ *   VKR_VULKAN_NO_HOST_IMPORT=1   never import memfd mappings (memfd jobs take staging copies) */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -31,12 +47,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <vulkan/vulkan.h>
 
 #include "backend.h"
 #include "log.h"
 #include "shader_compiler.h"
+#include "shader_sources.h"
+#include "vk_pipeline_cache.h"
 #include "spec/axis_tables.h"
 #include "spec/interp_rules.h"
 
@@ -51,6 +70,8 @@
 /* llvmpipe's gallivm ends the loops of a shader invocation after LP_MAX_TGSI_LOOP_ITERATIONS
  * (65535) iterations in all, without an error; leave room for the shaders' short loops. */
 #define VKR_VK_LLVMPIPE_MAX_LOOP 60000u
+#define VKR_VK_IMPORT_CACHE_ENTRIES 32u        /* cached imports of persistent mappings, at most */
+#define VKR_VK_IMPORT_CACHE_BYTES (8ull << 30) /* and the bytes they span, at most */
 
 /* Push constants of every shader; mirrors `Params` in shaders/interpolate_params.glsl. */
 typedef struct {
@@ -111,6 +132,21 @@ static const struct {
     {SHADER_AA, 0, 0, "antialias (W pass)"}, {SHADER_AA, 1, 0, "antialias (H pass)"},
 };
 
+/* An import of a memfd mapping (VK_EXT_external_memory_host): the host range [lo, hi) as
+ * VkDeviceMemory, with one storage buffer over all of it. */
+typedef struct vk_import_s {
+    struct vk_import_s *next;        /* b->imports (cached imports only) */
+    const void *base;                /* the mapping it was made of: start, length, memfd */
+    size_t map_bytes;
+    uint64_t dev, ino;
+    uintptr_t lo, hi;                /* the imported host range */
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    unsigned busy;                   /* jobs using it now (b->imports_lock) */
+    bool cached;                     /* in b->imports: kept until release_mapped or eviction */
+    uint64_t last_use;               /* b->import_clock when a job last took it */
+} vk_import_t;
+
 typedef struct {
     vkr_backend_s base;
     atomic_uint validation_count;
@@ -120,6 +156,7 @@ typedef struct {
     VkPhysicalDevice phys;
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties mem_props;
+    uint8_t device_uuid[VK_UUID_SIZE];
     VkDeviceSize max_alloc;         /* maxMemoryAllocationSize */
     uint64_t max_binding;           /* bytes one binding may span (limits, cap, test knob) */
     uint32_t max_groups[2];         /* workgroups per dispatch along x, y */
@@ -143,15 +180,45 @@ typedef struct {
     VkFence fence;
     pthread_mutex_t lock;           /* one job at a time on everything below `device` */
     bool lock_ready;
+    /* start-up: the pipeline cache and the time it took */
+    VkPipelineCache pcache;         /* VK_NULL_HANDLE: none (no --cache-dir, or it failed) */
+    char *pcache_dir, *pcache_path; /* NULL: no cache on disk */
+    bool pcache_warm;               /* a checked file was handed to the driver */
+    size_t pcache_loaded_bytes;     /* its pipeline data */
+    uint64_t pcache_loaded_hash;    /* FNV-1a of it: unchanged data is not written back */
+    bool feedback;                  /* VK_EXT_pipeline_creation_feedback enabled */
+    unsigned pcache_hits;           /* pipelines the driver says came from the cache */
+    double compile_ms, pipes_ms;    /* glslang (+ shader modules); vkCreateComputePipelines */
+    /* memfd jobs: VK_EXT_external_memory_host */
+    bool host_import;               /* enabled, storage buffers importable, not switched off */
+    VkDeviceSize import_align;      /* minImportedHostPointerAlignment */
+    PFN_vkGetMemoryHostPointerPropertiesEXT get_host_pointer_props;
+    pthread_mutex_t imports_lock;   /* the cache below and every import's busy count */
+    pthread_cond_t imports_idle;    /* an import's busy count dropped */
+    bool imports_ready;
+    vk_import_t *imports;           /* cached imports of persistent mappings */
+    unsigned n_imports;
+    uint64_t import_bytes, import_clock;
+    atomic_ulong jobs_imported, jobs_part_imported, jobs_staged, imports_made, imports_reused;
 } vk_backend_t;
 
-/* One host-visible, host-coherent buffer, mapped for its whole life. */
+/* One host-visible, host-coherent buffer, mapped for its whole life; or (borrowed) an import's
+ * buffer, whose element 0 is `origin` bytes in. */
 typedef struct {
     VkBuffer buf;
     VkDeviceMemory mem;
     void *map;
     VkDeviceSize size;
+    VkDeviceSize origin;            /* bytes before element 0 (imports) */
+    bool borrowed;                  /* an import's: buf_destroy leaves it alone */
 } vk_buf_t;
+
+/* A job tensor as the runners see it: host memory (copied through a staging buffer), or an
+ * import whose buffer the shaders bind in place. */
+typedef struct {
+    const void *host;               /* the tensor's first byte */
+    const vk_import_t *imp;         /* NULL: staged */
+} vk_src_t;
 
 /* Buffers of a job. */
 enum { BUF_IN, BUF_OUT, BUF_TMP, BUF_TAB, BUF_COUNT };
@@ -237,6 +304,13 @@ static const char *vk_result_name(VkResult r)
 static int vk_fail(vkr_error_t *err, const char *call, VkResult r)
 {
     return vkr_proto_error_set(err, VKR_E_BACKEND, "backend", "vulkan: %s failed: %s (%d)", call, vk_result_name(r), (int)r);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* ------------------------------------------------------------------ instance and device */
@@ -356,6 +430,21 @@ static int create_instance(vk_backend_t *b, bool validation, vkr_error_t *err)
     return VKR_OK;
 }
 
+/* Whether device extension `ext` is offered by dev. */
+static bool device_ext_present(VkPhysicalDevice dev, const char *ext)
+{
+    uint32_t n = 0;
+    if (vkEnumerateDeviceExtensionProperties(dev, NULL, &n, NULL) != VK_SUCCESS || n == 0)
+        return false;
+    VkExtensionProperties *p = calloc(n, sizeof *p);
+    bool found = false;
+    if (p && vkEnumerateDeviceExtensionProperties(dev, NULL, &n, p) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++)
+            found = strcmp(p[i].extensionName, ext) == 0;
+    free(p);
+    return found;
+}
+
 static int device_type_rank(VkPhysicalDeviceType t)
 {
     switch (t) {
@@ -448,10 +537,20 @@ static int choose_device(vk_backend_t *b, int device_index, vkr_error_t *err)
     }
     b->phys = devs[best];
     vkGetPhysicalDeviceMemoryProperties(b->phys, &b->mem_props);
-    VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+    VkPhysicalDeviceExternalMemoryHostPropertiesEXT host = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
+    VkPhysicalDeviceIDProperties id = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES};
+    VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, .pNext = &id};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3};
+    b->host_import = device_ext_present(b->phys, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
+    if (b->host_import)
+        id.pNext = &host;
+    b->feedback = device_ext_present(b->phys, VK_EXT_PIPELINE_CREATION_FEEDBACK_EXTENSION_NAME);
     vkGetPhysicalDeviceProperties2(b->phys, &p2);
     b->max_alloc = m3.maxMemoryAllocationSize;
+    memcpy(b->device_uuid, id.deviceUUID, VK_UUID_SIZE);
+    if (b->host_import)
+        b->import_align = host.minImportedHostPointerAlignment;
     snprintf(b->base.device_name, sizeof b->base.device_name, "%s", b->props.deviceName);
     const uint32_t v = b->props.apiVersion;
     vkr__log(VKR_LOG_INFO, "vulkan: using device %d of %u: %s (%s, Vulkan %u.%u.%u), compute queue family %u", best, n,
@@ -480,6 +579,42 @@ static uint64_t env_knob(const char *name)
 
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
+/* Whether storage buffers can be bound to imported host memory, and the switch is not off;
+ * logs the answer.  Called before the device is created (it decides the extension list). */
+static bool host_import_usable(vk_backend_t *b)
+{
+    if (!b->host_import) {
+        vkr__log(VKR_LOG_INFO, "vulkan: %s not offered: memfd jobs take staging copies",
+                 VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
+        return false;
+    }
+    const char *off = getenv("VKR_VULKAN_NO_HOST_IMPORT");
+    if (off && *off && strcmp(off, "0") != 0) {
+        vkr__log(VKR_LOG_WARN, "vulkan: VKR_VULKAN_NO_HOST_IMPORT=%s: memfd jobs take staging copies (a test knob)", off);
+        return false;
+    }
+    const VkPhysicalDeviceExternalBufferInfo info = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_BUFFER_INFO,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT,
+        .handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT,
+    };
+    VkExternalBufferProperties props = {.sType = VK_STRUCTURE_TYPE_EXTERNAL_BUFFER_PROPERTIES};
+    vkGetPhysicalDeviceExternalBufferProperties(b->phys, &info, &props);
+    const VkDeviceSize a = b->import_align;
+    if (!(props.externalMemoryProperties.externalMemoryFeatures & VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT)) {
+        vkr__log(VKR_LOG_INFO, "vulkan: storage buffers cannot be bound to imported host memory: memfd jobs take staging copies");
+        return false;
+    }
+    if (a == 0 || (a & (a - 1)) != 0) {
+        vkr__log(VKR_LOG_INFO, "vulkan: minImportedHostPointerAlignment %llu is not a power of two: memfd jobs take staging copies",
+                 (unsigned long long)a);
+        return false;
+    }
+    vkr__log(VKR_LOG_INFO, "vulkan: memfd tensors are imported (%s, alignment %llu bytes), not copied",
+             VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME, (unsigned long long)a);
+    return true;
+}
+
 static int create_device(vk_backend_t *b, vkr_error_t *err)
 {
     const float prio = 1.0f;
@@ -489,10 +624,19 @@ static int create_device(vk_backend_t *b, vkr_error_t *err)
         .queueCount = 1,
         .pQueuePriorities = &prio,
     };
+    const char *exts[2];
+    uint32_t n_exts = 0;
+    b->host_import = host_import_usable(b);
+    if (b->host_import)
+        exts[n_exts++] = VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME;   /* VK_KHR_external_memory: core 1.1 */
+    if (b->feedback)
+        exts[n_exts++] = VK_EXT_PIPELINE_CREATION_FEEDBACK_EXTENSION_NAME;
     const VkDeviceCreateInfo info = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &q,
+        .enabledExtensionCount = n_exts,
+        .ppEnabledExtensionNames = n_exts ? exts : NULL,
     };
     VkResult r = vkCreateDevice(b->phys, &info, NULL, &b->device);
     if (r != VK_SUCCESS) {
@@ -500,6 +644,14 @@ static int create_device(vk_backend_t *b, vkr_error_t *err)
         return vk_fail(err, "vkCreateDevice", r);
     }
     vkGetDeviceQueue(b->device, b->queue_family, 0, &b->queue);
+    if (b->host_import) {
+        b->get_host_pointer_props =
+            (PFN_vkGetMemoryHostPointerPropertiesEXT)vkGetDeviceProcAddr(b->device, "vkGetMemoryHostPointerPropertiesEXT");
+        if (!b->get_host_pointer_props) {
+            vkr__log(VKR_LOG_WARN, "vulkan: vkGetMemoryHostPointerPropertiesEXT is missing: memfd jobs take staging copies");
+            b->host_import = false;
+        }
+    }
 
     const VkPhysicalDeviceLimits *lim = &b->props.limits;
     const uint64_t binding_knob = env_knob("VKR_VULKAN_MAX_BINDING_BYTES");
@@ -528,8 +680,16 @@ static int create_pipe(vk_backend_t *b, VkShaderModule module, VkPipelineLayout 
     for (uint32_t i = 0; i < n && i < 5; i++)
         entries[i] = (VkSpecializationMapEntry){i, i * (uint32_t)sizeof(uint32_t), sizeof(uint32_t)};
     const VkSpecializationInfo spec = {n, entries, n * sizeof(uint32_t), data};
+    VkPipelineCreationFeedbackEXT fb = {0}, stage_fb = {0};
+    const VkPipelineCreationFeedbackCreateInfoEXT fb_info = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_CREATION_FEEDBACK_CREATE_INFO_EXT,
+        .pPipelineCreationFeedback = &fb,
+        .pipelineStageCreationFeedbackCount = 1,
+        .pPipelineStageCreationFeedbacks = &stage_fb,
+    };
     const VkComputePipelineCreateInfo pi = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .pNext = b->feedback ? &fb_info : NULL,
         .stage =
             {
                 .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
@@ -540,12 +700,17 @@ static int create_pipe(vk_backend_t *b, VkShaderModule module, VkPipelineLayout 
             },
         .layout = layout,
     };
-    VkResult r = vkCreateComputePipelines(b->device, VK_NULL_HANDLE, 1, &pi, NULL, pipe);
+    const double t0 = now_ms();
+    VkResult r = vkCreateComputePipelines(b->device, b->pcache, 1, &pi, NULL, pipe);
+    b->pipes_ms += now_ms() - t0;
     if (r != VK_SUCCESS) {
         *pipe = VK_NULL_HANDLE;
         return vk_fail(err, "vkCreateComputePipelines", r);
     }
     b->n_pipes++;
+    if ((fb.flags & VK_PIPELINE_CREATION_FEEDBACK_VALID_BIT_EXT) &&
+        (fb.flags & VK_PIPELINE_CREATION_FEEDBACK_APPLICATION_PIPELINE_CACHE_HIT_BIT_EXT))
+        b->pcache_hits++;
     return VKR_OK;
 }
 
@@ -588,7 +753,9 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
     for (int s = 0; s < SHADER_COUNT; s++) {
         uint32_t *words = NULL;
         size_t n_words = 0;
+        const double t0 = now_ms();
         rc = vkr__shader_compile(shader_names[s], &words, &n_words, err);
+        b->compile_ms += now_ms() - t0;
         if (rc)
             goto out;
         const VkShaderModuleCreateInfo mi = {
@@ -697,6 +864,10 @@ out:
 
 static void buf_destroy(vk_backend_t *b, vk_buf_t *x)
 {
+    if (x->borrowed) {
+        memset(x, 0, sizeof *x);
+        return;
+    }
     if (x->map)
         vkUnmapMemory(b->device, x->mem);
     vkDestroyBuffer(b->device, x->buf, NULL);
@@ -1206,6 +1377,7 @@ static VkDescriptorBufferInfo bind_bytes(const vk_backend_t *b, const vk_buf_t *
                                          uint32_t *residual)
 {
     const uint64_t align = bind_align(b);
+    first += x->origin;   /* an import: the tensor starts this far into its buffer (a multiple of 4) */
     const uint64_t off = first / align * align;
     *residual = (uint32_t)((first - off) / 4);
     return (VkDescriptorBufferInfo){x->buf, off, first - off + bytes};
@@ -1425,18 +1597,34 @@ static int run_batch(vk_backend_t *b, const vk_job_t *j, int pi, const vk_buf_t 
     return batch_submit(b, err);
 }
 
-/* The whole job, with b->lock held. */
-static int run_job(vk_backend_t *b, const vk_job_t *j, const float *in, float *out, vkr_error_t *err)
+/* A job buffer of `bytes` for tensor t: the import's buffer when t is imported, else a staging
+ * buffer (filled from t.host when `upload`). */
+static int src_buf(vk_backend_t *b, vk_src_t t, uint64_t bytes, bool upload, vk_buf_t *x, vkr_error_t *err)
+{
+    if (t.imp) {
+        *x = (vk_buf_t){.buf = t.imp->buf, .size = t.imp->hi - t.imp->lo, .origin = (uintptr_t)t.host - t.imp->lo,
+                        .borrowed = true};
+        return VKR_OK;
+    }
+    int rc = buf_create(b, bytes, x, err);
+    if (rc == VKR_OK && upload)
+        memcpy(x->map, t.host, bytes);
+    return rc;
+}
+
+/* The whole job, with b->lock held: in and out staged or imported. */
+static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out, vkr_error_t *err)
 {
     vk_buf_t bufs[BUF_COUNT];
     memset(bufs, 0, sizeof bufs);
     int rc = VKR_OK;
     for (int i = 0; i < BUF_COUNT && rc == VKR_OK; i++)
         if (j->elements[i])
-            rc = buf_create(b, 4 * j->elements[i], &bufs[i], err);
+            rc = i == BUF_IN ? src_buf(b, in, 4 * j->elements[i], true, &bufs[i], err)
+                 : i == BUF_OUT ? src_buf(b, out, 4 * j->elements[i], false, &bufs[i], err)
+                                : buf_create(b, 4 * j->elements[i], &bufs[i], err);
     if (rc)
         goto out;
-    memcpy(bufs[BUF_IN].map, in, 4 * j->elements[BUF_IN]);
     if (j->elements[BUF_TAB])
         memcpy(bufs[BUF_TAB].map, j->tab, 4 * j->elements[BUF_TAB]);
     uint64_t chunks = 0, submits = 0, dispatches = 0, steps = 0;
@@ -1454,7 +1642,8 @@ static int run_job(vk_backend_t *b, const vk_job_t *j, const float *in, float *o
         steps += p->steps;
         split += p->planes_per_chunk == 0 || p->mean_seg != 0;
     }
-    memcpy(out, bufs[BUF_OUT].map, 4 * j->elements[BUF_OUT]);
+    if (!out.imp)
+        memcpy((void *)(uintptr_t)out.host, bufs[BUF_OUT].map, 4 * j->elements[BUF_OUT]);
     /* backend_agree parses this line: keep its format */
     vkr__log(VKR_LOG_DEBUG, "vulkan: %s job: passes %d, splitting planes %d, steps %llu, chunks %llu, submits %llu, dispatches %llu",
              j->what, j->n_pass, split, (unsigned long long)steps, (unsigned long long)chunks, (unsigned long long)submits,
@@ -1472,7 +1661,7 @@ static int vk_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, co
     int rc = job_prepare(b, plan, &j, err);
     if (rc == VKR_OK && j.n_pass > 0) {
         pthread_mutex_lock(&b->lock);
-        rc = run_job(b, &j, in, out, err);
+        rc = run_job(b, &j, (vk_src_t){in, NULL}, (vk_src_t){out, NULL}, err);
         pthread_mutex_unlock(&b->lock);
     }
     job_free(&j);
@@ -1817,22 +2006,22 @@ static int grid_run_batch(vk_backend_t *b, const vk_grid_job_t *j, const vk_buf_
     return batch_submit(b, err);
 }
 
-/* The whole grid job, with b->lock held. */
-static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, const float *image, const float *coords, float *out,
-                        vkr_error_t *err)
+/* The whole grid job, with b->lock held: image, coords (the grid; theta is always read from
+ * coords.host) and out staged or imported. */
+static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image, vk_src_t crd, vk_src_t out, vkr_error_t *err)
 {
     vk_buf_t bufs[GBUF_COUNT];
     memset(bufs, 0, sizeof bufs);
+    const float *coords = crd.host;
     int rc = VKR_OK;
     for (int i = 0; i < GBUF_COUNT && rc == VKR_OK; i++)
         if (j->elements[i])
-            rc = buf_create(b, 4 * j->elements[i], &bufs[i], err);
+            rc = i == GBUF_IMAGE ? src_buf(b, image, 4 * j->elements[i], true, &bufs[i], err)
+                 : i == GBUF_GRID ? src_buf(b, crd, 4 * j->elements[i], true, &bufs[i], err)
+                 : i == GBUF_OUT  ? src_buf(b, out, 4 * j->elements[i], false, &bufs[i], err)
+                                  : buf_create(b, 4 * j->elements[i], &bufs[i], err);
     if (rc)
         goto out;
-    if (j->elements[GBUF_IMAGE])
-        memcpy(bufs[GBUF_IMAGE].map, image, 4 * j->elements[GBUF_IMAGE]);
-    if (j->elements[GBUF_GRID])
-        memcpy(bufs[GBUF_GRID].map, coords, 4 * j->elements[GBUF_GRID]);
     if (j->elements[GBUF_TAB]) {   /* the base tables, then (nb > 1) every batch's theta */
         memcpy(bufs[GBUF_TAB].map, j->tab, 4 * j->tab_words);
         memcpy((float *)bufs[GBUF_TAB].map + j->tab_words, coords, 4 * (j->elements[GBUF_TAB] - j->tab_words));
@@ -1845,7 +2034,8 @@ static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, const float *im
             goto out;
         submits++;
     }
-    memcpy(out, bufs[GBUF_OUT].map, 4 * j->elements[GBUF_OUT]);
+    if (!out.imp)
+        memcpy((void *)(uintptr_t)out.host, bufs[GBUF_OUT].map, 4 * j->elements[GBUF_OUT]);
     /* backend_agree parses this line: keep its format ("splitting planes": the output points of
      * a plane in several chunks; "steps": dispatches per chunk along its channels) */
     vkr__log(VKR_LOG_DEBUG, "vulkan: %s job: passes 1, splitting planes %d, steps %llu, chunks %llu, submits %llu, dispatches %llu",
@@ -1865,10 +2055,353 @@ static int vk_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float
     int rc = grid_prepare(b, plan, &j, err);
     if (rc == VKR_OK && j.chunks > 0) {
         pthread_mutex_lock(&b->lock);
-        rc = grid_run_job(b, &j, image, coords, out, err);
+        rc = grid_run_job(b, &j, (vk_src_t){image, NULL}, (vk_src_t){coords, NULL}, (vk_src_t){out, NULL}, err);
         pthread_mutex_unlock(&b->lock);
     }
     grid_job_free(&j);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ memfd jobs: host memory imports */
+
+static size_t page_bytes(void)
+{
+    const long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096u;
+}
+
+static void import_free(vk_backend_t *b, vk_import_t *im)
+{
+    if (!im)
+        return;
+    vkDestroyBuffer(b->device, im->buf, NULL);
+    vkFreeMemory(b->device, im->mem, NULL);
+    free(im);
+}
+
+/* Import the mapping r (the whole of it that the alignment allows) so that it covers the tensor
+ * [t0, t1).  NULL when it cannot be, with why (for the debug line) filled: the job copies that
+ * tensor through a staging buffer instead. */
+static vk_import_t *import_create(vk_backend_t *b, const vkr_host_region_t *r, uintptr_t t0, uintptr_t t1, char *why, size_t why_len)
+{
+    const uintptr_t a = (uintptr_t)b->import_align, page = page_bytes();
+    const uintptr_t base = (uintptr_t)r->base;
+    /* mmap maps whole pages: the mapping's last page is readable to its end */
+    const uintptr_t end = base + (r->map_bytes + page - 1) / page * page;
+    const uintptr_t lo = (base + a - 1) / a * a, hi = end / a * a;
+    if (lo > t0 || hi < t1 || hi <= lo) {
+        snprintf(why, why_len, "minImportedHostPointerAlignment %llu does not fit the mapping", (unsigned long long)a);
+        return NULL;
+    }
+    if (hi - lo > b->max_alloc) {
+        snprintf(why, why_len, "the mapping's %llu bytes are over maxMemoryAllocationSize", (unsigned long long)(hi - lo));
+        return NULL;
+    }
+    VkMemoryHostPointerPropertiesEXT hp = {.sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
+    VkResult res = b->get_host_pointer_props(b->device, VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT, (const void *)lo, &hp);
+    if (res != VK_SUCCESS) {
+        snprintf(why, why_len, "vkGetMemoryHostPointerPropertiesEXT failed: %s (%d)", vk_result_name(res), (int)res);
+        return NULL;
+    }
+    vk_import_t *im = calloc(1, sizeof *im);
+    if (!im) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    *im = (vk_import_t){.base = r->base, .map_bytes = r->map_bytes, .dev = r->dev, .ino = r->ino, .lo = lo, .hi = hi};
+    const VkExternalMemoryBufferCreateInfo ext = {
+        .sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO,
+        .handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT,
+    };
+    const VkBufferCreateInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .pNext = &ext,
+        .size = hi - lo,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT,
+        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
+    };
+    res = vkCreateBuffer(b->device, &bi, NULL, &im->buf);
+    if (res != VK_SUCCESS) {
+        im->buf = VK_NULL_HANDLE;
+        snprintf(why, why_len, "vkCreateBuffer failed: %s (%d)", vk_result_name(res), (int)res);
+        goto fail;
+    }
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(b->device, im->buf, &req);
+    if (req.size > hi - lo) {
+        snprintf(why, why_len, "the buffer needs %llu bytes of memory, the import has %llu", (unsigned long long)req.size,
+                 (unsigned long long)(hi - lo));
+        goto fail;
+    }
+    /* The host reads the output straight from the mapping after the fence: coherent memory only. */
+    const VkMemoryPropertyFlags need = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    uint32_t type = UINT32_MAX;
+    for (uint32_t i = 0; i < b->mem_props.memoryTypeCount && type == UINT32_MAX; i++)
+        if ((hp.memoryTypeBits & req.memoryTypeBits & (1u << i)) && (b->mem_props.memoryTypes[i].propertyFlags & need) == need)
+            type = i;
+    if (type == UINT32_MAX) {
+        snprintf(why, why_len, "no host-coherent memory type both the import (0x%x) and a storage buffer (0x%x) allow",
+                 hp.memoryTypeBits, req.memoryTypeBits);
+        goto fail;
+    }
+    const VkImportMemoryHostPointerInfoEXT import = {
+        .sType = VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+        .handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT,
+        .pHostPointer = (void *)lo,
+    };
+    const VkMemoryAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+        .pNext = &import,
+        .allocationSize = hi - lo,
+        .memoryTypeIndex = type,
+    };
+    res = vkAllocateMemory(b->device, &ai, NULL, &im->mem);
+    if (res != VK_SUCCESS) {
+        im->mem = VK_NULL_HANDLE;
+        snprintf(why, why_len, "vkAllocateMemory (host pointer import) failed: %s (%d)", vk_result_name(res), (int)res);
+        goto fail;
+    }
+    res = vkBindBufferMemory(b->device, im->buf, im->mem, 0);
+    if (res != VK_SUCCESS) {
+        snprintf(why, why_len, "vkBindBufferMemory failed: %s (%d)", vk_result_name(res), (int)res);
+        goto fail;
+    }
+    atomic_fetch_add(&b->imports_made, 1ul);
+    return im;
+fail:
+    import_free(b, im);
+    return NULL;
+}
+
+/* Drop cached imports that no job uses, least recently used first, until one more fits the
+ * limits (imports_lock held).  Returns them as a list for the caller to free unlocked. */
+static vk_import_t *import_evict(vk_backend_t *b, uint64_t incoming)
+{
+    vk_import_t *dropped = NULL;
+    while (b->n_imports > 0 && (b->n_imports + 1 > VKR_VK_IMPORT_CACHE_ENTRIES || b->import_bytes + incoming > VKR_VK_IMPORT_CACHE_BYTES)) {
+        vk_import_t **victim = NULL;
+        for (vk_import_t **p = &b->imports; *p; p = &(*p)->next)
+            if ((*p)->busy == 0 && (!victim || (*p)->last_use < (*victim)->last_use))
+                victim = p;
+        if (!victim)
+            break;   /* every one in use: the cache runs over its limit until they are free */
+        vk_import_t *v = *victim;
+        *victim = v->next;
+        b->n_imports--;
+        b->import_bytes -= v->hi - v->lo;
+        v->next = dropped;
+        dropped = v;
+    }
+    return dropped;
+}
+
+static void import_free_list(vk_backend_t *b, vk_import_t *list)
+{
+    while (list) {
+        vk_import_t *next = list->next;
+        import_free(b, list);
+        list = next;
+    }
+}
+
+/* An import covering the tensor [t0, t1) of mapping r for one job (b->lock held): a cached one
+ * when r is persistent and was imported before (*reused), else a new one (cached when r is
+ * persistent).  NULL: stage the tensor (why filled). */
+static vk_import_t *import_acquire(vk_backend_t *b, const vkr_host_region_t *r, uintptr_t t0, uintptr_t t1, bool *reused, char *why,
+                                   size_t why_len)
+{
+    *reused = false;
+    if (r->persistent) {
+        pthread_mutex_lock(&b->imports_lock);
+        for (vk_import_t *im = b->imports; im; im = im->next)
+            if (im->base == r->base && im->map_bytes == r->map_bytes && im->dev == r->dev && im->ino == r->ino && im->lo <= t0 &&
+                t1 <= im->hi) {
+                im->busy++;
+                im->last_use = ++b->import_clock;
+                *reused = true;
+                pthread_mutex_unlock(&b->imports_lock);
+                atomic_fetch_add(&b->imports_reused, 1ul);
+                return im;
+            }
+        pthread_mutex_unlock(&b->imports_lock);
+    }
+    vk_import_t *im = import_create(b, r, t0, t1, why, why_len);
+    if (!im)
+        return NULL;
+    im->busy = 1;
+    if (r->persistent) {
+        pthread_mutex_lock(&b->imports_lock);
+        vk_import_t *dropped = import_evict(b, im->hi - im->lo);
+        im->cached = true;
+        im->last_use = ++b->import_clock;
+        im->next = b->imports;
+        b->imports = im;
+        b->n_imports++;
+        b->import_bytes += im->hi - im->lo;
+        pthread_mutex_unlock(&b->imports_lock);
+        import_free_list(b, dropped);
+    }
+    return im;
+}
+
+/* The job is done with im: a job-only import is freed, a cached one stays. */
+static void import_put(vk_backend_t *b, vk_import_t *im)
+{
+    if (!im)
+        return;
+    pthread_mutex_lock(&b->imports_lock);
+    im->busy--;
+    const bool drop = !im->cached;
+    pthread_cond_broadcast(&b->imports_idle);
+    pthread_mutex_unlock(&b->imports_lock);
+    if (drop)
+        import_free(b, im);
+}
+
+static void vk_release_mapped(vkr_backend_s *self, const void *base, size_t map_bytes)
+{
+    vk_backend_t *b = (vk_backend_t *)self;
+    vk_import_t *dropped = NULL;
+    pthread_mutex_lock(&b->imports_lock);
+    for (vk_import_t **p = &b->imports; *p;) {
+        vk_import_t *im = *p;
+        if (im->base != base || im->map_bytes != map_bytes) {
+            p = &im->next;
+            continue;
+        }
+        if (im->busy) {   /* not the contract, but never free memory a job is using */
+            pthread_cond_wait(&b->imports_idle, &b->imports_lock);
+            p = &b->imports;   /* the list may have changed meanwhile */
+            continue;
+        }
+        *p = im->next;
+        b->n_imports--;
+        b->import_bytes -= im->hi - im->lo;
+        im->next = dropped;
+        dropped = im;
+    }
+    pthread_mutex_unlock(&b->imports_lock);
+    if (dropped)
+        vkr__log(VKR_LOG_DEBUG, "vulkan: released the import of the mapping at %p (%zu bytes)", base, map_bytes);
+    import_free_list(b, dropped);
+}
+
+/* The tensor behind region k: its first byte and its bytes.  NULL when the server gave no
+ * pointer to it (an inline tensor from a server that does not fill vkr_host_region_t.data). */
+static const void *region_ptr(const vkr_host_region_t *r)
+{
+    return r->base ? (const uint8_t *)r->base + r->offset : r->data;
+}
+
+/* Zero-copy memfd jobs (see backend.h): the job's tensors in memfd mappings are imported (or, one
+ * by one where that cannot be, staged); VKR_E_UNSUPPORTED when the device cannot import or when a
+ * tensor's memory is not known here, so that the server runs the job through interpolate / grid. */
+static int vk_run_mapped(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_host_region_t regions[VKR_HOST_REGIONS],
+                         vkr_error_t *err)
+{
+    vk_backend_t *b = (vk_backend_t *)self;
+    const int op = plan->op;
+    const char *op_name = vkr_proto_op_name(op);
+    op_name = op_name ? op_name : "?";
+    const char *const tensor_names[VKR_HOST_REGIONS] = {op == VKR_OP_AFFINE_GRID ? "theta" : "input",
+                                                        op == VKR_OP_GRID_SAMPLE ? "grid" : "theta", "output"};
+    /* region k's role and size: [0] input (theta for affine_grid), [1] grid / theta, [2] output */
+    uint64_t elements[VKR_HOST_REGIONS] = {0, 0, plan->out_elements};
+    bool big[VKR_HOST_REGIONS] = {true, false, true};   /* bound as a storage buffer of its own */
+    if (op == VKR_OP_INTERPOLATE) {
+        elements[0] = plan->interp.in_elements;
+    } else {
+        elements[0] = plan->grid.in_elements;
+        elements[1] = op == VKR_OP_AFFINE_GRID ? 0 : plan->grid.aux_elements;
+        big[0] = op != VKR_OP_AFFINE_GRID;   /* theta: pushed or copied with the tables */
+        big[1] = op == VKR_OP_GRID_SAMPLE;
+    }
+    if (!b->host_import) {
+        atomic_fetch_add(&b->jobs_staged, 1ul);
+        vkr__log(VKR_LOG_DEBUG, "vulkan: %s memfd job: staging copies (no host memory import on this device)", op_name);
+        return VKR_E_UNSUPPORTED;
+    }
+    const void *ptr[VKR_HOST_REGIONS];
+    for (int k = 0; k < VKR_HOST_REGIONS; k++) {
+        ptr[k] = region_ptr(&regions[k]);
+        if (elements[k] > 0 && !ptr[k]) {
+            atomic_fetch_add(&b->jobs_staged, 1ul);
+            vkr__log(VKR_LOG_DEBUG, "vulkan: %s memfd job: staging copies (the %s is inline and the server passes no pointer to it)",
+                     op_name, tensor_names[k]);
+            return VKR_E_UNSUPPORTED;
+        }
+    }
+    if (plan->out_elements == 0)
+        return VKR_E_UNSUPPORTED;   /* nothing to run, nothing to import */
+
+    vk_job_t ij;
+    vk_grid_job_t gj;
+    int rc = op == VKR_OP_INTERPOLATE ? job_prepare(b, &plan->interp, &ij, err) : grid_prepare(b, &plan->grid, &gj, err);
+    const bool work = rc == VKR_OK && (op == VKR_OP_INTERPOLATE ? ij.n_pass > 0 : gj.chunks > 0);
+    vk_import_t *imp[VKR_HOST_REGIONS] = {NULL, NULL, NULL};
+    bool shared[VKR_HOST_REGIONS] = {false, false, false};   /* imp[k] is an earlier tensor's */
+    char what[VKR_HOST_REGIONS][160];
+    unsigned n_big = 0, n_imported = 0;
+    if (work) {
+        pthread_mutex_lock(&b->lock);
+        for (int k = 0; k < VKR_HOST_REGIONS; k++) {
+            if (!big[k] || elements[k] == 0)
+                continue;
+            n_big++;
+            const vkr_host_region_t *r = &regions[k];
+            const uintptr_t t0 = (uintptr_t)ptr[k], t1 = t0 + 4 * elements[k];
+            char why[128];
+            bool reused = false;
+            if (!r->base) {
+                snprintf(what[k], sizeof what[k], "%s inline (staged)", tensor_names[k]);
+                continue;
+            }
+            if (k == 2 && ((regions[0].base && regions[0].dev == r->dev && regions[0].ino == r->ino) ||
+                           (regions[1].base && regions[1].dev == r->dev && regions[1].ino == r->ino))) {
+                /* written in place it could overwrite input it has not read yet */
+                snprintf(what[k], sizeof what[k], "output staged (its memfd holds an input too)");
+                continue;
+            }
+            int from = -1;
+            for (int e = 0; e < k && from < 0; e++)
+                if (imp[e] && !shared[e] && regions[e].base == r->base && regions[e].map_bytes == r->map_bytes && imp[e]->lo <= t0 &&
+                    t1 <= imp[e]->hi)
+                    from = e;
+            if (from >= 0) {   /* one mapping holds both tensors: one import serves */
+                imp[k] = imp[from];
+                shared[k] = true;
+                n_imported++;
+                snprintf(what[k], sizeof what[k], "%s imported (shared with the %s)", tensor_names[k], tensor_names[from]);
+                continue;
+            }
+            imp[k] = import_acquire(b, r, t0, t1, &reused, why, sizeof why);
+            if (imp[k]) {
+                n_imported++;
+                snprintf(what[k], sizeof what[k], "%s imported (%s)", tensor_names[k], reused ? "reused" : "new");
+            } else {
+                snprintf(what[k], sizeof what[k], "%s staged (%s)", tensor_names[k], why);
+            }
+        }
+        const vk_src_t src[VKR_HOST_REGIONS] = {{ptr[0], imp[0]}, {ptr[1], imp[1]}, {ptr[2], imp[2]}};
+        rc = op == VKR_OP_INTERPOLATE ? run_job(b, &ij, src[0], src[2], err)
+             : op == VKR_OP_AFFINE_GRID ? grid_run_job(b, &gj, (vk_src_t){NULL, NULL}, src[0], src[2], err)
+                                        : grid_run_job(b, &gj, src[0], src[1], src[2], err);
+        for (int k = 0; k < VKR_HOST_REGIONS; k++)
+            if (!shared[k])
+                import_put(b, imp[k]);
+        pthread_mutex_unlock(&b->lock);
+        atomic_fetch_add(n_imported == n_big ? &b->jobs_imported : n_imported ? &b->jobs_part_imported : &b->jobs_staged, 1ul);
+        char line[3 * 160 + 8] = "";
+        for (int k = 0; k < VKR_HOST_REGIONS; k++)
+            if (big[k] && elements[k] > 0)
+                snprintf(line + strlen(line), sizeof line - strlen(line), "%s%s", line[0] ? ", " : "", what[k]);
+        vkr__log(VKR_LOG_DEBUG, "vulkan: %s memfd job: %s%s", op_name, line,
+                 n_imported == n_big ? " (zero-copy)" : n_imported ? " (partly zero-copy)" : "");
+    }
+    if (op == VKR_OP_INTERPOLATE)
+        job_free(&ij);
+    else
+        grid_job_free(&gj);
     return rc;
 }
 
@@ -1883,8 +2416,17 @@ static void vk_destroy(vkr_backend_s *self)
     vk_backend_t *b = (vk_backend_t *)self;
     if (!b)
         return;
+    const unsigned long imported = atomic_load(&b->jobs_imported), part = atomic_load(&b->jobs_part_imported),
+                        staged = atomic_load(&b->jobs_staged);
+    if (imported + part + staged > 0)
+        vkr__log(VKR_LOG_INFO, "vulkan: memfd jobs: %lu zero-copy, %lu partly imported, %lu staged; %lu imports made, %lu reused",
+                 imported, part, staged, atomic_load(&b->imports_made), atomic_load(&b->imports_reused));
     if (b->device) {
         vkDeviceWaitIdle(b->device);
+        vk_import_t *cached = b->imports;   /* what the server did not release */
+        b->imports = NULL;
+        import_free_list(b, cached);
+        vkDestroyPipelineCache(b->device, b->pcache, NULL);
         vkDestroyFence(b->device, b->fence, NULL);
         vkDestroyCommandPool(b->device, b->cmd_pool, NULL);
         vkDestroyDescriptorPool(b->device, b->desc_pool, NULL);
@@ -1908,8 +2450,116 @@ static void vk_destroy(vkr_backend_s *self)
         vkDestroyInstance(b->instance, NULL);
     if (b->lock_ready)
         pthread_mutex_destroy(&b->lock);
+    if (b->imports_ready) {
+        pthread_cond_destroy(&b->imports_idle);
+        pthread_mutex_destroy(&b->imports_lock);
+    }
+    free(b->pcache_dir);
+    free(b->pcache_path);
     free(b);
 }
+
+/* ------------------------------------------------------------------ the pipeline cache on disk */
+
+static void pcache_key(const vk_backend_t *b, vkr__pcache_key_t *key)
+{
+    memset(key, 0, sizeof *key);
+    key->vendor_id = b->props.vendorID;
+    key->device_id = b->props.deviceID;
+    key->driver_version = b->props.driverVersion;
+    memcpy(key->pipeline_cache_uuid, b->props.pipelineCacheUUID, VK_UUID_SIZE);
+    memcpy(key->device_uuid, b->device_uuid, VK_UUID_SIZE);
+    key->sources_hash = vkr_embedded_sources_hash;
+}
+
+/* The VkPipelineCache the pipelines are built through, from the file under dir when it passes
+ * every check (vk_pipeline_cache.h); a missing file is a cold start, anything wrong with it one
+ * log line and a cold start.  Never fails: without a cache the pipelines are built all the same. */
+static void pcache_open(vk_backend_t *b, const char *dir)
+{
+    if (!dir) {
+        vkr__log(VKR_LOG_INFO, "vulkan: no pipeline cache (no --cache-dir, and neither XDG_CACHE_HOME nor HOME is set)");
+        return;
+    }
+    vkr__pcache_key_t key;
+    pcache_key(b, &key);
+    b->pcache_dir = strdup(dir);
+    b->pcache_path = vkr__pcache_path(dir, &key);
+    if (!b->pcache_dir || !b->pcache_path) {
+        vkr__log(VKR_LOG_WARN, "vulkan: no pipeline cache: out of memory");
+        free(b->pcache_dir);
+        free(b->pcache_path);
+        b->pcache_dir = b->pcache_path = NULL;
+        return;
+    }
+    void *blob = NULL;
+    size_t len = 0;
+    char why[256] = "";
+    const vkr__pcache_status_t st = vkr__pcache_load(b->pcache_path, &key, &blob, &len, why, sizeof why);
+    if (st == VKR__PCACHE_IGNORED)
+        vkr__log(VKR_LOG_WARN, "vulkan: pipeline cache %s ignored (%s): starting cold, it is rewritten after start-up", b->pcache_path,
+                 why);
+    VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO, .initialDataSize = len, .pInitialData = blob};
+    VkResult r = vkCreatePipelineCache(b->device, &ci, NULL, &b->pcache);
+    if (r != VK_SUCCESS && blob) {
+        vkr__log(VKR_LOG_WARN, "vulkan: pipeline cache %s ignored (vkCreatePipelineCache refused its data: %s (%d)): starting cold",
+                 b->pcache_path, vk_result_name(r), (int)r);
+        ci.initialDataSize = 0;
+        ci.pInitialData = NULL;
+        r = vkCreatePipelineCache(b->device, &ci, NULL, &b->pcache);
+        free(blob);
+        blob = NULL;
+    }
+    if (r != VK_SUCCESS) {
+        b->pcache = VK_NULL_HANDLE;
+        vkr__log(VKR_LOG_WARN, "vulkan: vkCreatePipelineCache failed: %s (%d): pipelines are built without a cache",
+                 vk_result_name(r), (int)r);
+    } else if (blob) {
+        b->pcache_warm = true;
+        b->pcache_loaded_bytes = len;
+        b->pcache_loaded_hash = vkr__pcache_fnv1a64(blob, len);
+        vkr__log(VKR_LOG_INFO, "vulkan: pipeline cache %s: %zu bytes of pipeline data loaded", b->pcache_path, len);
+    } else if (st == VKR__PCACHE_MISSING) {
+        vkr__log(VKR_LOG_INFO, "vulkan: no pipeline cache at %s yet: starting cold", b->pcache_path);
+    }
+    free(blob);
+}
+
+/* Write the pipeline cache back once every pipeline is built and warmed (unchanged data is left
+ * as it is); a failure is logged, never fatal.  The VkPipelineCache is not needed afterwards. */
+static void pcache_close(vk_backend_t *b)
+{
+    if (!b->pcache)
+        return;
+    void *data = NULL;
+    size_t n = 0;
+    VkResult r = b->pcache_path ? vkGetPipelineCacheData(b->device, b->pcache, &n, NULL) : VK_SUCCESS;
+    if (r == VK_SUCCESS && b->pcache_path) {
+        data = malloc(n ? n : 1);
+        r = data ? vkGetPipelineCacheData(b->device, b->pcache, &n, data) : VK_ERROR_OUT_OF_HOST_MEMORY;
+    }
+    vkDestroyPipelineCache(b->device, b->pcache, NULL);
+    b->pcache = VK_NULL_HANDLE;
+    if (!b->pcache_path) {
+        free(data);
+        return;
+    }
+    char why[512] = "";
+    vkr__pcache_key_t key;
+    pcache_key(b, &key);
+    const double t0 = now_ms();
+    if (r != VK_SUCCESS)
+        vkr__log(VKR_LOG_WARN, "vulkan: pipeline cache not written: vkGetPipelineCacheData failed: %s (%d)", vk_result_name(r), (int)r);
+    else if (b->pcache_warm && n == b->pcache_loaded_bytes && vkr__pcache_fnv1a64(data, n) == b->pcache_loaded_hash)
+        vkr__log(VKR_LOG_INFO, "vulkan: pipeline cache unchanged (%zu bytes of pipeline data): %s not rewritten", n, b->pcache_path);
+    else if (vkr__pcache_save(b->pcache_dir, b->pcache_path, &key, data, n, why, sizeof why) != 0)
+        vkr__log(VKR_LOG_WARN, "vulkan: pipeline cache not written: %s", why);
+    else
+        vkr__log(VKR_LOG_INFO, "vulkan: pipeline cache written to %s (%zu bytes of pipeline data, %.1f ms)", b->pcache_path, n,
+                 now_ms() - t0);
+    free(data);
+}
+
 
 /* ------------------------------------------------------------------ warm-up */
 
@@ -2024,10 +2674,16 @@ static int warm_up_grid(vk_backend_t *b, vkr_error_t *err)
 
 int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s **out, vkr_error_t *err)
 {
+    const double t_start = now_ms();
     vk_backend_t *b = calloc(1, sizeof *b);
     if (!b)
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: out of memory");
     atomic_init(&b->validation_count, 0u);
+    atomic_init(&b->jobs_imported, 0ul);
+    atomic_init(&b->jobs_part_imported, 0ul);
+    atomic_init(&b->jobs_staged, 0ul);
+    atomic_init(&b->imports_made, 0ul);
+    atomic_init(&b->imports_reused, 0ul);
     b->base.name = "vulkan";
     b->base.interpolate = vk_interpolate;
     b->base.grid = vk_grid;
@@ -2039,6 +2695,16 @@ int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s *
         goto fail;
     }
     b->lock_ready = true;
+    if (pthread_mutex_init(&b->imports_lock, NULL) != 0) {
+        rc = vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: pthread_mutex_init failed");
+        goto fail;
+    }
+    if (pthread_cond_init(&b->imports_idle, NULL) != 0) {
+        pthread_mutex_destroy(&b->imports_lock);
+        rc = vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: pthread_cond_init failed");
+        goto fail;
+    }
+    b->imports_ready = true;
     rc = create_instance(b, opts->validation, err);
     if (rc)
         goto fail;
@@ -2048,20 +2714,40 @@ int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s *
     rc = create_device(b, err);
     if (rc)
         goto fail;
+    if (b->host_import) {
+        b->base.run_mapped = vk_run_mapped;
+        b->base.release_mapped = vk_release_mapped;
+    }
+    const double t_device = now_ms();
+    pcache_open(b, opts->cache_dir);
     rc = create_pipelines(b, err);
     if (rc)
         goto fail;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t_pipes = now_ms();
     rc = warm_up(b, err);
     if (rc)
         goto fail;
     rc = warm_up_grid(b, err);
     if (rc)
         goto fail;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    vkr__log(VKR_LOG_INFO, "vulkan: %u pipelines ready, warm-up dispatches took %.1f ms", b->n_pipes,
-             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    const double t_ready = now_ms();
+    vkr__log(VKR_LOG_INFO, "vulkan: start-up: instance and device %.0f ms, glslang %.0f ms (%d shaders), %u pipelines created in "
+             "%.0f ms, warm-up dispatches %.0f ms", t_device - t_start, b->compile_ms, SHADER_COUNT, b->n_pipes, b->pipes_ms,
+             t_ready - t_pipes);
+    char how[160];
+    if (!b->pcache)
+        snprintf(how, sizeof how, "no pipeline cache");
+    else if (!b->pcache_warm)
+        snprintf(how, sizeof how, "cold cache");
+    else if (!b->feedback)
+        snprintf(how, sizeof how, "warm cache, %zu bytes from disk", b->pcache_loaded_bytes);
+    else if (b->pcache_hits == b->n_pipes)
+        snprintf(how, sizeof how, "warm cache, %u pipelines from disk", b->pcache_hits);
+    else
+        snprintf(how, sizeof how, "warm cache, %u of %u pipelines from disk, %zu bytes", b->pcache_hits, b->n_pipes,
+                 b->pcache_loaded_bytes);
+    vkr__log(VKR_LOG_INFO, "vulkan: ready in %.2f s (%s)", (t_ready - t_start) / 1e3, how);
+    pcache_close(b);
     *out = &b->base;
     return VKR_OK;
 fail:
