@@ -38,6 +38,7 @@ struct vkr_client {
     size_t hdr_got;
     vkr_frame_header_t hdr;
     vkr_request_t *rx_req;
+    bool rx_conn_error;                  /* an ERROR with request_id 0: the daemon refuses the connection */
     uint8_t *rx_body;
     uint64_t rx_got;
     int rx_fds[MAX_REPLY_FDS + VKR_MAX_FDS_PER_FRAME];
@@ -102,6 +103,7 @@ VKR_EXPORT const char *vkr_strerror(int code)
     case VKR_E_CANCELLED: return "the job was cancelled";
     case VKR_E_TIMEOUT: return "the job did not complete within its time limit";
     case VKR_E_FD: return "a memfd passed with the job cannot be used";
+    case VKR_E_PERMISSION: return "this user may not use the daemon";
     default: return "unknown status code";
     }
 }
@@ -296,6 +298,21 @@ static int reply_complete(vkr_client_t *c)
     c->rx_req = NULL;
     c->rx_state = RX_HEADER;
     c->hdr_got = 0;
+    if (c->rx_conn_error) {
+        /* the daemon refused the connection (uid, a per-uid cap, a stalled frame): every request
+         * in flight fails with its code and message */
+        c->rx_conn_error = false;
+        memset(&derr, 0, sizeof derr);
+        memset(&perr, 0, sizeof perr);
+        if (vkr_error_decode(body, c->hdr.body_len, &derr, &perr) != VKR_OK) {
+            vkr__format_error(detail, sizeof detail, &perr);
+            rc = vkr__client_error(c, VKR_E_SERVER, "malformed ERROR from the daemon: %s", detail);
+        } else {
+            vkr__format_error(detail, sizeof detail, &derr);
+            rc = vkr__client_error(c, derr.code, "the daemon closed the connection: %s", detail);
+        }
+        goto out;
+    }
     if (req == NULL || req->done) {
         /* nobody waits for it any more (timed out or cancelled): drop it */
         if (req != NULL) {
@@ -354,6 +371,20 @@ static int reply_header(vkr_client_t *c)
         vkr__format_error(detail, sizeof detail, &perr);
         vkr__client_error(c, VKR_E_SERVER, "bad frame header from the daemon (%s): %s", vkr_proto_code_name(perr.code), detail);
         return fail_connection(c, VKR_E_SERVER);
+    }
+    if (c->hdr.request_id == 0 && c->hdr.type == VKR_MSG_ERROR && c->rx_nfds == 0 && c->hdr.body_len > 0 &&
+        c->hdr.body_len <= VKR_MAX_CONTROL_BODY_BYTES) {
+        /* request ids are never 0: this is about the connection itself, and the daemon closes it */
+        c->rx_body = malloc((size_t)c->hdr.body_len);
+        if (c->rx_body == NULL) {
+            vkr__client_error(c, VKR_E_NOMEM, "cannot allocate %" PRIu64 " bytes for the reply", c->hdr.body_len);
+            return fail_connection(c, VKR_E_NOMEM);
+        }
+        c->rx_req = NULL;
+        c->rx_conn_error = true;
+        c->rx_got = 0;
+        c->rx_state = RX_BODY;
+        return VKR_OK;
     }
     req = find_request(c, c->hdr.request_id);
     if (req == NULL) {
@@ -548,9 +579,14 @@ int vkr__send_request(vkr_client_t *c, vkr_request_t *req, uint16_t type, const 
                 continue;
             }
             rc = errno;
-            /* the daemon may have refused the request and closed: its ERROR is then waiting */
-            if (rc == EPIPE || rc == ECONNRESET)
-                (void)pump(c);
+            /* the daemon may have refused the request or the connection itself (an ERROR with
+             * request_id 0) and closed: its ERROR is then waiting */
+            if (rc == EPIPE || rc == ECONNRESET) {
+                int prc = pump(c);
+
+                if (c->fd < 0 && prc != VKR_OK && prc != VKR_E_IO)
+                    return prc;
+            }
             if (c->fd >= 0) {
                 vkr__client_error(c, VKR_E_IO, "sending the request to the daemon failed: %s", strerror(rc));
                 fail_connection(c, VKR_E_IO);
@@ -889,6 +925,11 @@ VKR_EXPORT int vkr_stats(vkr_client_t *c, vkr_server_stats_t *out)
     out->jobs_busy = st.jobs_busy;
     out->jobs_cancelled = st.jobs_cancelled;
     out->frames_refused = st.frames_refused;
+    out->vulkan_lost = (st.flags & VKR_STATS_VULKAN_LOST) != 0;
+    out->jobs_moved_to_cpu = st.jobs_moved_to_cpu;
+    out->connections_refused = st.connections_refused;
+    out->connections_timed_out = st.connections_timed_out;
+    out->accept_pauses = st.accept_pauses;
     out->n_rows = st.n_rows;
     for (unsigned i = 0; i < st.n_rows; i++)
         out->rows[i] = (vkr_server_stats_row_t){(vkr_op_t)st.rows[i].op, (vkr_backend_id_t)st.rows[i].backend, st.rows[i].done,

@@ -141,6 +141,11 @@ typedef struct {
     uint64_t jobs_busy;                        /* refused with VKR_E_BUSY */
     uint64_t jobs_cancelled;                   /* answered VKR_E_CANCELLED */
     uint64_t frames_refused;                   /* requests refused before they became jobs */
+    int vulkan_lost;                           /* 1: the Vulkan device was lost, Vulkan work runs on the CPU */
+    uint64_t jobs_moved_to_cpu;                /* jobs bound for Vulkan that ran on the CPU after the loss */
+    uint64_t connections_refused;              /* closed at accept: --allow-uid / --allow-group, per-uid cap */
+    uint64_t connections_timed_out;            /* closed mid-frame: --idle-timeout / --frame-timeout */
+    uint64_t accept_pauses;                    /* accepting paused: out of descriptors, --max-connections */
     int n_rows;
     vkr_server_stats_row_t rows[VKR_SERVER_STATS_MAX_ROWS];
     char device_name[VKR_SERVER_NAME_MAX + 1];

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "backend.h"
 #include "spec/axis_tables.h"
 #include "spec/cascade_sum.h"
@@ -67,7 +68,7 @@ static int tables_build(const vkr_interp_plan_t *plan, family_t f, axis_tables_t
                                                   plan->mode == VKR_MODE_BICUBIC);
         total += words_per_axis(f, t->out[a], t->max_taps[a]);
     }
-    t->block = malloc(total * sizeof(int32_t));
+    t->block = vkr__malloc(total * sizeof(int32_t));
     if (!t->block)
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %zu table entries", total);
     int32_t *p = t->block;
@@ -214,7 +215,7 @@ static int run_linear(const axis_tables_t *t, int spatial_rank, int64_t planes, 
     int failed = 0;
 #pragma omp parallel reduction(| : failed)
     {
-        float *buf = malloc((size_t)scratch * sizeof(float));
+        float *buf = vkr__malloc((size_t)scratch * sizeof(float));
         failed = buf == NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < tasks; task++) {
@@ -243,7 +244,7 @@ static int run_linear(const axis_tables_t *t, int spatial_rank, int64_t planes, 
                 }
             }
         }
-        free(buf);
+        vkr__free(buf);
     }
     return failed ? vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for linear scratch rows") : VKR_OK;
 }
@@ -271,7 +272,7 @@ static int run_cubic(const axis_tables_t *t, int64_t planes, const float *in, fl
     int failed = 0;
 #pragma omp parallel reduction(| : failed)
     {
-        float *buf = malloc((size_t)(4 * ow_n) * sizeof(float));
+        float *buf = vkr__malloc((size_t)(4 * ow_n) * sizeof(float));
         failed = buf == NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < tasks; task++) {
@@ -291,7 +292,7 @@ static int run_cubic(const axis_tables_t *t, int64_t planes, const float *in, fl
                     dst[ow] = spec_madd(spec_madd(spec_madd(spec_mul(r[0][ow], c0), r[1][ow], c1), r[2][ow], c2), r[3][ow], c3);
             }
         }
-        free(buf);
+        vkr__free(buf);
     }
     return failed ? vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for bicubic scratch rows") : VKR_OK;
 }
@@ -365,12 +366,12 @@ static void aa_pass(const float *in, float *out, int64_t outer, int64_t n, int64
 static int run_antialias(const axis_tables_t *t, int64_t planes, const float *in, float *out, vkr_error_t *err)
 {
     const int64_t H = t->in[1], W = t->in[2], OH = t->out[1], OW = t->out[2];
-    float *tmp = malloc((size_t)(planes * H * OW) * sizeof(float));
+    float *tmp = vkr__malloc((size_t)(planes * H * OW) * sizeof(float));
     if (!tmp)
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for the antialias intermediate");
     aa_pass(in, tmp, planes * H, W, OW, 1, t, 2);  /* horizontal: N*C*H rows of W -> OW */
     aa_pass(tmp, out, planes, H, OH, OW, t, 1);    /* vertical: columns of H -> OH */
-    free(tmp);
+    vkr__free(tmp);
     return VKR_OK;
 }
 
@@ -392,7 +393,7 @@ static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, c
     case FAMILY_AREA: run_area(&t, planes, in, out); break;
     case FAMILY_ANTIALIAS: rc = run_antialias(&t, planes, in, out, err); break;
     }
-    free(t.block);
+    vkr__free(t.block);
     return rc;
 }
 
@@ -403,7 +404,7 @@ static int affine_bases(const vkr_grid_plan_t *plan, float *base[3], vkr_error_t
     int64_t total = 0;
     for (int d = 0; d < plan->spatial_rank; d++)
         total += plan->out_size[d];
-    float *block = malloc((size_t)(total ? total : 1) * sizeof(float));
+    float *block = vkr__malloc((size_t)(total ? total : 1) * sizeof(float));
     if (!block)
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for affine_grid's base coordinates");
     for (int d = 0; d < plan->spatial_rank; d++) {
@@ -466,7 +467,7 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
             for (int k = 0; k < sr; k++)
                 out[np * sr + k] = g[k];
         }
-        free(base[0]);
+        vkr__free(base[0]);
         return VKR_OK;
     }
     /* Per batch: prepare every point's taps once, then sweep channel by channel so that each
@@ -475,9 +476,9 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
         int32_t taps, tap[16];
         float w[8];
     } prepared_t;
-    prepared_t *prep = malloc((size_t)points * sizeof *prep);
+    prepared_t *prep = vkr__malloc((size_t)points * sizeof *prep);
     if (!prep) {
-        free(base[0]);
+        vkr__free(base[0]);
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
     }
     for (int64_t n = 0; n < plan->batch; n++) {
@@ -502,8 +503,8 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
             }
         }
     }
-    free(prep);
-    free(base[0]);
+    vkr__free(prep);
+    vkr__free(base[0]);
     return VKR_OK;
 }
 
@@ -513,11 +514,11 @@ static unsigned cpu_validation_messages(vkr_backend_s *self)
     return 0;
 }
 
-static void cpu_destroy(vkr_backend_s *self) { free(self); }
+static void cpu_destroy(vkr_backend_s *self) { vkr__free(self); }
 
 int vkr__backend_cpu_create(vkr_backend_s **out, vkr_error_t *err)
 {
-    vkr_backend_s *b = calloc(1, sizeof *b);
+    vkr_backend_s *b = vkr__calloc(1, sizeof *b);
     if (!b)
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory");
     b->name = "cpu";

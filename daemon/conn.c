@@ -6,16 +6,24 @@
  * first byte are that frame's: their count must equal the header's n_fds, and none may arrive
  * while a body is read.  Every received descriptor is either handed to on_frame or closed here.
  * Writing keeps a FIFO of frames and sends as much as the socket takes; a frame's descriptor goes
- * with its first byte. */
+ * with its first byte.
+ *
+ * Time: a frame begun must keep arriving (a byte at least every --idle-timeout) and be complete
+ * within --frame-timeout of its first byte; otherwise the stream is broken with VKR_E_TIMEOUT.
+ * Between frames a connection may stay idle for as long as it likes.  One timer per connection,
+ * armed lazily: reads only record the time, the timer checks the deadlines when it fires and
+ * re-arms itself for the next one, so a busy connection costs no timer work per read. */
 #include "conn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "log.h"
 
 enum { RX_HEADER, RX_BODY, RX_SKIP };
@@ -35,6 +43,8 @@ struct vkr__conn_out {
 };
 
 static void poll_cb(uv_poll_t *handle, int status, int events);
+static void timer_cb(uv_timer_t *timer);
+static uint64_t next_deadline(const vkr__conn_t *c);
 
 /* ---------------------------------------------------------------- state */
 bool vkr__conn_between_frames(const vkr__conn_t *c)
@@ -95,6 +105,8 @@ static void closed_cb(uv_handle_t *handle)
 {
     vkr__conn_t *c = handle->data;
 
+    if (--c->handles_open > 0)
+        return;
     close(c->fd);
     c->fd = -1;
     c->cb->on_closed(c);
@@ -108,7 +120,8 @@ void vkr__conn_close(vkr__conn_t *c)
         return;
     c->closing = true;
     uv_poll_stop(&c->poll);
-    free(c->body);
+    uv_timer_stop(&c->timer);
+    vkr__free(c->body);
     c->body = NULL;
     close_received_fds(c);
     while ((o = c->out_head) != NULL) {
@@ -116,20 +129,38 @@ void vkr__conn_close(vkr__conn_t *c)
         if (o->fd >= 0)
             close(o->fd);
         o->done(o->arg, UV_ECANCELED);
-        free(o);
+        vkr__free(o);
     }
     c->out_tail = NULL;
     c->control_backlog = 0;
     uv_close((uv_handle_t *)&c->poll, closed_cb);
+    uv_close((uv_handle_t *)&c->timer, closed_cb);
+}
+
+/* Make sure the timer fires by deadline_ms (it may fire earlier: timer_cb re-arms). */
+static void arm_timer(vkr__conn_t *c, uint64_t deadline_ms)
+{
+    uint64_t now = uv_now(c->poll.loop);
+
+    if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= (deadline_ms > now ? deadline_ms - now : 0))
+        return;
+    uv_timer_start(&c->timer, timer_cb, deadline_ms > now ? deadline_ms - now : 0, 0);
 }
 
 void vkr__conn_close_when_flushed(vkr__conn_t *c)
 {
+    bool was = c->close_when_flushed;
+
     c->close_when_flushed = true;
-    if (c->out_head == NULL)
+    if (c->out_head == NULL) {
         vkr__conn_close(c);
-    else
-        update_events(c);
+        return;
+    }
+    update_events(c);
+    if (!was && c->limits.idle_timeout_ms > 0) {
+        c->last_tx_ms = uv_now(c->poll.loop);   /* the peer has the idle timeout to read what is left */
+        arm_timer(c, c->last_tx_ms + c->limits.idle_timeout_ms);
+    }
 }
 
 /* The stream is broken: stop reading for good and let the server answer. */
@@ -139,7 +170,7 @@ static void stream_error(vkr__conn_t *c, uint32_t request_id, int code, const ch
 
     vkr_proto_error_set(&err, code, field, "%s", message);
     c->stream_broken = true;
-    free(c->body);
+    vkr__free(c->body);
     c->body = NULL;
     close_received_fds(c);
     update_events(c);
@@ -196,6 +227,7 @@ static void flush(vkr__conn_t *c)
             return;
         }
         *c->bytes_out += (uint64_t)n;
+        c->last_tx_ms = uv_now(c->poll.loop);
         o->sent += (size_t)n;
         if (o->sent < o->head_len + o->payload_len)
             continue;
@@ -207,7 +239,7 @@ static void flush(vkr__conn_t *c)
         if (o->fd >= 0)
             close(o->fd);
         o->done(o->arg, 0);
-        free(o);
+        vkr__free(o);
     }
     if (!c->closing && c->out_head == NULL && c->close_when_flushed)
         vkr__conn_close(c);
@@ -225,7 +257,7 @@ int vkr__conn_send(vkr__conn_t *c, const void *head, size_t head_len, const void
         done(arg, c->closing ? UV_ECANCELED : UV_EINVAL);
         return c->closing ? UV_ECANCELED : UV_EINVAL;
     }
-    o = calloc(1, sizeof *o);
+    o = vkr__calloc(1, sizeof *o);
     if (o == NULL) {
         if (pass_fd >= 0)
             close(pass_fd);
@@ -311,7 +343,7 @@ static void header_complete(vkr__conn_t *c)
     char msg[128];
 
     memset(&err, 0, sizeof err);
-    if (vkr_header_decode(c->hdr_bytes, c->max_submit_body, 0, &c->hdr, &err) != VKR_OK) {
+    if (vkr_header_decode(c->hdr_bytes, c->limits.max_submit_body, 0, &c->hdr, &err) != VKR_OK) {
         stream_error(c, c->hdr.request_id, err.code, err.field, err.message);
         return;
     }
@@ -324,7 +356,7 @@ static void header_complete(vkr__conn_t *c)
     if (c->cb->on_header(c, &c->hdr) == VKR__CONN_SKIP_BODY) {
         c->rx_state = RX_SKIP;
     } else if (c->hdr.body_len > 0) {
-        c->body = malloc((size_t)c->hdr.body_len);
+        c->body = vkr__malloc((size_t)c->hdr.body_len);
         if (c->body == NULL) {
             snprintf(msg, sizeof msg, "out of memory for a body of %llu bytes", (unsigned long long)c->hdr.body_len);
             stream_error(c, c->hdr.request_id, VKR_E_NOMEM, "body_len", msg);
@@ -389,6 +421,13 @@ static void do_read(vkr__conn_t *c)
         }
         *c->bytes_in += (uint64_t)n;
         budget -= (size_t)n < budget ? (size_t)n : budget;
+        c->last_rx_ms = uv_now(c->poll.loop);
+        if (vkr__conn_between_frames(c)) {
+            /* a frame begins: its clocks start */
+            c->frame_start_ms = c->last_rx_ms;
+            if (c->limits.idle_timeout_ms > 0 || c->limits.frame_timeout_ms > 0)
+                arm_timer(c, next_deadline(c));
+        }
         if (c->rx_state == RX_HEADER) {
             c->hdr_got += (size_t)n;
             if (c->hdr_got == VKR_FRAME_HEADER_BYTES)
@@ -399,6 +438,63 @@ static void do_read(vkr__conn_t *c)
                 frame_complete(c);
         }
     }
+}
+
+/* ---------------------------------------------------------------- time limits */
+/* The earliest deadline of the frame being read (UINT64_MAX: none). */
+static uint64_t next_deadline(const vkr__conn_t *c)
+{
+    uint64_t due = UINT64_MAX;
+
+    if (c->limits.idle_timeout_ms > 0)
+        due = c->last_rx_ms + c->limits.idle_timeout_ms;
+    if (c->limits.frame_timeout_ms > 0 && c->frame_start_ms + c->limits.frame_timeout_ms < due)
+        due = c->frame_start_ms + c->limits.frame_timeout_ms;
+    return due;
+}
+
+static void timer_cb(uv_timer_t *timer)
+{
+    vkr__conn_t *c = timer->data;
+    uint64_t now = uv_now(timer->loop), due;
+    char msg[256], got[96];
+
+    if (c->closing)
+        return;
+    if (c->close_when_flushed) {
+        /* closing after its last replies: a peer that does not read them is not waited for */
+        if (c->out_head == NULL || c->limits.idle_timeout_ms == 0)
+            return;
+        if (now >= c->last_tx_ms + c->limits.idle_timeout_ms) {
+            vkr__log(VKR_LOG_INFO, "connection fd %d: closed: its last replies were not read for %.1f s (--idle-timeout)", c->fd,
+                     (double)c->limits.idle_timeout_ms / 1000.0);
+            vkr__conn_close(c);
+            return;
+        }
+        arm_timer(c, c->last_tx_ms + c->limits.idle_timeout_ms);
+        return;
+    }
+    if (c->stream_broken || vkr__conn_between_frames(c))
+        return;   /* no frame under way: nothing is due */
+    if (c->rx_state == RX_HEADER)
+        snprintf(got, sizeof got, "%zu of %u header bytes", c->hdr_got, VKR_FRAME_HEADER_BYTES);
+    else
+        snprintf(got, sizeof got, "%llu of %llu body bytes", (unsigned long long)c->body_got, (unsigned long long)c->hdr.body_len);
+    if (c->limits.frame_timeout_ms > 0 && now >= c->frame_start_ms + c->limits.frame_timeout_ms) {
+        snprintf(msg, sizeof msg, "a frame was not complete %.1f s after its first byte (%s; --frame-timeout %.1f s)",
+                 (double)(now - c->frame_start_ms) / 1000.0, got, (double)c->limits.frame_timeout_ms / 1000.0);
+        stream_error(c, 0, VKR_E_TIMEOUT, "frame_timeout", msg);
+        return;
+    }
+    if (c->limits.idle_timeout_ms > 0 && now >= c->last_rx_ms + c->limits.idle_timeout_ms) {
+        snprintf(msg, sizeof msg, "no byte of a frame begun arrived for %.1f s (%s; --idle-timeout %.1f s)",
+                 (double)(now - c->last_rx_ms) / 1000.0, got, (double)c->limits.idle_timeout_ms / 1000.0);
+        stream_error(c, 0, VKR_E_TIMEOUT, "idle_timeout", msg);
+        return;
+    }
+    due = next_deadline(c);
+    if (due != UINT64_MAX)
+        arm_timer(c, due);
 }
 
 static void poll_cb(uv_poll_t *handle, int status, int events)
@@ -418,7 +514,7 @@ static void poll_cb(uv_poll_t *handle, int status, int events)
 }
 
 int vkr__conn_start(vkr__conn_t *c, uv_loop_t *loop, int fd, const vkr__conn_callbacks_t *cb, void *owner,
-                    uint64_t max_submit_body, uint64_t *bytes_in, uint64_t *bytes_out)
+                    const vkr__conn_limits_t *limits, uint64_t *bytes_in, uint64_t *bytes_out)
 {
     int rc;
 
@@ -426,7 +522,7 @@ int vkr__conn_start(vkr__conn_t *c, uv_loop_t *loop, int fd, const vkr__conn_cal
     c->fd = fd;
     c->cb = cb;
     c->owner = owner;
-    c->max_submit_body = max_submit_body;
+    c->limits = *limits;
     c->bytes_in = bytes_in;
     c->bytes_out = bytes_out;
     c->want_read = true;
@@ -436,6 +532,9 @@ int vkr__conn_start(vkr__conn_t *c, uv_loop_t *loop, int fd, const vkr__conn_cal
         return rc;
     }
     c->poll.data = c;
+    uv_timer_init(loop, &c->timer);   /* cannot fail */
+    c->timer.data = c;
+    c->handles_open = 2;
     update_events(c);
     return 0;
 }

@@ -19,6 +19,16 @@
 
 typedef struct vkr__conn vkr__conn_t;
 
+/* What one connection may do, in bytes and time. */
+typedef struct {
+    uint64_t max_submit_body;           /* passed to vkr_header_decode */
+    uint64_t idle_timeout_ms;           /* mid-frame without a byte for this long: closed (--idle-timeout; 0 off);
+                                         * also how long a connection closing after its last replies waits
+                                         * for the peer to read them */
+    uint64_t frame_timeout_ms;          /* a frame not complete this long after its first byte: closed
+                                         * (--frame-timeout; 0 off) */
+} vkr__conn_limits_t;
+
 /* What the reader should do with the body of a frame whose header was just read. */
 enum { VKR__CONN_READ_BODY = 0, VKR__CONN_SKIP_BODY = 1 };
 
@@ -30,8 +40,10 @@ typedef struct {
     /* A whole frame.  body: malloc'd, owned by the callee (NULL when body_len is 0 or the body was
      * skipped); fds[0..n_fds): received descriptors, owned by the callee (close them). */
     void (*on_frame)(vkr__conn_t *c, const vkr_frame_header_t *h, uint8_t *body, int *fds, unsigned n_fds);
-    /* The stream cannot be trusted past this point (bad header, descriptor count mismatch).
-     * Reading has stopped; the callee answers with an ERROR and closes after it is written. */
+    /* The stream cannot be trusted past this point (bad header, descriptor count mismatch), or a
+     * frame stalled (VKR_E_TIMEOUT, field "idle_timeout" or "frame_timeout", request_id 0).
+     * Reading has stopped; the callee answers with an ERROR and closes after it is written (a peer
+     * that does not read it within the idle timeout is closed all the same). */
     void (*on_stream_error)(vkr__conn_t *c, uint32_t request_id, const vkr_error_t *err);
     /* The connection is closed and every queued frame's done callback has run: the owner may
      * free the memory the conn lives in. */
@@ -46,16 +58,20 @@ typedef struct vkr__conn_out vkr__conn_out_t;
 
 struct vkr__conn {
     uv_poll_t poll;
+    uv_timer_t timer;                   /* the idle / frame / flush deadlines (armed lazily) */
+    int handles_open;                   /* poll and timer: on_closed runs once both are closed */
     int fd;
     void *owner;                        /* the server's per-client data */
     const vkr__conn_callbacks_t *cb;
-    uint64_t max_submit_body;           /* passed to vkr_header_decode */
+    vkr__conn_limits_t limits;
     uint64_t *bytes_in, *bytes_out;     /* counters the conn adds to (the server's stats) */
     bool want_read;                     /* the server wants frames */
     bool stream_broken;                 /* after on_stream_error: never read again */
     bool close_when_flushed;
     bool closing;
     int events;                         /* what the poll handle watches now */
+    uint64_t frame_start_ms;            /* uv_now() when the frame being read began */
+    uint64_t last_rx_ms, last_tx_ms;    /* uv_now() of the last byte read / written */
     /* reader */
     int rx_state;
     uint8_t hdr_bytes[VKR_FRAME_HEADER_BYTES];
@@ -71,10 +87,10 @@ struct vkr__conn {
 };
 
 /* Start serving an accepted, non-blocking socket fd (owned by the conn from now on, closed at the
- * end).  Reading starts at once.  Returns 0, or a negative uv error (fd then closed, no callback
- * will run). */
+ * end) under limits (copied).  Reading starts at once.  Returns 0, or a negative uv error (fd
+ * then closed, no callback will run). */
 int vkr__conn_start(vkr__conn_t *c, uv_loop_t *loop, int fd, const vkr__conn_callbacks_t *cb, void *owner,
-                    uint64_t max_submit_body, uint64_t *bytes_in, uint64_t *bytes_out);
+                    const vkr__conn_limits_t *limits, uint64_t *bytes_in, uint64_t *bytes_out);
 
 /* Whether the server wants frames (a frame already begun is always read to its end first). */
 void vkr__conn_set_reading(vkr__conn_t *c, bool on);
@@ -92,7 +108,8 @@ bool vkr__conn_flushed(const vkr__conn_t *c);
 int vkr__conn_send(vkr__conn_t *c, const void *head, size_t head_len, const void *payload, size_t payload_len, int pass_fd,
                    vkr__conn_done_cb done, void *arg);
 
-/* Stop reading and close once every queued frame is written. */
+/* Stop reading and close once every queued frame is written (or when the peer has not read a
+ * byte of them for the idle timeout). */
 void vkr__conn_close_when_flushed(vkr__conn_t *c);
 
 /* Close now: queued frames are dropped (their done callbacks get UV_ECANCELED), received

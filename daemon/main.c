@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -16,6 +18,7 @@
 #define EXIT_USAGE 2
 #define VKR_MMAP_THRESHOLD_BYTES (256 * 1024) /* allocations from this size on are their own mappings */
 #define EXIT_VALIDATION 3
+#define MAX_TIMEOUT_S 86400.0   /* --idle-timeout / --frame-timeout: at most a day */
 
 static void usage(FILE *to)
 {
@@ -26,14 +29,47 @@ static void usage(FILE *to)
             "\n"
             "  --socket PATH         socket to listen on; default $VKRESAMPLE_SOCKET, else\n"
             "                        $XDG_RUNTIME_DIR/vkresample.sock, else /tmp/vkresample-$UID.sock.\n"
-            "                        Created with mode 0600; a stale socket file is replaced,\n"
-            "                        one with a live daemon behind it is refused.  Under systemd\n"
-            "                        socket activation (LISTEN_FDS=1, LISTEN_PID = this process)\n"
-            "                        the socket passed as fd 3 is served instead.\n"
+            "                        Created with mode 0600 (umask set around bind); PATH.lock is\n"
+            "                        locked first (a second daemon on PATH fails at once); a stale\n"
+            "                        socket file is replaced, one with a live daemon behind it, a\n"
+            "                        symlink or a non-socket is refused.  Under systemd socket\n"
+            "                        activation (LISTEN_FDS=1, LISTEN_PID = this process) the\n"
+            "                        socket passed as fd 3 is served instead.\n"
+            "  --socket-mode MODE    octal permission bits the socket gets once bound, 0600..0777\n"
+            "                        (default 0600).  To share the daemon, widen it (or use\n"
+            "                        --socket-group) and let the peers in with --allow-uid / --allow-group\n"
+            "  --socket-group GROUP  group (name or number) the socket file gets once bound\n"
+            "  --allow-uid UID[,UID] users (names or numbers) that may connect, besides the daemon's\n"
+            "                        own uid (the default and only entry; root is not allowed unless\n"
+            "                        it is the daemon's uid).  Checked with SO_PEERCRED at accept; a\n"
+            "                        refused peer gets VKR_E_PERMISSION and is closed.  Repeatable.\n"
+            "  --allow-group GID[,GID]  groups (names or numbers) whose members may connect (the\n"
+            "                        peer's primary or supplementary groups).  Repeatable.\n"
+            "  --max-connections N   open connections; accepting pauses at N and resumes when one\n"
+            "                        closes (default %u).  It also pauses while the process is out\n"
+            "                        of descriptors, and retries every %u ms.\n"
+            "  --max-connections-per-uid N  open connections of one uid; one more is refused with\n"
+            "                        VKR_E_BUSY (default %u)\n"
+            "  --max-bytes-per-uid N bytes the jobs of one uid may hold in flight (request bodies and\n"
+            "                        outputs), K/M/G suffixes allowed (default: --max-queue-bytes);\n"
+            "                        VKR_E_BUSY past it, VKR_E_TOO_LARGE for one job that alone needs more\n"
+            "  --idle-timeout SECONDS  a connection in the middle of a frame that sends nothing for\n"
+            "                        this long is closed with VKR_E_TIMEOUT, as is one that does not\n"
+            "                        read its last replies for this long (default %g; 0: off).\n"
+            "                        Idle connections between frames are never closed.\n"
+            "  --frame-timeout SECONDS  a frame not complete this long after its first byte closes\n"
+            "                        its connection with VKR_E_TIMEOUT (default %g; 0: off)\n",
+            VKR_DEFAULT_MAX_CONNECTIONS, VKR__ACCEPT_RETRY_MS, VKR_DEFAULT_MAX_CONNECTIONS_PER_UID, VKR_DEFAULT_IDLE_TIMEOUT_MS / 1000.0,
+            VKR_DEFAULT_FRAME_TIMEOUT_MS / 1000.0);
+    fprintf(to,
             "  --backend B           auto (default): Vulkan when a device works, else the CPU;\n"
             "                        vulkan: fail to start without a Vulkan device (CPU jobs are\n"
             "                        still served when a job asks for them); cpu: never touch Vulkan.\n"
-            "                        Jobs whose backend is 'auto' run on the default one.\n"
+            "                        Jobs whose backend is 'auto' run on the default one.  If the\n"
+            "                        Vulkan device is lost (VK_ERROR_DEVICE_LOST) the job that saw it\n"
+            "                        and every job admitted for Vulkan run on the CPU, later 'auto'\n"
+            "                        jobs too; later jobs asking for 'vulkan' get\n"
+            "                        VKR_E_BACKEND_UNAVAILABLE; stats reports the loss.\n"
             "  --device N            use Vulkan physical device N (default: discrete > integrated >\n"
             "                        virtual > CPU-type)\n"
             "  --max-job-bytes N     largest input or output tensor in bytes, K/M/G suffixes allowed\n"
@@ -56,7 +92,7 @@ static void usage(FILE *to)
             "  --version             print the version\n"
             "\n"
             "SIGTERM or SIGINT: stop accepting and reading, finish every job already admitted,\n"
-            "remove the socket (unless systemd handed it over), exit 0.\n"
+            "remove the socket and its lock file (unless systemd handed the socket over), exit 0.\n"
             "Exit status: 0 clean stop, 1 start-up failure, 2 usage error, 3 validation messages seen.\n",
             VKR_DEFAULT_WORKERS, VKR_MAX_WORKERS, VKR_DEFAULT_MAX_CLIENT_JOBS, VKR_DEFAULT_MAX_QUEUED_JOBS);
 }
@@ -80,6 +116,50 @@ static bool parse_bytes(const char *s, uint64_t *out)
         return false;
     *out = (uint64_t)v << shift;
     return true;
+}
+
+/* Parse seconds (decimals allowed) in 0..MAX_TIMEOUT_S into milliseconds; false if malformed. */
+static bool parse_seconds(const char *s, uint64_t *ms)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < 0.0 || v > MAX_TIMEOUT_S)
+        return false;
+    *ms = (uint64_t)llround(v * 1000.0);
+    if (*ms == 0 && v > 0.0)
+        *ms = 1;
+    return true;
+}
+
+/* Parse octal permission bits 0600..0777 that keep the owner's read and write. */
+static bool parse_mode(const char *s, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 8);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > 0777 || (v & 0600) != 0600)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+/* Serve as many connections as the hard descriptor limit allows (epoll has no FD_SETSIZE). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            vkr__log(VKR_LOG_DEBUG, "descriptor limit raised from %llu to %llu", (unsigned long long)was, (unsigned long long)rl.rlim_max);
+    }
 }
 
 /* Parse a count in 1..max; false if malformed or out of range. */
@@ -129,7 +209,9 @@ int main(int argc, char **argv)
      * threshold after the first free and keep later buffers in its heaps). */
     mallopt(M_MMAP_THRESHOLD, VKR_MMAP_THRESHOLD_BYTES);
     enum { OPT_SOCKET = 256, OPT_BACKEND, OPT_DEVICE, OPT_MAX_JOB, OPT_VALIDATION, OPT_READY_FD, OPT_VERSION, OPT_WORKERS,
-           OPT_MAX_CLIENT_JOBS, OPT_MAX_QUEUED_JOBS, OPT_MAX_QUEUE_BYTES, OPT_CACHE_DIR };
+           OPT_MAX_CLIENT_JOBS, OPT_MAX_QUEUED_JOBS, OPT_MAX_QUEUE_BYTES, OPT_CACHE_DIR, OPT_SOCKET_MODE, OPT_SOCKET_GROUP,
+           OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_MAX_CONNECTIONS, OPT_MAX_CONNECTIONS_PER_UID, OPT_MAX_BYTES_PER_UID,
+           OPT_IDLE_TIMEOUT, OPT_FRAME_TIMEOUT };
     static const struct option options[] = {
         {"socket", required_argument, 0, OPT_SOCKET},
         {"backend", required_argument, 0, OPT_BACKEND},
@@ -142,6 +224,15 @@ int main(int argc, char **argv)
         {"max-queued-jobs", required_argument, 0, OPT_MAX_QUEUED_JOBS},
         {"max-queue-bytes", required_argument, 0, OPT_MAX_QUEUE_BYTES},
         {"cache-dir", required_argument, 0, OPT_CACHE_DIR},
+        {"socket-mode", required_argument, 0, OPT_SOCKET_MODE},
+        {"socket-group", required_argument, 0, OPT_SOCKET_GROUP},
+        {"allow-uid", required_argument, 0, OPT_ALLOW_UID},
+        {"allow-group", required_argument, 0, OPT_ALLOW_GROUP},
+        {"max-connections", required_argument, 0, OPT_MAX_CONNECTIONS},
+        {"max-connections-per-uid", required_argument, 0, OPT_MAX_CONNECTIONS_PER_UID},
+        {"max-bytes-per-uid", required_argument, 0, OPT_MAX_BYTES_PER_UID},
+        {"idle-timeout", required_argument, 0, OPT_IDLE_TIMEOUT},
+        {"frame-timeout", required_argument, 0, OPT_FRAME_TIMEOUT},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -151,9 +242,15 @@ int main(int argc, char **argv)
     char socket_path[4096];
     default_socket_path(socket_path, sizeof socket_path);
     char cache_dir[4096];
-    vkr_server_config_t cfg = {.socket_path = socket_path, .max_job_bytes = VKR_DEFAULT_MAX_JOB_BYTES, .ready_fd = -1,
+    vkr_server_config_t cfg = {.listen = {.path = socket_path, .mode = VKR_DEFAULT_SOCKET_MODE},
+                               .max_job_bytes = VKR_DEFAULT_MAX_JOB_BYTES, .ready_fd = -1,
                                .workers = VKR_DEFAULT_WORKERS, .max_client_jobs = VKR_DEFAULT_MAX_CLIENT_JOBS,
-                               .max_queued_jobs = VKR_DEFAULT_MAX_QUEUED_JOBS, .max_queue_bytes = VKR_DEFAULT_MAX_QUEUE_BYTES};
+                               .max_queued_jobs = VKR_DEFAULT_MAX_QUEUED_JOBS, .max_queue_bytes = VKR_DEFAULT_MAX_QUEUE_BYTES,
+                               .max_connections = VKR_DEFAULT_MAX_CONNECTIONS,
+                               .max_connections_per_uid = VKR_DEFAULT_MAX_CONNECTIONS_PER_UID,
+                               .idle_timeout_ms = VKR_DEFAULT_IDLE_TIMEOUT_MS, .frame_timeout_ms = VKR_DEFAULT_FRAME_TIMEOUT_MS};
+    bool bytes_per_uid_set = false;
+    char why[256];
     vkr_vulkan_options_t vk_opts = {.device_index = -1};
     if (default_cache_dir(cache_dir, sizeof cache_dir))
         vk_opts.cache_dir = cache_dir;
@@ -225,6 +322,63 @@ int main(int argc, char **argv)
             }
             vk_opts.cache_dir = optarg;
             break;
+        case OPT_SOCKET_MODE:
+            if (!parse_mode(optarg, &cfg.listen.mode)) {
+                fprintf(stderr, "vkresampled: --socket-mode '%s': expected octal permission bits 0600..0777 (owner read and write kept)\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_SOCKET_GROUP:
+            if (vkr__group_lookup(optarg, &cfg.listen.group) != 0) {
+                fprintf(stderr, "vkresampled: --socket-group '%s': no such group\n", optarg);
+                return EXIT_USAGE;
+            }
+            cfg.listen.set_group = true;
+            break;
+        case OPT_ALLOW_UID:
+            if (vkr__allow_add_uids(&cfg.allow, optarg, why, sizeof why) != 0) {
+                fprintf(stderr, "vkresampled: %s\n", why);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_ALLOW_GROUP:
+            if (vkr__allow_add_gids(&cfg.allow, optarg, why, sizeof why) != 0) {
+                fprintf(stderr, "vkresampled: %s\n", why);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (!parse_count(optarg, 1u << 20, &cfg.max_connections)) {
+                fprintf(stderr, "vkresampled: --max-connections '%s': expected 1..%u\n", optarg, 1u << 20);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_CONNECTIONS_PER_UID:
+            if (!parse_count(optarg, 1u << 20, &cfg.max_connections_per_uid)) {
+                fprintf(stderr, "vkresampled: --max-connections-per-uid '%s': expected 1..%u\n", optarg, 1u << 20);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_BYTES_PER_UID:
+            if (!parse_bytes(optarg, &cfg.max_bytes_per_uid)) {
+                fprintf(stderr, "vkresampled: --max-bytes-per-uid '%s': expected a positive byte count (K/M/G suffix allowed)\n", optarg);
+                return EXIT_USAGE;
+            }
+            bytes_per_uid_set = true;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (!parse_seconds(optarg, &cfg.idle_timeout_ms)) {
+                fprintf(stderr, "vkresampled: --idle-timeout '%s': expected seconds, 0..%g (0: off)\n", optarg, MAX_TIMEOUT_S);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_FRAME_TIMEOUT:
+            if (!parse_seconds(optarg, &cfg.frame_timeout_ms)) {
+                fprintf(stderr, "vkresampled: --frame-timeout '%s': expected seconds, 0..%g (0: off)\n", optarg, MAX_TIMEOUT_S);
+                return EXIT_USAGE;
+            }
+            break;
         case 'v': vkr__log_level = VKR_LOG_DEBUG; break;
         case 'q': vkr__log_level = VKR_LOG_ERROR; break;
         case 'h': usage(stdout); return 0;
@@ -237,6 +391,16 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+
+    /* the daemon's own uid may always connect (root only when it is that uid) */
+    if (cfg.allow.n_uids >= VKR__MAX_ALLOW_IDS) {
+        fprintf(stderr, "vkresampled: --allow-uid: more than %u uids with the daemon's own\n", VKR__MAX_ALLOW_IDS - 1);
+        return EXIT_USAGE;
+    }
+    cfg.allow.uids[cfg.allow.n_uids++] = geteuid();
+    if (!bytes_per_uid_set)
+        cfg.max_bytes_per_uid = cfg.max_queue_bytes;
+    raise_nofile();
 
     /* libuv sizes its thread pool from the environment when it first queues work */
     char workers[16];

@@ -1,6 +1,6 @@
 /* The daemon's job queue.  Admission is accounted in slots (one per job, from the moment its
  * header is read until its reply is written) and bytes (its request body and its output), per
- * client and overall; a full limit answers VKR_E_BUSY at once instead of buffering.  Admitted jobs
+ * client, per uid (bytes only) and overall; a full limit answers VKR_E_BUSY at once instead of buffering.  Admitted jobs
  * wait in their client's FIFO; clients with waiting jobs form a ring, and each free worker takes
  * the oldest job of the client whose turn it is, then passes the turn on: a client with a thousand
  * queued jobs delays another client's job by at most one job per worker. */
@@ -12,7 +12,8 @@
 
 static void dispatch(vkr__queue_t *q);
 
-void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigned max_owner_slots, unsigned max_slots, uint64_t max_bytes)
+void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigned max_owner_slots, unsigned max_slots, uint64_t max_bytes,
+                     uint64_t max_account_bytes)
 {
     memset(q, 0, sizeof *q);
     q->loop = loop;
@@ -20,17 +21,21 @@ void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigne
     q->max_owner_slots = max_owner_slots;
     q->max_slots = max_slots;
     q->max_bytes = max_bytes;
+    q->max_account_bytes = max_account_bytes;
 }
 
-void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o)
+void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_account_t *account)
 {
     memset(o, 0, sizeof *o);
     o->queue = q;
+    o->account = account;
 }
 
 /* ---------------------------------------------------------------- admission */
-static int check_bytes(const vkr__queue_t *q, uint64_t bytes, vkr_error_t *err)
+static int check_bytes(const vkr__queue_t *q, const vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err)
 {
+    const vkr__queue_account_t *a = o->account;
+
     if (bytes > q->max_bytes)
         return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "queue", "the job holds %llu bytes, more than the daemon's whole queue "
                                    "(--max-queue-bytes %llu)", (unsigned long long)bytes, (unsigned long long)q->max_bytes);
@@ -38,12 +43,21 @@ static int check_bytes(const vkr__queue_t *q, uint64_t bytes, vkr_error_t *err)
         return vkr_proto_error_set(err, VKR_E_BUSY, "queue", "daemon queue memory full: %llu of %llu bytes held, the job needs %llu "
                                    "(--max-queue-bytes)", (unsigned long long)q->bytes, (unsigned long long)q->max_bytes,
                                    (unsigned long long)bytes);
+    if (a == NULL)
+        return VKR_OK;
+    if (bytes > q->max_account_bytes)
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "queue", "the job holds %llu bytes, more than one uid may have in flight "
+                                   "(--max-bytes-per-uid %llu)", (unsigned long long)bytes, (unsigned long long)q->max_account_bytes);
+    if (bytes > q->max_account_bytes - a->bytes)
+        return vkr_proto_error_set(err, VKR_E_BUSY, "queue", "uid %u holds %llu of %llu bytes in flight, the job needs %llu "
+                                   "(--max-bytes-per-uid)", a->uid, (unsigned long long)a->bytes,
+                                   (unsigned long long)q->max_account_bytes, (unsigned long long)bytes);
     return VKR_OK;
 }
 
 int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err)
 {
-    int rc = check_bytes(q, bytes, err);
+    int rc = check_bytes(q, o, bytes, err);
 
     if (rc != VKR_OK)
         return rc;
@@ -57,17 +71,21 @@ int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr
     q->slots++;
     o->bytes += bytes;
     q->bytes += bytes;
+    if (o->account != NULL)
+        o->account->bytes += bytes;
     return VKR_OK;
 }
 
 int vkr__queue_grow(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err)
 {
-    int rc = check_bytes(q, bytes, err);
+    int rc = check_bytes(q, o, bytes, err);
 
     if (rc != VKR_OK)
         return rc;
     o->bytes += bytes;
     q->bytes += bytes;
+    if (o->account != NULL)
+        o->account->bytes += bytes;
     return VKR_OK;
 }
 
@@ -77,6 +95,8 @@ void vkr__queue_release(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes)
     q->slots--;
     o->bytes -= bytes;
     q->bytes -= bytes;
+    if (o->account != NULL)
+        o->account->bytes -= bytes;
 }
 
 /* ---------------------------------------------------------------- the ring */

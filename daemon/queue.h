@@ -1,5 +1,5 @@
-/* The daemon's job queue: bounded admission (per client and overall, in jobs and in bytes, with
- * VKR_E_BUSY at once when a limit is full), one FIFO of waiting jobs per client, round-robin
+/* The daemon's job queue: bounded admission (per client, per uid and overall, in jobs and in
+ * bytes, with VKR_E_BUSY at once when a limit is full), one FIFO of waiting jobs per client, round-robin
  * dispatch across clients onto a fixed number of libuv worker threads, and removal of waiting
  * jobs (cancel, disconnect).  Loop thread only, except the run callback. */
 #ifndef VKR_DAEMON_QUEUE_H
@@ -14,6 +14,13 @@
 typedef struct vkr__queue vkr__queue_t;
 typedef struct vkr__queue_owner vkr__queue_owner_t;
 typedef struct vkr__queue_job vkr__queue_job_t;
+
+/* The bytes every connection of one uid holds in the queue (--max-bytes-per-uid).  Owned by the
+ * server (one per uid with a connection or a job alive); the queue only adds and subtracts. */
+typedef struct {
+    unsigned uid;
+    uint64_t bytes;
+} vkr__queue_account_t;
 
 enum { VKR__JOB_ADMITTED, VKR__JOB_WAITING, VKR__JOB_RUNNING, VKR__JOB_FINISHED };
 
@@ -31,6 +38,7 @@ struct vkr__queue_job {
 /* One per client connection. */
 struct vkr__queue_owner {
     vkr__queue_t *queue;
+    vkr__queue_account_t *account;       /* the client's uid: its bytes count there too */
     vkr__queue_job_t *head, *tail;       /* waiting jobs, oldest first */
     vkr__queue_owner_t *ring_next, *ring_prev;   /* in the round-robin ring while it has waiting jobs */
     bool in_ring;
@@ -44,20 +52,23 @@ struct vkr__queue {
     unsigned max_owner_slots;            /* --max-client-jobs */
     unsigned max_slots;                  /* --max-queued-jobs */
     uint64_t max_bytes;                  /* --max-queue-bytes */
+    uint64_t max_account_bytes;          /* --max-bytes-per-uid */
     unsigned slots, waiting, running;
     uint64_t bytes;
     vkr__queue_owner_t *ring;            /* the owner whose turn is next */
 };
 
 /* Set up an empty queue. */
-void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigned max_owner_slots, unsigned max_slots, uint64_t max_bytes);
+void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigned max_owner_slots, unsigned max_slots, uint64_t max_bytes,
+                     uint64_t max_account_bytes);
 
-/* Set up an owner with nothing admitted. */
-void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o);
+/* Set up an owner with nothing admitted, whose bytes also count against account (its uid's). */
+void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_account_t *account);
 
 /* Admit one job holding bytes for owner: VKR_OK (one slot and the bytes are the owner's until
  * vkr__queue_release), VKR_E_BUSY when a limit is full now (field "queue", the limit and its
- * flag named), or VKR_E_TOO_LARGE when bytes alone exceed --max-queue-bytes. */
+ * flag named), or VKR_E_TOO_LARGE when bytes alone exceed --max-queue-bytes or
+ * --max-bytes-per-uid. */
 int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err);
 
 /* Add bytes to an admitted job (its output, once planned).  Same codes as vkr__queue_admit; on

@@ -9,11 +9,21 @@
  * jobs finish, in any order, each carrying its request_id.  A header that cannot be trusted gets
  * an ERROR and the connection is closed; a well-framed bad request gets an ERROR and the
  * connection carries on.  A job holds its queue slot and bytes until its reply is written (or it
- * is dropped), so what one client leaves unread is bounded too. */
+ * is dropped), so what one client leaves unread is bounded too.
+ *
+ * Who may connect is decided once, at accept: the peer's credentials (peers.c) against the allow
+ * lists, then its uid's connection cap; a refused peer gets one ERROR with request_id 0 and is
+ * closed.  Accepting pauses (the listening poll stopped: no busy loop) at --max-connections and
+ * when the process runs out of descriptors, and resumes when a connection closes or, for
+ * descriptors, when VKR__ACCEPT_RETRY_MS have passed.  A Vulkan job that reports a lost device
+ * (or the test switch's simulated loss) marks Vulkan lost for good: that job and every job bound
+ * for Vulkan run on the CPU backend from then on. */
 #include "server.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +32,12 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "alloc.h"
 #include "conn.h"
 #include "listen.h"
 #include "log.h"
 #include "memfd.h"
+#include "peers.h"
 #include "queue.h"
 #include "stats.h"
 
@@ -39,6 +51,7 @@ typedef struct client_s {
     struct client_s *next, *prev;
     unsigned id;
     int refs;                       /* 1 until the connection is closed, + 1 per live job */
+    vkr__uid_account_t *account;    /* its uid's connections and bytes (one reference) */
     bool conn_closed;
     job_t *jobs;                    /* live jobs (CANCEL looks them up; a disconnect drops them) */
     /* the SUBMIT whose body is being read */
@@ -60,6 +73,8 @@ struct job_s {
     vkr_plan_t plan;
     vkr_backend_s *backend;
     int backend_id;
+    int counted_backend;            /* the backend its in_flight count is under */
+    bool moved;                     /* bound for Vulkan, run on the CPU after the device was lost */
     vkr__mapping_t in_map[VKR_MAX_TENSORS], out_map;
     vkr_host_region_t regions[VKR_HOST_REGIONS];
     int out_fd;                     /* DAEMON_FD: the memfd handed back, else -1 */
@@ -83,14 +98,22 @@ struct server_s {
     vkr__queue_t queue;
     vkr__stats_t stats;
     client_t *clients;
-    unsigned n_clients;
+    unsigned n_clients;             /* client structs alive (a closed connection's until its jobs end) */
+    unsigned n_open;                /* open connections (--max-connections) */
     unsigned next_client_id;
-    bool accept_paused;
+    vkr__uid_account_t *accounts;   /* one per uid with a live client */
+    uv_timer_t accept_timer;        /* out of descriptors: try accepting again */
+    bool accept_paused;             /* the listening poll is stopped */
     bool shutting_down;
+    int default_backend;            /* what 'auto' jobs get: cfg's until Vulkan is lost, then cpu */
+    atomic_bool vulkan_lost;        /* set by a worker thread, once */
+    atomic_ulong vulkan_jobs;       /* jobs started on Vulkan (the simulated loss counts them) */
+    unsigned long simulate_loss_at; /* VKRESAMPLE_SIMULATE_DEVICE_LOSS, 0: off */
 };
 
 static void maybe_finish_shutdown(server_t *s);
 static void listener_cb(uv_poll_t *h, int status, int events);
+static void accept_and_watch(server_t *s);
 
 /* ---------------------------------------------------------------- clients */
 static void client_unref(client_t *c)
@@ -107,11 +130,8 @@ static void client_unref(client_t *c)
         c->next->prev = c->prev;
     s->n_clients--;
     vkr__log(VKR_LOG_DEBUG, "client %u: gone", c->id);
-    free(c);
-    if (s->accept_paused && !s->shutting_down && uv_poll_start(&s->listen_poll, UV_READABLE, listener_cb) == 0) {
-        s->accept_paused = false;
-        vkr__log(VKR_LOG_INFO, "accepting connections again");
-    }
+    vkr__account_unref(&s->accounts, c->account);
+    vkr__free(c);
     maybe_finish_shutdown(s);
 }
 
@@ -141,22 +161,40 @@ static void send_error(client_t *c, uint32_t request_id, const vkr_error_t *e)
     send_control(c, head, VKR_FRAME_HEADER_BYTES + body_len);
 }
 
-static const char *device_name(const vkr_server_config_t *cfg)
+/* Vulkan's state as the loop thread sees it: once a worker marked the device lost, 'auto' jobs go
+ * to the CPU and PING / STATS name the CPU. */
+static bool vulkan_usable(server_t *s)
 {
-    return (cfg->default_backend == VKR_BACKEND_VULKAN ? cfg->vulkan : cfg->cpu)->device_name;
+    if (s->cfg->vulkan == NULL)
+        return false;
+    if (atomic_load(&s->vulkan_lost)) {
+        s->default_backend = VKR_BACKEND_CPU;
+        return false;
+    }
+    return true;
+}
+
+static const char *device_name(server_t *s)
+{
+    const vkr_server_config_t *cfg = s->cfg;
+
+    vulkan_usable(s);
+    return (s->default_backend == VKR_BACKEND_VULKAN ? cfg->vulkan : cfg->cpu)->device_name;
 }
 
 static void send_pong(client_t *c, uint32_t request_id)
 {
-    const vkr_server_config_t *cfg = c->server->cfg;
+    server_t *s = c->server;
+    const vkr_server_config_t *cfg = s->cfg;
     uint8_t head[VKR_FRAME_HEADER_BYTES + VKR_PONG_BODY_MAX];
-    vkr_pong_t p = {.default_backend = (uint16_t)cfg->default_backend};
+    vkr_pong_t p = {0};
 
-    if (cfg->vulkan)
+    if (vulkan_usable(s))
         p.backend_mask |= 1u << VKR_BACKEND_VULKAN;
     if (cfg->cpu)
         p.backend_mask |= 1u << VKR_BACKEND_CPU;
-    snprintf(p.device_name, sizeof p.device_name, "%s", device_name(cfg));
+    p.default_backend = (uint16_t)s->default_backend;
+    snprintf(p.device_name, sizeof p.device_name, "%s", device_name(s));
     size_t body_len = vkr_pong_encode(&p, head + VKR_FRAME_HEADER_BYTES);
     vkr_frame_header_t h = {.magic = VKR_PROTO_MAGIC, .version = VKR_PROTO_VERSION, .type = VKR_MSG_PONG, .request_id = request_id,
                             .body_len = body_len};
@@ -170,7 +208,8 @@ static void send_stats(client_t *c, uint32_t request_id)
     uint8_t head[VKR_FRAME_HEADER_BYTES + VKR_STATS_BODY_MAX];
     vkr_stats_t st;
 
-    vkr__stats_snapshot(&s->stats, device_name(s->cfg), s->queue.waiting, s->queue.running, s->n_clients, s->queue.workers, &st);
+    s->stats.vulkan_lost = atomic_load(&s->vulkan_lost);
+    vkr__stats_snapshot(&s->stats, device_name(s), s->queue.waiting, s->queue.running, s->n_clients, s->queue.workers, &st);
     size_t body_len = vkr_stats_encode(&st, head + VKR_FRAME_HEADER_BYTES);
     vkr_frame_header_t h = {.magic = VKR_PROTO_MAGIC, .version = VKR_PROTO_VERSION, .type = VKR_MSG_STATS_REPLY,
                             .request_id = request_id, .body_len = body_len};
@@ -181,10 +220,10 @@ static void send_stats(client_t *c, uint32_t request_id)
 /* ---------------------------------------------------------------- jobs */
 static unsigned stats_backend(const job_t *j)
 {
-    const vkr_server_config_t *cfg = j->client->server->cfg;
-    int b = j->backend != NULL ? j->backend_id : j->job.backend == VKR_BACKEND_AUTO ? cfg->default_backend : j->job.backend;
+    const server_t *s = j->client->server;
+    int b = j->backend != NULL ? j->backend_id : j->job.backend == VKR_BACKEND_AUTO ? s->default_backend : j->job.backend;
 
-    return b > 0 && b < VKR__STATS_BACKENDS ? (unsigned)b : (unsigned)cfg->default_backend;
+    return b > 0 && b < VKR__STATS_BACKENDS ? (unsigned)b : (unsigned)s->default_backend;
 }
 
 static void uncount(job_t *j)
@@ -192,7 +231,7 @@ static void uncount(job_t *j)
     if (!j->counted)
         return;
     j->counted = false;
-    j->client->server->stats.in_flight[j->job.op][stats_backend(j)]--;
+    j->client->server->stats.in_flight[j->job.op][j->counted_backend]--;
 }
 
 /* Release everything a job holds (queue slot and bytes, mappings, buffers) and free it. */
@@ -202,13 +241,15 @@ static void job_finish(job_t *j)
     server_t *s = c->server;
 
     uncount(j);
+    if (j->moved)
+        s->stats.jobs_moved_to_cpu++;
     for (unsigned k = 0; k < VKR_MAX_TENSORS; k++)
         vkr__memfd_unmap(&j->in_map[k]);
     vkr__memfd_unmap(&j->out_map);
     if (j->out_fd >= 0)
         close(j->out_fd);
-    free(j->out_heap);
-    free(j->body);
+    vkr__free(j->out_heap);
+    vkr__free(j->body);
     if (j->prev != NULL)
         j->prev->next = j->next;
     else
@@ -216,7 +257,7 @@ static void job_finish(job_t *j)
     if (j->next != NULL)
         j->next->prev = j->prev;
     vkr__queue_release(&s->queue, &c->owner, j->held_bytes);
-    free(j);
+    vkr__free(j);
     client_unref(c);
 }
 
@@ -278,23 +319,49 @@ static void send_result(job_t *j)
                    inline_data ? (size_t)res.output.data_bytes : 0, fd, result_written_cb, j);
 }
 
-/* On a worker thread: run the job on its backend. */
-static void job_run(vkr__queue_job_t *qj)
+/* ---------------------------------------------------------------- a lost Vulkan device */
+/* On a worker thread: whether a failed Vulkan job lost the device.  The backend reports every
+ * failed Vulkan call as VKR_E_BACKEND naming the VkResult ("vkQueueSubmit failed:
+ * VK_ERROR_DEVICE_LOST (-4)"), which is what is matched here. */
+static bool lost_device(const job_t *j)
 {
-    job_t *j = (job_t *)qj;
+    return j->status == VKR_E_BACKEND && strstr(j->error.message, "VK_ERROR_DEVICE_LOST") != NULL;
+}
+
+/* On a worker thread: Vulkan is gone for good (logged once, by whichever worker saw it first). */
+static void mark_vulkan_lost(job_t *j)
+{
+    server_t *s = j->client->server;
+
+    if (!atomic_exchange(&s->vulkan_lost, true))
+        vkr__log(VKR_LOG_ERROR, "vulkan backend: device lost while running request %u of client %u (%s); Vulkan is no longer used: "
+                 "jobs bound for it run on the CPU backend, jobs that ask for 'vulkan' are refused", j->request_id, j->client->id,
+                 j->error.message);
+}
+
+/* On a worker thread: run a job bound for the lost Vulkan device on the CPU backend instead.
+ * Returns false (the job keeps its error) if the daemon has no CPU backend. */
+static bool move_to_cpu(job_t *j)
+{
+    vkr_backend_s *cpu = j->client->server->cfg->cpu;
+
+    if (cpu == NULL)
+        return false;
+    j->backend = cpu;
+    j->backend_id = VKR_BACKEND_CPU;
+    j->moved = true;
+    j->status = VKR_OK;
+    memset(&j->error, 0, sizeof j->error);
+    return true;
+}
+
+/* On a worker thread: run the job once on j->backend. */
+static void run_on_backend(job_t *j)
+{
     vkr_backend_s *b = j->backend;
     const vkr_job_t *job = &j->job;
     bool mapped = false;
 
-    if (job->result_storage == VKR_RESULT_INLINE && j->plan.out_elements > 0) {
-        j->out_heap = malloc((size_t)(j->plan.out_elements * sizeof(float)));
-        if (j->out_heap == NULL) {
-            j->status = vkr_proto_error_set(&j->error, VKR_E_NOMEM, "size", "out of memory for an output of %llu bytes",
-                                            (unsigned long long)(j->plan.out_elements * sizeof(float)));
-            return;
-        }
-        j->out = j->out_heap;
-    }
     for (unsigned k = 0; k < VKR_HOST_REGIONS; k++)
         mapped = mapped || j->regions[k].base != NULL;
     if (mapped && b->run_mapped != NULL) {
@@ -312,6 +379,45 @@ static void job_run(vkr__queue_job_t *qj)
     default:
         j->status = b->grid(b, &j->plan.grid, job->input.data, job->aux.data, j->out, &j->error);
         break;
+    }
+}
+
+/* On a worker thread: run the job on its backend; a job bound for Vulkan runs on the CPU when the
+ * device is lost, was lost by this very job, or the test switch says this job loses it. */
+static void job_run(vkr__queue_job_t *qj)
+{
+    job_t *j = (job_t *)qj;
+    server_t *s = j->client->server;
+    vkr_backend_s *vulkan = s->cfg->vulkan;
+
+    if (j->job.result_storage == VKR_RESULT_INLINE && j->plan.out_elements > 0) {
+        j->out_heap = vkr__malloc((size_t)(j->plan.out_elements * sizeof(float)));
+        if (j->out_heap == NULL) {
+            j->status = vkr_proto_error_set(&j->error, VKR_E_NOMEM, "size", "out of memory for an output of %llu bytes",
+                                            (unsigned long long)(j->plan.out_elements * sizeof(float)));
+            return;
+        }
+        j->out = j->out_heap;
+    }
+    if (j->backend == vulkan && vulkan != NULL) {
+        if (atomic_load(&s->vulkan_lost)) {
+            if (!move_to_cpu(j)) {
+                j->status = vkr_proto_error_set(&j->error, VKR_E_BACKEND_UNAVAILABLE, "backend", "the Vulkan device was lost");
+                return;
+            }
+        } else if (s->simulate_loss_at != 0 && atomic_fetch_add(&s->vulkan_jobs, 1) + 1 == s->simulate_loss_at) {
+            j->status = vkr_proto_error_set(&j->error, VKR_E_BACKEND, "backend", "vulkan: VK_ERROR_DEVICE_LOST (simulated: %s=%lu)",
+                                            VKR__SIMULATE_DEVICE_LOSS_ENV, s->simulate_loss_at);
+            mark_vulkan_lost(j);
+            if (!move_to_cpu(j))
+                return;
+        }
+    }
+    run_on_backend(j);
+    if (j->backend == vulkan && vulkan != NULL && lost_device(j)) {
+        mark_vulkan_lost(j);
+        if (move_to_cpu(j))
+            run_on_backend(j);
     }
 }
 
@@ -334,12 +440,22 @@ static void job_after(vkr__queue_job_t *qj, bool ran)
     send_result(j);
 }
 
-/* Pick the backend for a job: returns it, or NULL with *err filled. */
-static vkr_backend_s *choose_backend(const vkr_server_config_t *cfg, int requested, int *chosen, vkr_error_t *err)
+/* Pick the backend for a job: returns it, or NULL with *err filled.  After a lost device, 'auto'
+ * jobs of a daemon whose default was Vulkan go to the CPU (*moved set) and 'vulkan' jobs are
+ * refused. */
+static vkr_backend_s *choose_backend(server_t *s, int requested, int *chosen, bool *moved, vkr_error_t *err)
 {
-    int id = requested == VKR_BACKEND_AUTO ? cfg->default_backend : requested;
+    const vkr_server_config_t *cfg = s->cfg;
+    const bool lost = cfg->vulkan != NULL && !vulkan_usable(s);
+    int id = requested == VKR_BACKEND_AUTO ? s->default_backend : requested;
     vkr_backend_s *b = id == VKR_BACKEND_VULKAN ? cfg->vulkan : cfg->cpu;
 
+    *moved = lost && requested == VKR_BACKEND_AUTO && cfg->default_backend == VKR_BACKEND_VULKAN;
+    if (lost && id == VKR_BACKEND_VULKAN) {
+        vkr_proto_error_set(err, VKR_E_BACKEND_UNAVAILABLE, "backend", "backend 'vulkan' is not available any more: its device was lost "
+                            "and this daemon serves on the CPU now (ask for 'cpu' or 'auto')");
+        return NULL;
+    }
     if (b == NULL) {
         vkr_proto_error_set(err, VKR_E_BACKEND_UNAVAILABLE, "backend", "backend '%s' is not available in this daemon (it serves: %s%s%s)",
                             vkr_proto_backend_name(id), cfg->vulkan ? "vulkan" : "", cfg->vulkan && cfg->cpu ? ", " : "",
@@ -437,19 +553,19 @@ static void handle_submit(client_t *c, const vkr_frame_header_t *h, uint8_t *bod
             s->stats.frames_refused++;
         send_error(c, h->request_id, &c->refusal);
         close_fds(fds, n_fds);
-        free(body);
+        vkr__free(body);
         return;
     }
     /* the slot on_header admitted is the job's from here on */
     c->admitted = false;
-    j = calloc(1, sizeof *j);
+    j = vkr__calloc(1, sizeof *j);
     if (j == NULL) {
         vkr_proto_error_set(&err, VKR_E_NOMEM, "", "out of memory for a job");
         vkr__queue_release(&s->queue, &c->owner, c->admitted_bytes);
         s->stats.frames_refused++;
         send_error(c, h->request_id, &err);
         close_fds(fds, n_fds);
-        free(body);
+        vkr__free(body);
         return;
     }
     j->client = c;
@@ -475,7 +591,7 @@ static void handle_submit(client_t *c, const vkr_frame_header_t *h, uint8_t *bod
     count = COUNT_FAILED;   /* from here on the job has an op: a refusal is a failed job of it */
     if (vkr_plan_job(&j->job, cfg->max_job_bytes, &j->plan, &err) != VKR_OK)
         goto fail;
-    j->backend = choose_backend(cfg, j->job.backend, &j->backend_id, &err);
+    j->backend = choose_backend(s, j->job.backend, &j->backend_id, &j->moved, &err);
     if (j->backend == NULL)
         goto fail;
     if (j->job.op != VKR_OP_INTERPOLATE && j->backend->grid == NULL) {
@@ -490,6 +606,7 @@ static void handle_submit(client_t *c, const vkr_frame_header_t *h, uint8_t *bod
     }
     close_fds(fds, n_fds);
     j->counted = true;
+    j->counted_backend = j->backend_id;
     s->stats.in_flight[j->job.op][j->backend_id]++;
     j->qj.run = job_run;
     j->qj.after = job_after;
@@ -577,7 +694,7 @@ static void on_frame(vkr__conn_t *conn, const vkr_frame_header_t *h, uint8_t *bo
         break;
     }
     close_fds(fds, n_fds);
-    free(body);
+    vkr__free(body);
     maybe_finish_shutdown(c->server);
 }
 
@@ -590,7 +707,10 @@ static void on_stream_error(vkr__conn_t *conn, uint32_t request_id, const vkr_er
         c->admitted = false;
         vkr__queue_release(&s->queue, &c->owner, c->admitted_bytes);
     }
-    s->stats.frames_refused++;
+    if (err->code == VKR_E_TIMEOUT)
+        s->stats.connections_timed_out++;
+    else
+        s->stats.frames_refused++;
     send_error(c, request_id, err);
     vkr__conn_close_when_flushed(&c->conn);
 }
@@ -602,6 +722,8 @@ static void on_closed(vkr__conn_t *conn)
     job_t *j, *next;
 
     c->conn_closed = true;
+    s->n_open--;
+    c->account->connections--;
     if (c->admitted) {
         c->admitted = false;
         vkr__queue_release(&s->queue, &c->owner, c->admitted_bytes);
@@ -615,43 +737,179 @@ static void on_closed(vkr__conn_t *conn)
             j->orphaned = true;
     }
     client_unref(c);
+    /* a descriptor and a connection slot are free again */
+    if (s->accept_paused)
+        accept_and_watch(s);
 }
 
 static const vkr__conn_callbacks_t conn_callbacks = {on_header, on_frame, on_stream_error, on_closed};
 
 /* ---------------------------------------------------------------- accepting */
+/* Refuse an accepted connection: one ERROR with request_id 0 (written straight to the fresh
+ * socket, whose send buffer is empty), then close it.  Nothing of the peer's is read. */
+static void refuse_connection(server_t *s, int fd, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void refuse_connection(server_t *s, int fd, int code, const char *field, const char *fmt, ...)
+{
+    uint8_t frame[VKR_FRAME_HEADER_BYTES + VKR_ERROR_BODY_MAX];
+    vkr_error_t e = {.code = code};
+    vkr_frame_header_t h = {.magic = VKR_PROTO_MAGIC, .version = VKR_PROTO_VERSION, .type = VKR_MSG_ERROR, .request_id = 0};
+    va_list ap;
+
+    snprintf(e.field, sizeof e.field, "%s", field);
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    h.body_len = vkr_error_encode(&e, frame + VKR_FRAME_HEADER_BYTES);
+    vkr_header_encode(&h, frame);
+    if (send(fd, frame, VKR_FRAME_HEADER_BYTES + h.body_len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        vkr__log(VKR_LOG_DEBUG, "refused connection: send: %s", strerror(errno));
+    close(fd);
+    s->stats.connections_refused++;
+    vkr__log(VKR_LOG_INFO, "connection refused: %s [%s]: %s", vkr_proto_code_name(code), field, e.message);
+}
+
+/* A new connection: who is it, may it connect, then serve it. */
 static void accept_one(server_t *s, int fd)
 {
     const vkr_server_config_t *cfg = s->cfg;
-    client_t *c = calloc(1, sizeof *c);
-    struct ucred cred;
-    socklen_t len = sizeof cred;
+    vkr__conn_limits_t limits = {.max_submit_body = 2 * cfg->max_job_bytes + VKR_SUBMIT_MAX_FIXED_BYTES,
+                                 .idle_timeout_ms = cfg->idle_timeout_ms, .frame_timeout_ms = cfg->frame_timeout_ms};
+    vkr__uid_account_t *account;
+    vkr__peer_t peer;
+    char allowed[256];
+    client_t *c;
     int rc;
 
+    rc = vkr__peer_read(fd, &peer);
+    if (rc < 0) {
+        vkr__log(VKR_LOG_WARN, "accept: SO_PEERCRED: %s: connection closed", strerror(-rc));
+        close(fd);
+        return;
+    }
+    if (!vkr__peer_allowed(&cfg->allow, fd, &peer)) {
+        vkr__allow_describe(&cfg->allow, allowed, sizeof allowed);
+        refuse_connection(s, fd, VKR_E_PERMISSION, "uid", "uid %u (gid %u, pid %d) may not use this daemon: it serves %s "
+                          "(--allow-uid, --allow-group)", (unsigned)peer.uid, (unsigned)peer.gid, (int)peer.pid, allowed);
+        return;
+    }
+    account = vkr__account_ref(&s->accounts, peer.uid);
+    if (account == NULL) {
+        vkr__log(VKR_LOG_WARN, "accept: out of memory for uid %u's account: connection closed", (unsigned)peer.uid);
+        close(fd);
+        return;
+    }
+    if (account->connections >= cfg->max_connections_per_uid) {
+        refuse_connection(s, fd, VKR_E_BUSY, "connections", "uid %u already has %u connections open (--max-connections-per-uid %u)",
+                          (unsigned)peer.uid, account->connections, cfg->max_connections_per_uid);
+        vkr__account_unref(&s->accounts, account);
+        return;
+    }
+    c = vkr__calloc(1, sizeof *c);
     if (c == NULL) {
-        vkr__log(VKR_LOG_WARN, "accept: out of memory for a client");
+        vkr__log(VKR_LOG_WARN, "accept: out of memory for a client: connection closed");
+        vkr__account_unref(&s->accounts, account);
         close(fd);
         return;
     }
     c->server = s;
     c->id = ++s->next_client_id;
     c->refs = 1;
-    vkr__queue_owner_init(&s->queue, &c->owner);
+    c->account = account;
+    account->connections++;
+    s->n_open++;
+    vkr__queue_owner_init(&s->queue, &c->owner, &account->queue);
     c->next = s->clients;
     if (s->clients != NULL)
         s->clients->prev = c;
     s->clients = c;
     s->n_clients++;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-        vkr__log(VKR_LOG_DEBUG, "client %u: connected (pid %d, uid %u)", c->id, (int)cred.pid, (unsigned)cred.uid);
-    /* a SUBMIT carries at most two tensors of up to max_job_bytes each */
-    rc = vkr__conn_start(&c->conn, s->loop, fd, &conn_callbacks, c, 2 * cfg->max_job_bytes + VKR_SUBMIT_MAX_FIXED_BYTES,
-                         &s->stats.bytes_in, &s->stats.bytes_out);
+    vkr__log(VKR_LOG_DEBUG, "client %u: connected (pid %d, uid %u)", c->id, (int)peer.pid, (unsigned)peer.uid);
+    rc = vkr__conn_start(&c->conn, s->loop, fd, &conn_callbacks, c, &limits, &s->stats.bytes_in, &s->stats.bytes_out);
     if (rc < 0) {
         vkr__log(VKR_LOG_WARN, "client %u: %s", c->id, uv_strerror(rc));
         c->conn_closed = true;
+        s->n_open--;
+        account->connections--;
         client_unref(c);
     }
+}
+
+/* Accept every connection waiting in the backlog.  Returns 0 once it is empty, -1 when
+ * --max-connections are open, or the errno that stopped accept4 (EMFILE, ENFILE, ENOBUFS, ...:
+ * the listening socket stays readable, so the caller must stop watching it). */
+static int accept_pending(server_t *s)
+{
+    while (!s->shutting_down) {
+        int fd;
+
+        if (s->n_open >= s->cfg->max_connections)
+            return -1;
+        fd = accept4(s->listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            accept_one(s, fd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        return errno;
+    }
+    return 0;
+}
+
+static void accept_timer_cb(uv_timer_t *t)
+{
+    accept_and_watch(t->data);
+}
+
+/* Stop watching the listening socket (it is level-triggered: watching it now would spin): until a
+ * connection closes (why -1: --max-connections) or until a connection closes or the retry timer
+ * fires (why > 0: accept4's errno). */
+static void accept_pause(server_t *s, int why)
+{
+    if (s->shutting_down)
+        return;
+    if (!s->accept_paused) {
+        uv_poll_stop(&s->listen_poll);
+        s->accept_paused = true;
+        s->stats.accept_pauses++;
+        if (why < 0)
+            vkr__log(VKR_LOG_WARN, "accepting paused: %u connections open (--max-connections %u)", s->n_open, s->cfg->max_connections);
+        else
+            vkr__log(VKR_LOG_WARN, "accept: %s: accepting paused until a connection closes (retry every %u ms)", strerror(why),
+                     VKR__ACCEPT_RETRY_MS);
+    }
+    if (why > 0)
+        uv_timer_start(&s->accept_timer, accept_timer_cb, VKR__ACCEPT_RETRY_MS, 0);
+    else
+        uv_timer_stop(&s->accept_timer);
+}
+
+/* Accept what waits, then watch the listening socket again, or stay paused. */
+static void accept_and_watch(server_t *s)
+{
+    int rc;
+
+    if (s->shutting_down)
+        return;
+    rc = accept_pending(s);
+    if (rc != 0) {
+        accept_pause(s, rc);
+        return;
+    }
+    if (!s->accept_paused)
+        return;
+    rc = uv_poll_start(&s->listen_poll, UV_READABLE, listener_cb);
+    if (rc < 0) {
+        vkr__log(VKR_LOG_WARN, "listening socket: %s", uv_strerror(rc));
+        uv_timer_start(&s->accept_timer, accept_timer_cb, VKR__ACCEPT_RETRY_MS, 0);
+        return;
+    }
+    uv_timer_stop(&s->accept_timer);
+    s->accept_paused = false;
+    vkr__log(VKR_LOG_INFO, "accepting connections again (%u open)", s->n_open);
 }
 
 static void listener_cb(uv_poll_t *h, int status, int events)
@@ -663,25 +921,7 @@ static void listener_cb(uv_poll_t *h, int status, int events)
         vkr__log(VKR_LOG_WARN, "listening socket: %s", uv_strerror(status));
         return;
     }
-    while (!s->shutting_down) {
-        int fd = accept4(s->listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (fd >= 0) {
-            accept_one(s, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED)
-            continue;
-        if (errno == EMFILE || errno == ENFILE) {
-            /* level-triggered: accepting again now would spin; wait for a client to leave */
-            vkr__log(VKR_LOG_WARN, "accept: %s: pausing until a connection closes", strerror(errno));
-            uv_poll_stop(&s->listen_poll);
-            s->accept_paused = true;
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            vkr__log(VKR_LOG_WARN, "accept: %s", strerror(errno));
-        }
-        return;
-    }
+    accept_and_watch(s);
 }
 
 /* ---------------------------------------------------------------- shutdown */
@@ -715,6 +955,7 @@ static void begin_shutdown(server_t *s, const char *why)
     s->shutting_down = true;
     vkr__log(VKR_LOG_INFO, "%s: stopping (jobs queued: %u, running: %u)", why, s->queue.waiting, s->queue.running);
     uv_close((uv_handle_t *)&s->listen_poll, listener_closed_cb);
+    uv_close((uv_handle_t *)&s->accept_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&s->sigterm, handle_closed_cb);
     uv_close((uv_handle_t *)&s->sigint, handle_closed_cb);
     /* no new requests: a frame half read is finished (and served), nothing after it is read */
@@ -730,18 +971,47 @@ static void signal_cb(uv_signal_t *h, int signum)
 }
 
 /* ---------------------------------------------------------------- run */
+/* VKRESAMPLE_SIMULATE_DEVICE_LOSS (test only): 0 when unset, -1 when malformed (logged). */
+static int parse_simulated_loss(const vkr_server_config_t *cfg, unsigned long *at)
+{
+    const char *v = getenv(VKR__SIMULATE_DEVICE_LOSS_ENV);
+    char *end;
+
+    *at = 0;
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    errno = 0;
+    *at = strtoul(v, &end, 10);
+    if (errno != 0 || *end != '\0' || v[0] < '0' || v[0] > '9' || *at == 0) {
+        vkr__log(VKR_LOG_ERROR, "%s='%s': expected a positive job number", VKR__SIMULATE_DEVICE_LOSS_ENV, v);
+        return -1;
+    }
+    if (cfg->vulkan == NULL)
+        vkr__log(VKR_LOG_WARN, "%s=%lu: no Vulkan backend here, nothing to lose", VKR__SIMULATE_DEVICE_LOSS_ENV, *at);
+    else
+        vkr__log(VKR_LOG_WARN, "%s=%lu: test mode, Vulkan job %lu will report a lost device", VKR__SIMULATE_DEVICE_LOSS_ENV, *at, *at);
+    return 0;
+}
+
 int vkr__server_run(const vkr_server_config_t *cfg)
 {
     static server_t s;   /* one server per process; its handles live until the loop is closed */
+    char allowed[256];
     int rc;
 
     memset(&s, 0, sizeof s);
     s.cfg = cfg;
     s.loop = uv_default_loop();
+    s.default_backend = cfg->default_backend;
+    atomic_init(&s.vulkan_lost, false);
+    atomic_init(&s.vulkan_jobs, 0);
+    if (parse_simulated_loss(cfg, &s.simulate_loss_at) < 0 || !vkr__alloc_arm())
+        return 1;
     vkr__stats_init(&s.stats);
-    vkr__queue_init(&s.queue, s.loop, cfg->workers, cfg->max_client_jobs, cfg->max_queued_jobs, cfg->max_queue_bytes);
+    vkr__queue_init(&s.queue, s.loop, cfg->workers, cfg->max_client_jobs, cfg->max_queued_jobs, cfg->max_queue_bytes,
+                    cfg->max_bytes_per_uid);
     signal(SIGPIPE, SIG_IGN);
-    if (vkr__listen_open(cfg->socket_path, &s.listener) < 0)
+    if (vkr__listen_open(&cfg->listen, &s.listener) < 0)
         return 1;
     rc = uv_poll_init(s.loop, &s.listen_poll, s.listener.fd);
     if (rc < 0) {
@@ -758,18 +1028,24 @@ int vkr__server_run(const vkr_server_config_t *cfg)
         uv_loop_close(s.loop);
         return 1;
     }
+    uv_timer_init(s.loop, &s.accept_timer);
+    s.accept_timer.data = &s;
     uv_signal_init(s.loop, &s.sigterm);
     uv_signal_init(s.loop, &s.sigint);
     s.sigterm.data = s.sigint.data = &s;
     uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
     uv_signal_start(&s.sigint, signal_cb, SIGINT);
 
+    vkr__allow_describe(&cfg->allow, allowed, sizeof allowed);
     vkr__log(VKR_LOG_INFO, "listening on %s%s (default backend: %s; available:%s%s; max job %llu bytes; %u workers; queue limits: %u jobs "
              "per client, %u jobs, %llu bytes)",
              s.listener.path[0] ? s.listener.path : "an unnamed socket", s.listener.activated ? " (socket activation)" : "",
              vkr_proto_backend_name(cfg->default_backend), cfg->vulkan ? " vulkan" : "", cfg->cpu ? " cpu" : "",
              (unsigned long long)cfg->max_job_bytes, s.queue.workers, cfg->max_client_jobs, cfg->max_queued_jobs,
              (unsigned long long)cfg->max_queue_bytes);
+    vkr__log(VKR_LOG_INFO, "who may connect: %s; connections: %u in all, %u per uid; %llu bytes in flight per uid; idle timeout %.1f s, "
+             "frame timeout %.1f s (0: off)", allowed, cfg->max_connections, cfg->max_connections_per_uid,
+             (unsigned long long)cfg->max_bytes_per_uid, (double)cfg->idle_timeout_ms / 1000.0, (double)cfg->frame_timeout_ms / 1000.0);
     if (cfg->ready_fd >= 0) {
         static const char ready[] = "ready\n";
         if (write(cfg->ready_fd, ready, sizeof ready - 1) < 0)

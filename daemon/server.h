@@ -6,16 +6,34 @@
 
 #include <stdint.h>
 #include "backend.h"
+#include "listen.h"
+#include "peers.h"
 
 #define VKR_DEFAULT_WORKERS 4u                       /* jobs running at once (--workers) */
 #define VKR_MAX_WORKERS 128u                         /* libuv's thread pool takes at most 1024 */
 #define VKR_DEFAULT_MAX_CLIENT_JOBS 64u              /* jobs in flight per connection (--max-client-jobs) */
 #define VKR_DEFAULT_MAX_QUEUED_JOBS 1024u            /* jobs in flight in the daemon (--max-queued-jobs) */
 #define VKR_DEFAULT_MAX_QUEUE_BYTES (4ull << 30)     /* bytes held by jobs in flight (--max-queue-bytes) */
+#define VKR_DEFAULT_MAX_CONNECTIONS 1024u            /* open connections; accepting pauses at it (--max-connections) */
+#define VKR_DEFAULT_MAX_CONNECTIONS_PER_UID 256u     /* open connections of one uid; refused past it
+                                                      * (--max-connections-per-uid) */
+                                                     /* --max-bytes-per-uid defaults to --max-queue-bytes */
+#define VKR_DEFAULT_IDLE_TIMEOUT_MS 60000u           /* mid-frame without a byte: closed (--idle-timeout, seconds) */
+#define VKR_DEFAULT_FRAME_TIMEOUT_MS 120000u         /* one frame from first to last byte (--frame-timeout, seconds) */
+#define VKR__ACCEPT_RETRY_MS 250u                    /* out of descriptors: accept again after this long */
+#define VKR__SIMULATE_DEVICE_LOSS_ENV "VKRESAMPLE_SIMULATE_DEVICE_LOSS"   /* test only: the N-th Vulkan job
+                                                                          * reports a lost device */
 
 typedef struct {
-    const char *socket_path;        /* where to listen (already resolved from flags / environment);
-                                     * unused under socket activation */
+    vkr__listen_config_t listen;    /* where and how to bind (already resolved from flags /
+                                     * environment); unused under socket activation */
+    vkr__allow_t allow;             /* who may connect (--allow-uid, --allow-group; the daemon's
+                                     * own uid is always in it) */
+    unsigned max_connections;       /* --max-connections */
+    unsigned max_connections_per_uid;   /* --max-connections-per-uid */
+    uint64_t max_bytes_per_uid;     /* --max-bytes-per-uid */
+    uint64_t idle_timeout_ms;       /* --idle-timeout (0: off) */
+    uint64_t frame_timeout_ms;      /* --frame-timeout (0: off) */
     uint64_t max_job_bytes;         /* largest input or output tensor, bytes (--max-job-bytes) */
     unsigned workers;               /* --workers */
     unsigned max_client_jobs;       /* --max-client-jobs */
@@ -27,11 +45,18 @@ typedef struct {
     int ready_fd;                   /* -1, or an fd that gets "ready\n" once the socket listens */
 } vkr_server_config_t;
 
-/* Listen (socket activation, or bind the path: mode 0600 from the first instant; a stale socket
- * file is replaced, a live one refused), serve until SIGTERM/SIGINT, then stop accepting and
- * reading, finish every admitted job and write its reply, remove the socket it bound and return
- * 0.  Returns 1 if the socket could not be set up (message logged).  The worker count must be in
- * the environment (UV_THREADPOOL_SIZE) before the first call: main.c sets it. */
+/* Listen (socket activation, or lock and bind the path: mode 0600 from the first instant; a
+ * stale socket file is replaced, a live one refused), serve until SIGTERM/SIGINT, then stop
+ * accepting and reading, finish every admitted job and write its reply, remove the socket it
+ * bound and its lock file and return 0.  Returns 1 if the socket could not be set up or a test
+ * switch in the environment is malformed (message logged).  The worker count must be in the
+ * environment (UV_THREADPOOL_SIZE) before the first call: main.c sets it.
+ *
+ * Test-only switch (README's testing section): VKRESAMPLE_SIMULATE_DEVICE_LOSS=N makes the N-th
+ * job that runs on Vulkan report a lost device instead of running, exactly as a real
+ * VK_ERROR_DEVICE_LOST from the backend does: Vulkan is marked lost, that job and every job
+ * admitted for Vulkan run on the CPU backend, later 'auto' jobs go to the CPU, later jobs that ask
+ * for 'vulkan' get VKR_E_BACKEND_UNAVAILABLE, and STATS reports it. */
 int vkr__server_run(const vkr_server_config_t *cfg);
 
 #endif

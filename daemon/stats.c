@@ -57,6 +57,11 @@ void vkr__stats_snapshot(const vkr__stats_t *st, const char *device_name, unsign
     out->jobs_busy = st->jobs_busy;
     out->jobs_cancelled = st->jobs_cancelled;
     out->frames_refused = st->frames_refused;
+    out->flags = st->vulkan_lost ? VKR_STATS_VULKAN_LOST : 0;
+    out->jobs_moved_to_cpu = st->jobs_moved_to_cpu;
+    out->connections_refused = st->connections_refused;
+    out->connections_timed_out = st->connections_timed_out;
+    out->accept_pauses = st->accept_pauses;
     if (st->latency_n > 0) {
         memcpy(sorted, st->latency_us, st->latency_n * sizeof sorted[0]);
         qsort(sorted, st->latency_n, sizeof sorted[0], cmp_u32);

@@ -3,6 +3,7 @@
 #ifndef VKR_DAEMON_STATS_H
 #define VKR_DAEMON_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vkr_proto.h"
@@ -16,6 +17,11 @@ typedef struct {
     uint64_t bytes_in, bytes_out;                 /* socket bytes (conn.c adds to these) */
     uint64_t memfd_bytes_in, memfd_bytes_out;
     uint64_t jobs_busy, jobs_cancelled, frames_refused;
+    uint64_t jobs_moved_to_cpu;                   /* bound for Vulkan, run on the CPU after the device was lost */
+    uint64_t connections_refused;                 /* closed at accept: allow lists, per-uid connection cap */
+    uint64_t connections_timed_out;               /* closed mid-frame: --idle-timeout, --frame-timeout */
+    uint64_t accept_pauses;                       /* accepting paused: descriptors, --max-connections */
+    bool vulkan_lost;                             /* the Vulkan device was lost */
     uint64_t done[VKR__STATS_OPS][VKR__STATS_BACKENDS];
     uint64_t failed[VKR__STATS_OPS][VKR__STATS_BACKENDS];
     uint64_t in_flight[VKR__STATS_OPS][VKR__STATS_BACKENDS];

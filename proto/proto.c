@@ -74,6 +74,7 @@ const char *vkr_proto_code_name(int code)
     case VKR_E_CANCELLED: return "VKR_E_CANCELLED";
     case VKR_E_TIMEOUT: return "VKR_E_TIMEOUT";
     case VKR_E_FD: return "VKR_E_FD";
+    case VKR_E_PERMISSION: return "VKR_E_PERMISSION";
     default: return "VKR_E_?";
     }
 }
@@ -669,6 +670,11 @@ size_t vkr_stats_encode(const vkr_stats_t *s, uint8_t out[VKR_STATS_BODY_MAX])
     put_u64(out + 88, s->frames_refused);
     put_u16(out + 96, (uint16_t)n_rows);
     put_u16(out + 98, (uint16_t)nl);
+    put_u32(out + 100, s->flags);
+    put_u64(out + 104, s->jobs_moved_to_cpu);
+    put_u64(out + 112, s->connections_refused);
+    put_u64(out + 120, s->connections_timed_out);
+    put_u64(out + 128, s->accept_pauses);
     uint8_t *r = out + VKR_STATS_FIXED_BYTES;
     for (unsigned i = 0; i < n_rows; i++, r += VKR_STATS_ROW_BYTES) {
         put_u16(r + 0, s->rows[i].op);
@@ -689,8 +695,10 @@ int vkr_stats_decode(const uint8_t *body, uint64_t body_len, vkr_stats_t *out, v
                                    (unsigned long long)body_len, VKR_STATS_FIXED_BYTES);
     out->n_rows = get_u16(body + 96);
     const uint16_t nl = get_u16(body + 98);
-    if (get_u32(body + 100) != 0)
-        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved STATS_REPLY bytes must be 0");
+    out->flags = get_u32(body + 100);
+    if ((out->flags & ~VKR_STATS_VULKAN_LOST) != 0)
+        return vkr_proto_error_set(err, VKR_E_PROTOCOL, "flags", "STATS_REPLY flags 0x%x: only bit 0 (vulkan lost) is defined",
+                                   (unsigned)out->flags);
     if (out->n_rows > VKR_STATS_MAX_ROWS)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_rows", "n_rows %u is over %u", out->n_rows, VKR_STATS_MAX_ROWS);
     if (nl > VKR_DEVICE_NAME_MAX || body_len != VKR_STATS_FIXED_BYTES + (uint64_t)out->n_rows * VKR_STATS_ROW_BYTES + nl)
@@ -710,6 +718,10 @@ int vkr_stats_decode(const uint8_t *body, uint64_t body_len, vkr_stats_t *out, v
     out->jobs_busy = get_u64(body + 72);
     out->jobs_cancelled = get_u64(body + 80);
     out->frames_refused = get_u64(body + 88);
+    out->jobs_moved_to_cpu = get_u64(body + 104);
+    out->connections_refused = get_u64(body + 112);
+    out->connections_timed_out = get_u64(body + 120);
+    out->accept_pauses = get_u64(body + 128);
     const uint8_t *r = body + VKR_STATS_FIXED_BYTES;
     for (unsigned i = 0; i < out->n_rows; i++, r += VKR_STATS_ROW_BYTES) {
         if (get_u32(r + 4) != 0)

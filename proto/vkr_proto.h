@@ -272,7 +272,8 @@ typedef struct {
 } vkr_stats_row_t;
 
 #define VKR_STATS_MAX_ROWS 16u         /* rows a STATS_REPLY may carry (4 ops x 2 backends today) */
-#define VKR_STATS_FIXED_BYTES 104u     /* STATS_REPLY bytes before the rows */
+#define VKR_STATS_FIXED_BYTES 136u     /* STATS_REPLY bytes before the rows */
+#define VKR_STATS_VULKAN_LOST 0x1u     /* flags: the Vulkan device was lost; Vulkan work runs on the CPU */
 #define VKR_STATS_ROW_BYTES 32u
 typedef struct {
     uint64_t uptime_ms;
@@ -284,6 +285,12 @@ typedef struct {
     uint64_t jobs_busy;                /* SUBMITs refused with VKR_E_BUSY */
     uint64_t jobs_cancelled;           /* jobs answered VKR_E_CANCELLED */
     uint64_t frames_refused;           /* frames answered with an ERROR before a job existed */
+    uint32_t flags;                    /* VKR_STATS_VULKAN_LOST; every other bit 0 */
+    uint64_t jobs_moved_to_cpu;        /* jobs bound for Vulkan that ran on the CPU after the device was lost */
+    uint64_t connections_refused;      /* connections closed at accept: --allow-uid / --allow-group,
+                                        * --max-connections-per-uid */
+    uint64_t connections_timed_out;    /* connections closed mid-frame: --idle-timeout, --frame-timeout */
+    uint64_t accept_pauses;            /* times accepting paused: out of descriptors, --max-connections */
     uint16_t n_rows;
     vkr_stats_row_t rows[VKR_STATS_MAX_ROWS];
     char device_name[VKR_DEVICE_NAME_MAX + 1];
@@ -292,7 +299,7 @@ typedef struct {
 
 /* Encode a STATS_REPLY body (layout: PROTOCOL.md).  Returns bytes written. */
 size_t vkr_stats_encode(const vkr_stats_t *s, uint8_t out[VKR_STATS_BODY_MAX]);
-/* Decode a STATS_REPLY body: lengths, row count, reserved bytes.  Returns VKR_OK or VKR_E_PROTOCOL. */
+/* Decode a STATS_REPLY body: lengths, row count, flags, reserved bytes.  Returns VKR_OK or VKR_E_PROTOCOL. */
 int vkr_stats_decode(const uint8_t *body, uint64_t body_len, vkr_stats_t *out, vkr_error_t *err);
 
 #endif /* VKR_PROTO_H */

@@ -33,6 +33,7 @@ typedef enum {
     VKR_E_CANCELLED = -17,         /* the job was cancelled (CANCEL message, or a timeout) */
     VKR_E_TIMEOUT = -18,           /* the job's time limit passed (client side) */
     VKR_E_FD = -19,                /* a passed descriptor cannot be used: not a sealed memfd, too short */
+    VKR_E_PERMISSION = -20,        /* the peer's uid / groups may not use this daemon (--allow-uid, --allow-group) */
 } vkr_status_t;
 
 typedef enum { VKR_BACKEND_AUTO = 0, VKR_BACKEND_VULKAN = 1, VKR_BACKEND_CPU = 2 } vkr_backend_id_t;

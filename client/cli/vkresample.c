@@ -150,7 +150,9 @@ static void usage_stats(FILE *f)
             "Ask the daemon for its counters: jobs done / failed / in flight per op and backend,\n"
             "jobs queued and running, p50 / p99 latency (request read to reply queued, over the\n"
             "last 4096 jobs), bytes in and out (socket and memfd), refusals (busy, cancelled,\n"
-            "other), open connections, workers, device name and uptime.\n"
+            "other), connections refused at accept or timed out, accept pauses, whether the\n"
+            "Vulkan device was lost and how many jobs moved to the CPU, open connections,\n"
+            "workers, device name and uptime.\n"
             "  --json       print one JSON object instead of text\n"
             "  -h, --help   show this help\n");
 }
@@ -816,10 +818,12 @@ static int cmd_stats(const char *socket_path, int argc, char **argv)
                ", \"latency_p99_us\": %" PRIu64 ", \"bytes_in\": %" PRIu64 ", \"bytes_out\": %" PRIu64
                ", \"memfd_bytes_in\": %" PRIu64 ", \"memfd_bytes_out\": %" PRIu64
                ", \"jobs_busy\": %" PRIu64 ", \"jobs_cancelled\": %" PRIu64 ", \"frames_refused\": %" PRIu64
-               ", \"jobs\": [",
+               ", \"vulkan_lost\": %s, \"jobs_moved_to_cpu\": %" PRIu64 ", \"connections_refused\": %" PRIu64
+               ", \"connections_timed_out\": %" PRIu64 ", \"accept_pauses\": %" PRIu64 ", \"jobs\": [",
                st.uptime_ms, st.clients, st.workers, st.queued, st.running, st.latency_p50_us,
                st.latency_p99_us, st.bytes_in, st.bytes_out, st.memfd_bytes_in, st.memfd_bytes_out,
-               st.jobs_busy, st.jobs_cancelled, st.frames_refused);
+               st.jobs_busy, st.jobs_cancelled, st.frames_refused, st.vulkan_lost ? "true" : "false", st.jobs_moved_to_cpu,
+               st.connections_refused, st.connections_timed_out, st.accept_pauses);
         for (i = 0; i < st.n_rows; i++) {
             const char *op = vkr_op_name(st.rows[i].op), *backend = vkr_backend_name(st.rows[i].backend);
 
@@ -842,6 +846,9 @@ static int cmd_stats(const char *socket_path, int argc, char **argv)
                st.bytes_in, st.bytes_out, st.memfd_bytes_in, st.memfd_bytes_out);
         printf("refused: %" PRIu64 " busy, %" PRIu64 " cancelled, %" PRIu64 " other requests\n",
                st.jobs_busy, st.jobs_cancelled, st.frames_refused);
+        printf("connections closed: %" PRIu64 " refused at accept, %" PRIu64 " timed out mid-frame; accepting paused %" PRIu64
+               " time(s)\n", st.connections_refused, st.connections_timed_out, st.accept_pauses);
+        printf("vulkan device lost: %s, jobs moved to cpu: %" PRIu64 "\n", st.vulkan_lost ? "yes" : "no", st.jobs_moved_to_cpu);
         printf("%-14s %-8s %12s %12s %12s\n", "op", "backend", "done", "failed", "in flight");
         for (i = 0; i < st.n_rows; i++) {
             const char *op = vkr_op_name(st.rows[i].op), *backend = vkr_backend_name(st.rows[i].backend);

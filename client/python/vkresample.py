@@ -64,7 +64,8 @@ TENSOR_DESC_BYTES = 88
 SUBMIT_FIXED_BYTES = JOB_HEADER_BYTES + INTERP_PARAMS_BYTES + TENSOR_DESC_BYTES   # 152
 RESULT_FIXED_BYTES = 8 + TENSOR_DESC_BYTES                                        # 96
 MAX_CONTROL_BODY_BYTES = 4096
-STATS_FIXED_BYTES, STATS_ROW_BYTES = 104, 32
+STATS_FIXED_BYTES, STATS_ROW_BYTES = 136, 32
+STATS_VULKAN_LOST = 0x1        # STATS_REPLY flags: the Vulkan device was lost, its work runs on the CPU
 
 _HEADER = struct.Struct('<IHHIIIIQ')                 # magic version type flags id n_fds rsv len
 _JOB_HEADER = struct.Struct('<HHHH')                 # op backend n_tensors reserved
@@ -74,8 +75,9 @@ _TENSOR_DESC = struct.Struct('<HHBBH8qQQ')           # dtype layout rank storage
 _RESULT_HEAD = struct.Struct('<HHI')                 # backend_used reserved reserved
 _ERROR_HEAD = struct.Struct('<iHH')                  # code field_len message_len
 _PONG_HEAD = struct.Struct('<IHH')                   # backend_mask default_backend name_len
-_STATS_HEAD = struct.Struct('<QQQQQIIIIQQQQQHHI')    # uptime bytes x4 queued running clients workers
-                                                     # p50 p99 busy cancelled refused n_rows name_len rsv
+_STATS_HEAD = struct.Struct('<QQQQQIIIIQQQQQHHIQQQQ')  # uptime bytes x4 queued running clients workers
+                                                     # p50 p99 busy cancelled refused n_rows name_len
+                                                     # flags moved conns_refused timed_out pauses
 _STATS_ROW = struct.Struct('<HHIQQQ')                # op backend reserved done failed in_flight
 assert _STATS_HEAD.size == STATS_FIXED_BYTES and _STATS_ROW.size == STATS_ROW_BYTES
 assert _HEADER.size == HEADER_BYTES and _INTERP.size == INTERP_PARAMS_BYTES == _GRID.size
@@ -109,6 +111,7 @@ VKR_E_BUSY = -16                # a queue limit of the daemon is full: retry lat
 VKR_E_CANCELLED = -17           # the job was cancelled
 VKR_E_TIMEOUT = -18             # the job's time limit passed (client side)
 VKR_E_FD = -19                  # a passed descriptor cannot be used (not a sealed memfd, too short)
+VKR_E_PERMISSION = -20          # this uid / its groups may not use the daemon (--allow-uid, --allow-group)
 CODES = {code: name for name, code in sorted(globals().items())
          if name.startswith('VKR_') and isinstance(code, int)}
 __all__ += list(CODES.values())
@@ -310,7 +313,9 @@ def pack_stats_reply_body(st):
         st['uptime_ms'], st['bytes_in'], st['bytes_out'], st['memfd_bytes_in'],
         st['memfd_bytes_out'], st['queued'], st['running'], st['clients'], st['workers'],
         st['latency_p50_us'], st['latency_p99_us'], st['jobs_busy'], st['jobs_cancelled'],
-        st['frames_refused'], len(rows), len(name), 0))
+        st['frames_refused'], len(rows), len(name), STATS_VULKAN_LOST if st['vulkan_lost'] else 0,
+        st['jobs_moved_to_cpu'], st['connections_refused'], st['connections_timed_out'],
+        st['accept_pauses']))
     for r in rows:
         op = OPS[r['op']] if isinstance(r['op'], str) else int(r['op'])
         backend = BACKENDS[r['backend']] if isinstance(r['backend'], str) else int(r['backend'])
@@ -366,18 +371,21 @@ def unpack_pong(body):
 def unpack_stats(body):
     """A STATS_REPLY body as a dict: uptime_ms, bytes_in, bytes_out, memfd_bytes_in,
     memfd_bytes_out, queued, running, clients, workers, latency_p50_us, latency_p99_us,
-    jobs_busy, jobs_cancelled, frames_refused, device, and jobs: a list of {'op', 'backend',
-    'done', 'failed', 'in_flight'} (op and backend by name)."""
+    jobs_busy, jobs_cancelled, frames_refused, vulkan_lost (bool: the Vulkan device was lost),
+    jobs_moved_to_cpu, connections_refused, connections_timed_out, accept_pauses, device, and
+    jobs: a list of {'op', 'backend', 'done', 'failed', 'in_flight'} (op and backend by name)."""
     if len(body) < STATS_FIXED_BYTES:
         raise VkresampleError(VKR_E_SERVER, 'body_len', 'STATS_REPLY body of %d bytes' % len(body))
     f = _STATS_HEAD.unpack_from(body)
-    n_rows, nl, reserved = f[14], f[15], f[16]
-    if reserved or len(body) != STATS_FIXED_BYTES + n_rows * STATS_ROW_BYTES + nl:
+    n_rows, nl, flags = f[14], f[15], f[16]
+    if flags & ~STATS_VULKAN_LOST or len(body) != STATS_FIXED_BYTES + n_rows * STATS_ROW_BYTES + nl:
         raise VkresampleError(VKR_E_SERVER, 'body_len', 'malformed STATS_REPLY from the daemon')
     keys = ('uptime_ms', 'bytes_in', 'bytes_out', 'memfd_bytes_in', 'memfd_bytes_out', 'queued',
             'running', 'clients', 'workers', 'latency_p50_us', 'latency_p99_us', 'jobs_busy',
             'jobs_cancelled', 'frames_refused')
     st = dict(zip(keys, f[:14]))
+    st['vulkan_lost'] = bool(flags & STATS_VULKAN_LOST)
+    st.update(zip(('jobs_moved_to_cpu', 'connections_refused', 'connections_timed_out', 'accept_pauses'), f[17:21]))
     st['jobs'] = []
     for i in range(n_rows):
         op, backend, rsv, done, failed, in_flight = _STATS_ROW.unpack_from(
@@ -457,7 +465,29 @@ class Client:
                 view = view[n:]
             self._sock.sendall(view)
         except OSError as e:
+            refusal = self._refusal() if isinstance(e, (BrokenPipeError, ConnectionResetError)) else None
+            if refusal is not None:
+                raise refusal from None
             raise VkresampleError(VKR_E_IO, '', 'sending to the daemon failed: %s' % e) from e
+
+    def _refusal(self):
+        """After a failed send: the daemon's ERROR with request_id 0 (it refused the connection
+        itself and closed it) as a VkresampleError if one is waiting, else None.  Only peeks:
+        the frame stays in the stream for recv_frame()."""
+        try:
+            data = self._sock.recv(HEADER_BYTES + MAX_CONTROL_BODY_BYTES, socket.MSG_DONTWAIT | socket.MSG_PEEK)
+        except OSError:
+            return None
+        if len(data) < HEADER_BYTES:
+            return None
+        fields = _HEADER.unpack_from(data)
+        if fields[2] != MSG_ERROR or fields[4] != 0 or len(data) != HEADER_BYTES + fields[-1]:
+            return None
+        try:
+            code, field, message = unpack_error(data[HEADER_BYTES:])
+        except VkresampleError:
+            return None
+        return VkresampleError(code, field, message)
 
     def _recv_exact(self, n, what):
         """Up to n bytes as a bytearray: fewer only when the stream ends."""
@@ -559,6 +589,14 @@ class Client:
             self._fail(VKR_E_SERVER, 'header', 'bad frame header from the daemon: magic 0x%08x '
                        'version %d flags %d n_fds %d reserved %d' % (
                            frame.magic, frame.version, frame.flags, frame.n_fds, frame.reserved))
+        if frame.request_id == 0 and frame.type == MSG_ERROR and request_id != 0:
+            # request_id 0: the daemon refuses the connection itself (--allow-uid, a per-uid
+            # cap, a stalled frame) and closes it after this ERROR
+            try:
+                code, field, message = unpack_error(frame.body)
+            finally:
+                self.close()
+            raise VkresampleError(code, field, message)
         if frame.request_id != request_id:
             self._fail(VKR_E_SERVER, 'request_id', 'reply carries request_id %d, expected %d'
                        % (frame.request_id, request_id))
@@ -584,8 +622,10 @@ class Client:
     def stats(self):
         """The daemon's counters (STATS): a dict with uptime_ms, clients, workers, queued,
         running, latency_p50_us, latency_p99_us, bytes_in, bytes_out (sockets), memfd_bytes_in,
-        memfd_bytes_out, jobs_busy, jobs_cancelled, frames_refused, device, and jobs: one
-        {'op', 'backend', 'done', 'failed', 'in_flight'} per (op, backend) that has seen a job."""
+        memfd_bytes_out, jobs_busy, jobs_cancelled, frames_refused, vulkan_lost,
+        jobs_moved_to_cpu, connections_refused, connections_timed_out, accept_pauses, device, and
+        jobs: one {'op', 'backend', 'done', 'failed', 'in_flight'} per (op, backend) that has seen
+        a job."""
         return self._control(MSG_STATS, MSG_STATS_REPLY, unpack_stats)
 
     def _control(self, msg_type, reply_type, unpack):

@@ -79,7 +79,8 @@ write('cancel.hex', 'CANCEL of request 8: empty body; the header\'s request_id n
 write('stats.hex', 'STATS, request 15: empty body.', hdr(7, 15, 0))
 # 15 STATS_REPLY
 name = b'cpu'
-fixed = struct.pack('<QQQQQIIIIQQQQQHHI', 3723004, 1048576, 2097152, 4096, 8192, 2, 1, 3, 4, 250, 12000, 5, 6, 7, 2, len(name), 0)
+fixed = struct.pack('<QQQQQIIIIQQQQQHHIQQQQ', 3723004, 1048576, 2097152, 4096, 8192, 2, 1, 3, 4, 250, 12000, 5, 6, 7, 2, len(name), 1,
+                    8, 9, 10, 11)
 rows = struct.pack('<HHIQQQ', 1, 2, 0, 100, 3, 2) + struct.pack('<HHIQQQ', 2, 2, 0, 40, 1, 1)
 body = fixed + rows + name
-write('stats_reply.hex', 'STATS_REPLY to request 15: uptime 3723004 ms, 1 MiB in, 2 MiB out, 4096 / 8192 memfd bytes,\n2 queued, 1 running, 3 clients, 4 workers, p50 250 us, p99 12000 us, 5 busy, 6 cancelled,\n7 refused frames; rows (interpolate, cpu: 100 done, 3 failed, 2 in flight) and\n(grid_sample, cpu: 40, 1, 1); device "cpu".', hdr(8, 15, len(body)) + body)
+write('stats_reply.hex', 'STATS_REPLY to request 15: uptime 3723004 ms, 1 MiB in, 2 MiB out, 4096 / 8192 memfd bytes,\n2 queued, 1 running, 3 clients, 4 workers, p50 250 us, p99 12000 us, 5 busy, 6 cancelled,\n7 refused frames; flags 1 (the Vulkan device was lost), 8 jobs moved to the CPU, 9 connections\nrefused, 10 timed out, 11 accept pauses; rows (interpolate, cpu: 100 done, 3 failed, 2 in flight)\nand (grid_sample, cpu: 40, 1, 1); device "cpu".', hdr(8, 15, len(body)) + body)

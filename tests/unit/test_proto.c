@@ -641,6 +641,11 @@ static void test_stats(void)
     st.jobs_busy = 11;
     st.jobs_cancelled = 12;
     st.frames_refused = 13;
+    st.flags = VKR_STATS_VULKAN_LOST;
+    st.jobs_moved_to_cpu = 14;
+    st.connections_refused = 15;
+    st.connections_timed_out = 16;
+    st.accept_pauses = 17;
     st.n_rows = 2;
     st.rows[0] = (vkr_stats_row_t){VKR_OP_INTERPOLATE, VKR_BACKEND_CPU, 100, 2, 1};
     st.rows[1] = (vkr_stats_row_t){VKR_OP_GRID_SAMPLE, VKR_BACKEND_VULKAN, 7, 0, 3};
@@ -657,8 +662,17 @@ static void test_stats(void)
     buf[96] = 2;
     buf[VKR_STATS_FIXED_BYTES + 5] = 1;
     tap_check(vkr_stats_decode(buf, n, &back, &err) == VKR_E_PROTOCOL && strcmp(err.field, "reserved") == 0, "stats row reserved bytes refused");
+    buf[VKR_STATS_FIXED_BYTES + 5] = 0;
+    buf[100] = 0x3;
+    tap_check(vkr_stats_decode(buf, n, &back, &err) == VKR_E_PROTOCOL && strcmp(err.field, "flags") == 0,
+              "stats flags other than vulkan-lost refused (%s)", err.message);
+    buf[100] = 0x1;
+    tap_check(vkr_stats_decode(buf, n, &back, &err) == VKR_OK && back.flags == VKR_STATS_VULKAN_LOST && back.jobs_moved_to_cpu == 14 &&
+                  back.connections_refused == 15 && back.connections_timed_out == 16 && back.accept_pauses == 17,
+              "stats: vulkan lost, jobs moved, refused / timed-out connections and accept pauses decode");
     tap_check(strcmp(vkr_proto_code_name(VKR_E_BUSY), "VKR_E_BUSY") == 0 && strcmp(vkr_proto_code_name(VKR_E_FD), "VKR_E_FD") == 0 &&
-                  strcmp(vkr_proto_code_name(VKR_E_CANCELLED), "VKR_E_CANCELLED") == 0 && strcmp(vkr_proto_code_name(VKR_E_TIMEOUT), "VKR_E_TIMEOUT") == 0,
+                  strcmp(vkr_proto_code_name(VKR_E_CANCELLED), "VKR_E_CANCELLED") == 0 && strcmp(vkr_proto_code_name(VKR_E_TIMEOUT), "VKR_E_TIMEOUT") == 0 &&
+                  strcmp(vkr_proto_code_name(VKR_E_PERMISSION), "VKR_E_PERMISSION") == 0 && VKR_E_PERMISSION == -20,
               "the new codes have names");
 }
 

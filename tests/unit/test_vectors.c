@@ -176,6 +176,11 @@ static void test_control(void)
         st.jobs_busy = 5;
         st.jobs_cancelled = 6;
         st.frames_refused = 7;
+        st.flags = VKR_STATS_VULKAN_LOST;
+        st.jobs_moved_to_cpu = 8;
+        st.connections_refused = 9;
+        st.connections_timed_out = 10;
+        st.accept_pauses = 11;
         st.n_rows = 2;
         st.rows[0] = (vkr_stats_row_t){VKR_OP_INTERPOLATE, VKR_BACKEND_CPU, 100, 3, 2};
         st.rows[1] = (vkr_stats_row_t){VKR_OP_GRID_SAMPLE, VKR_BACKEND_CPU, 40, 1, 1};

@@ -101,7 +101,8 @@ def main():
 
     st = {'uptime_ms': 3723004, 'bytes_in': 1048576, 'bytes_out': 2097152, 'memfd_bytes_in': 4096, 'memfd_bytes_out': 8192,
           'queued': 2, 'running': 1, 'clients': 3, 'workers': 4, 'latency_p50_us': 250, 'latency_p99_us': 12000, 'jobs_busy': 5,
-          'jobs_cancelled': 6, 'frames_refused': 7, 'device': 'cpu',
+          'jobs_cancelled': 6, 'frames_refused': 7, 'vulkan_lost': True, 'jobs_moved_to_cpu': 8, 'connections_refused': 9,
+          'connections_timed_out': 10, 'accept_pauses': 11, 'device': 'cpu',
           'jobs': [{'op': 'interpolate', 'backend': 'cpu', 'done': 100, 'failed': 3, 'in_flight': 2},
                    {'op': 'grid_sample', 'backend': 'cpu', 'done': 40, 'failed': 1, 'in_flight': 1}]}
     body = v.pack_stats_reply_body(st)
