@@ -174,3 +174,13 @@ def job_ok(client, backend, seed, shape=(1, 3, 7, 9)):
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     y = client.interpolate(x, scale_factor=2.0, mode='nearest', backend=backend)
     return np.array_equal(y, nearest_x2(x))
+
+
+def built_with_asan(pid):
+    """True when the process runs AddressSanitizer: its memory then includes ASan's shadow and
+    freed-memory quarantine, so resident-memory bounds meant for the product do not apply."""
+    try:
+        with open('/proc/%d/maps' % pid) as f:
+            return 'libasan' in f.read()
+    except OSError:
+        return False
