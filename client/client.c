@@ -813,7 +813,12 @@ VKR_EXPORT int vkr_next_timeout_ms(const vkr_client_t *c)
 {
     uint64_t d, now;
 
-    if (c == NULL || (d = earliest_deadline(c)) == 0)
+    if (c == NULL)
+        return -1;
+    for (const vkr_request_t *r = c->requests; r != NULL; r = r->next)
+        if (r->done && r->user_owned)
+            return 0;       /* its reply is already read off the socket: poll() must not block */
+    if ((d = earliest_deadline(c)) == 0)
         return -1;
     now = now_ns();
     if (d <= now)

@@ -274,8 +274,10 @@ VKR_EXPORT uint32_t vkr_request_id(const vkr_request_t *req);
  * once the connection has failed.  The library never needs the caller to watch for writability. */
 VKR_EXPORT int vkr_fd(const vkr_client_t *c);
 
-/* Milliseconds until the earliest time limit of a job in flight (0 if one has passed), or -1 when
- * no job has one: the timeout a poll loop should use before calling vkr_poll again. */
+/* The timeout a poll loop should use before calling vkr_poll again: 0 when a job has finished
+ * and waits for vkr_wait (its reply was already read, so the socket may never become readable
+ * again for it) or a time limit has passed; else milliseconds until the earliest time limit of a
+ * job in flight; -1 when no job has one. */
 VKR_EXPORT int vkr_next_timeout_ms(const vkr_client_t *c);
 
 /* ---------------------------------------------------------------- tensors */
