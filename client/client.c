@@ -5,6 +5,7 @@
  * and the error text of the last call.  What a job is and what its reply must be is jobs.c's;
  * frame bytes are proto/'s (vkr_proto.h): this file never lays out bytes itself. */
 #include "client_internal.h"
+#include "fd_passing.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -431,36 +432,28 @@ static int pump(vkr_client_t *c)
     static _Thread_local uint8_t skip_buf[SKIP_CHUNK_BYTES];
 
     while (c->fd >= 0) {
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int) * VKR_MAX_FDS_PER_FRAME)];
-        } ctrl;
-        struct iovec iov;
-        struct msghdr msg;
+        void *into;
+        size_t want;
         uint64_t left;
         ssize_t n;
-        bool fds_ok = true;
+        bool fds_lost = false;
         int rc;
 
         if (c->rx_state == RX_HEADER) {
-            iov.iov_base = c->hdr_bytes + c->hdr_got;
-            iov.iov_len = VKR_FRAME_HEADER_BYTES - c->hdr_got;
+            into = c->hdr_bytes + c->hdr_got;
+            want = VKR_FRAME_HEADER_BYTES - c->hdr_got;
         } else {
             left = c->hdr.body_len - c->rx_got;
             if (c->rx_state == RX_BODY) {
-                iov.iov_base = c->rx_body + c->rx_got;
-                iov.iov_len = left > (1u << 30) ? (1u << 30) : (size_t)left;
+                into = c->rx_body + c->rx_got;
+                want = left > (1u << 30) ? (1u << 30) : (size_t)left;
             } else {
-                iov.iov_base = skip_buf;
-                iov.iov_len = left > sizeof skip_buf ? sizeof skip_buf : (size_t)left;
+                into = skip_buf;
+                want = left > sizeof skip_buf ? sizeof skip_buf : (size_t)left;
             }
         }
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = ctrl.buf;
-        msg.msg_controllen = sizeof ctrl.buf;
-        n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        n = vkr__recv_with_fds(c->fd, into, want, c->rx_fds, &c->rx_nfds, (unsigned)(sizeof c->rx_fds / sizeof c->rx_fds[0]),
+                               &fds_lost);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -469,20 +462,7 @@ static int pump(vkr_client_t *c)
             vkr__client_error(c, VKR_E_IO, "reading the daemon's reply failed: %s", strerror(errno));
             return fail_connection(c, VKR_E_IO);
         }
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
-            size_t k = cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS ? (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0;
-
-            for (size_t i = 0; i < k; i++) {
-                int fd;
-
-                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-                if (c->rx_nfds < sizeof c->rx_fds / sizeof c->rx_fds[0])
-                    c->rx_fds[c->rx_nfds++] = fd;
-                else
-                    close(fd), fds_ok = false;
-            }
-        }
-        if (!fds_ok || (msg.msg_flags & MSG_CTRUNC) || (c->rx_state != RX_HEADER && c->rx_nfds != c->hdr.n_fds)) {
+        if (fds_lost || (c->rx_state != RX_HEADER && c->rx_nfds != c->hdr.n_fds)) {
             vkr__client_error(c, VKR_E_SERVER, "descriptors from the daemon arrived where none may");
             return fail_connection(c, VKR_E_SERVER);
         }
@@ -513,10 +493,6 @@ int vkr__send_request(vkr_client_t *c, vkr_request_t *req, uint16_t type, const 
 {
     uint8_t hdr_bytes[VKR_FRAME_HEADER_BYTES];
     struct iovec iov[1 + VKR__SEND_MAX_PARTS];
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * VKR_MAX_FDS_PER_FRAME)];
-    } ctrl;
     vkr_frame_header_t hdr;
     struct iovec *next = iov;
     bool fds_sent = n_fds == 0;
@@ -537,7 +513,6 @@ int vkr__send_request(vkr_client_t *c, vkr_request_t *req, uint16_t type, const 
     vkr_header_encode(&hdr, hdr_bytes);
 
     while (iovcnt > 0) {
-        struct msghdr msg;
         struct pollfd pfd;
         ssize_t n;
 
@@ -546,22 +521,7 @@ int vkr__send_request(vkr_client_t *c, vkr_request_t *req, uint16_t type, const 
             iovcnt--;
             continue;
         }
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = next;
-        msg.msg_iovlen = (size_t)iovcnt;
-        if (!fds_sent) {
-            struct cmsghdr *cm;
-
-            memset(&ctrl, 0, sizeof ctrl);
-            msg.msg_control = ctrl.buf;
-            msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-            cm = CMSG_FIRSTHDR(&msg);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-            memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
-        }
-        n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        n = vkr__send_with_fds(c->fd, next, iovcnt, fds, fds_sent ? 0 : n_fds);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "fd_passing.h"
 #include "log.h"
 
 enum { RX_HEADER, RX_BODY, RX_SKIP };
@@ -183,12 +184,7 @@ static void flush(vkr__conn_t *c)
     vkr__conn_out_t *o;
 
     while (!c->closing && (o = c->out_head) != NULL) {
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } ctrl;
         struct iovec iov[2];
-        struct msghdr msg;
         int iovcnt = 0;
         ssize_t n;
 
@@ -201,22 +197,7 @@ static void flush(vkr__conn_t *c)
             iov[iovcnt].iov_base = (void *)(uintptr_t)(o->payload + done);
             iov[iovcnt++].iov_len = o->payload_len - done;
         }
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = iov;
-        msg.msg_iovlen = (size_t)iovcnt;
-        if (o->sent == 0 && o->fd >= 0) {
-            struct cmsghdr *cm;
-
-            memset(&ctrl, 0, sizeof ctrl);
-            msg.msg_control = ctrl.buf;
-            msg.msg_controllen = sizeof ctrl.buf;
-            cm = CMSG_FIRSTHDR(&msg);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(cm), &o->fd, sizeof(int));
-        }
-        n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        n = vkr__send_with_fds(c->fd, iov, iovcnt, &o->fd, o->sent == 0 && o->fd >= 0 ? 1 : 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -287,33 +268,6 @@ int vkr__conn_send(vkr__conn_t *c, const void *head, size_t head_len, const void
 }
 
 /* ---------------------------------------------------------------- reading */
-/* Keep the descriptors of one recvmsg.  Returns false when more arrived than a frame may carry
- * (the extra ones are closed) or the kernel truncated them. */
-static bool take_fds(vkr__conn_t *c, struct msghdr *msg)
-{
-    bool ok = (msg->msg_flags & MSG_CTRUNC) == 0;
-
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm != NULL; cm = CMSG_NXTHDR(msg, cm)) {
-        size_t n;
-
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < n; i++) {
-            int fd;
-
-            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-            if (c->n_fds < VKR_MAX_FDS_PER_FRAME) {
-                c->fds[c->n_fds++] = fd;
-            } else {
-                close(fd);
-                ok = false;
-            }
-        }
-    }
-    return ok;
-}
-
 /* A whole frame is in: hand it over and get ready for the next header. */
 static void frame_complete(vkr__conn_t *c)
 {
@@ -374,34 +328,26 @@ static void do_read(vkr__conn_t *c)
     size_t budget = VKR__CONN_READ_BUDGET_BYTES;
 
     while (budget > 0 && reading_enabled(c)) {
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int) * VKR_MAX_FDS_PER_FRAME)];
-        } ctrl;
-        struct iovec iov;
-        struct msghdr msg;
+        void *into;
+        size_t want;
         uint64_t left;
+        bool fds_lost = false;
         ssize_t n;
 
         if (c->rx_state == RX_HEADER) {
-            iov.iov_base = c->hdr_bytes + c->hdr_got;
-            iov.iov_len = VKR_FRAME_HEADER_BYTES - c->hdr_got;
+            into = c->hdr_bytes + c->hdr_got;
+            want = VKR_FRAME_HEADER_BYTES - c->hdr_got;
         } else {
             left = c->hdr.body_len - c->body_got;
             if (c->rx_state == RX_BODY) {
-                iov.iov_base = c->body + c->body_got;
-                iov.iov_len = left > (1u << 30) ? (1u << 30) : (size_t)left;
+                into = c->body + c->body_got;
+                want = left > (1u << 30) ? (1u << 30) : (size_t)left;
             } else {
-                iov.iov_base = skip_buf;
-                iov.iov_len = left > sizeof skip_buf ? sizeof skip_buf : (size_t)left;
+                into = skip_buf;
+                want = left > sizeof skip_buf ? sizeof skip_buf : (size_t)left;
             }
         }
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = ctrl.buf;
-        msg.msg_controllen = sizeof ctrl.buf;
-        n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        n = vkr__recv_with_fds(c->fd, into, want, c->fds, &c->n_fds, VKR_MAX_FDS_PER_FRAME, &fds_lost);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -411,7 +357,7 @@ static void do_read(vkr__conn_t *c)
             }
             return;
         }
-        if (!take_fds(c, &msg)) {
+        if (fds_lost) {
             stream_error(c, c->hdr.request_id, VKR_E_PROTOCOL, "n_fds", "more descriptors arrived than a frame may carry (3)");
             return;
         }
