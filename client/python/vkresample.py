@@ -13,6 +13,18 @@ proto/PROTOCOL.md and proto/vkr_proto.h.
 
         print(c.stats())                             # the daemon's counters
 
+Tensors in memfds (no copy through the socket; proto/PROTOCOL.md, "Tensors in memfds"):
+
+    with Client(memfd_threshold=MEMFD_THRESHOLD_BYTES) as c:   # as libvkresample does by default
+        y = c.interpolate(big, scale_factor=2)       # tensors of 1 MiB or more go in sealed memfds,
+                                                     # the output comes back as a mapped memfd
+        t = c.memfd_tensor((8, 3, 512, 512))         # a reusable memfd tensor: t.array is its view
+        o = c.memfd_tensor((8, 3, 1024, 1024))
+        for frame in frames:
+            t.array[...] = frame                     # fill it in place
+            c.interpolate(t, scale_factor=2, mode='bilinear', out=o)   # o.array holds the result
+        t.close(); o.close()
+
 Errors from the daemon, from the connection and from arguments that cannot be put on the wire
 raise VkresampleError(code, field, message).  ``Client.send_raw`` and ``Client.recv_frame``
 give tests and scripts access to raw frames (malformed ones included) and to descriptor passing
@@ -21,6 +33,8 @@ kind of the protocol (tests/unit/test_vectors.py checks them against proto/vecto
 """
 
 import array
+import ctypes
+import fcntl
 import math
 import os
 import socket
@@ -30,14 +44,14 @@ from collections import namedtuple
 import numpy as np
 
 __all__ = [
-    'Client', 'VkresampleError', 'Frame', 'default_socket_path',
+    'Client', 'VkresampleError', 'Frame', 'MemfdTensor', 'memfd_tensor', 'default_socket_path',
     'pack_header', 'pack_submit_body', 'pack_grid_body', 'pack_result_body', 'pack_error_body',
     'pack_pong_body', 'pack_stats_reply_body', 'unpack_header', 'unpack_result', 'unpack_error',
     'unpack_pong', 'unpack_stats',
     'MAGIC', 'VERSION', 'HEADER_BYTES',
     'MSG_PING', 'MSG_PONG', 'MSG_SUBMIT', 'MSG_RESULT', 'MSG_ERROR', 'MSG_CANCEL', 'MSG_STATS',
     'MSG_STATS_REPLY', 'STORAGE_INLINE', 'STORAGE_MEMFD', 'STORAGE_OUTPUT_FD', 'RESULT_INLINE',
-    'RESULT_INTO_FD', 'RESULT_DAEMON_FD', 'MAX_FDS_PER_FRAME',
+    'RESULT_INTO_FD', 'RESULT_DAEMON_FD', 'MAX_FDS_PER_FRAME', 'MEMFD_THRESHOLD_BYTES', 'MEMFD_SEALS',
     'MODES', 'GRID_MODES', 'PADDING_MODES', 'BACKENDS', 'CODES',
     'OP_INTERPOLATE', 'OP_GRID_SAMPLE', 'OP_AFFINE_GRID', 'OP_AFFINE_SAMPLE',
 ]
@@ -66,6 +80,11 @@ RESULT_FIXED_BYTES = 8 + TENSOR_DESC_BYTES                                      
 MAX_CONTROL_BODY_BYTES = 4096
 STATS_FIXED_BYTES, STATS_ROW_BYTES = 136, 32
 STATS_VULKAN_LOST = 0x1        # STATS_REPLY flags: the Vulkan device was lost, its work runs on the CPU
+MEMFD_THRESHOLD_BYTES = 1 << 20  # libvkresample's VKR_MEMFD_THRESHOLD_BYTES: Client(memfd_threshold=...)
+# The seals of every memfd this module makes: its size can neither shrink (so the daemon's mapping
+# cannot fault; the daemon requires this one) nor grow, and no seal can be added later (so nobody
+# can seal it against writing while it is used as an output).
+MEMFD_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 
 _HEADER = struct.Struct('<IHHIIIIQ')                 # magic version type flags id n_fds rsv len
 _JOB_HEADER = struct.Struct('<HHHH')                 # op backend n_tensors reserved
@@ -79,9 +98,11 @@ _STATS_HEAD = struct.Struct('<QQQQQIIIIQQQQQHHIQQQQ')  # uptime bytes x4 queued 
                                                      # p50 p99 busy cancelled refused n_rows name_len
                                                      # flags moved conns_refused timed_out pauses
 _STATS_ROW = struct.Struct('<HHIQQQ')                # op backend reserved done failed in_flight
+_SUBMIT_INTERP = struct.Struct('<' + _JOB_HEADER.format[1:] + _INTERP.format[1:]
+                               + _TENSOR_DESC.format[1:])   # an interpolate SUBMIT's fixed 152 bytes
 assert _STATS_HEAD.size == STATS_FIXED_BYTES and _STATS_ROW.size == STATS_ROW_BYTES
 assert _HEADER.size == HEADER_BYTES and _INTERP.size == INTERP_PARAMS_BYTES == _GRID.size
-assert _TENSOR_DESC.size == TENSOR_DESC_BYTES
+assert _TENSOR_DESC.size == TENSOR_DESC_BYTES and _SUBMIT_INTERP.size == SUBMIT_FIXED_BYTES
 
 MODES = {'nearest': 1, 'nearest-exact': 2, 'linear': 3, 'bilinear': 4, 'bicubic': 5,
          'trilinear': 6, 'area': 7}
@@ -216,16 +237,14 @@ def pack_submit_body(shape, data=b'', mode='nearest', size=None, scale_factor=No
         data_offset = SUBMIT_FIXED_BYTES
     if data_bytes is None:
         data_bytes = memoryview(data).nbytes
-    body = bytearray()
-    body += _JOB_HEADER.pack(op, backend_id, n_tensors, result_storage)
-    body += _INTERP.pack(mode_id, ac, rsf, int(antialias),
-                         ns if n_size is None else n_size, nf if n_scale is None else n_scale, 0,
-                         *sizes, *scales)
-    body += _TENSOR_DESC.pack(dtype, layout, rank, storage, fd_index,
-                              *(shape[:MAX_RANK] + [0] * (MAX_RANK - min(rank, MAX_RANK))),
-                              data_offset, data_bytes)
-    body += data
-    return bytes(body)
+    fixed = _SUBMIT_INTERP.pack(op, backend_id, n_tensors, result_storage,
+                                mode_id, ac, rsf, int(antialias),
+                                ns if n_size is None else n_size, nf if n_scale is None else n_scale,
+                                0, *sizes, *scales,
+                                dtype, layout, rank, storage, fd_index,
+                                *(shape[:MAX_RANK] + [0] * (MAX_RANK - min(rank, MAX_RANK))),
+                                data_offset, data_bytes)
+    return b''.join((fixed, data))
 
 
 def _pack_desc(shape, data_offset, data_bytes, dtype=DTYPE_F32, layout=LAYOUT_CONTIGUOUS,
@@ -400,16 +419,218 @@ def unpack_stats(body):
     return st
 
 
+# ------------------------------------------------------------------ memfd tensors
+# Memfds are mapped with mmap(2) through ctypes rather than the mmap module: an mmap object keeps a
+# dup of the descriptor for as long as it lives (and numpy views keep it alive), whereas here a
+# mapping holds no descriptor at all.  The mapping is unmapped when the last numpy view of it is
+# gone (each view's .base is the _Mapping), never under a live view.
+_PROT_READ, _PROT_WRITE, _MAP_SHARED = 0x1, 0x2, 0x01
+_libc = ctypes.CDLL(None, use_errno=True)
+_c_mmap = getattr(_libc, 'mmap64', None) or _libc.mmap
+_c_mmap.restype = ctypes.c_void_p
+_c_mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                    ctypes.c_int64 if hasattr(_libc, 'mmap64') else ctypes.c_long)
+_c_munmap = _libc.munmap
+_c_munmap.restype = ctypes.c_int
+_c_munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+class _Mapping:
+    """A shared read-write mapping of a whole memfd, exposed to numpy (float32, flat) through
+    __array_interface__.  fd: the owning MemfdTensor's descriptor while it is open, else -1 (a
+    mapping with fd -1 is plain memory to the job path)."""
+    __slots__ = ('addr', 'nbytes', 'fd')
+
+    def __init__(self, fd, nbytes):
+        self.addr, self.nbytes, self.fd = 0, 0, -1
+        if nbytes:
+            addr = _c_mmap(None, nbytes, _PROT_READ | _PROT_WRITE, _MAP_SHARED, fd, 0)
+            if addr is None or addr == _MAP_FAILED:
+                err = ctypes.get_errno()
+                raise OSError(err, 'mmap of %d bytes: %s' % (nbytes, os.strerror(err)))
+            self.addr, self.nbytes = addr, nbytes
+
+    @property
+    def __array_interface__(self):
+        return {'version': 3, 'shape': (self.nbytes // 4,), 'typestr': '<f4',
+                'data': (self.addr, False)}
+
+    def array(self, shape):
+        """A writable float32 view of the mapping's first prod(shape) elements."""
+        n = 1
+        for d in shape:
+            n *= d
+        if not self.nbytes:
+            return np.zeros(shape, np.float32)
+        return np.asarray(self)[:n].reshape(shape)
+
+    def __del__(self, _munmap=_c_munmap):
+        if self.addr:
+            _munmap(self.addr, self.nbytes)
+            self.addr = 0
+
+
+def _mapping_of(a):
+    """The _Mapping a numpy array's memory belongs to, or None."""
+    base = a
+    for _ in range(16):
+        base = getattr(base, 'base', None)
+        if base is None or isinstance(base, _Mapping):
+            return base
+    return None
+
+
+def _check_shape(shape, name='shape'):
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError) as e:
+        raise VkresampleError(VKR_E_INVALID_ARG, name, '%s must be a sequence of integers: %s'
+                              % (name, e)) from None
+    if not 1 <= len(shape) <= MAX_RANK or any(not 0 <= d < (1 << 31) for d in shape):
+        raise VkresampleError(VKR_E_INVALID_ARG, name, '%s %s: 1 to %d extents of 0 to 2^31 - 1'
+                              % (name, shape, MAX_RANK))
+    return shape
+
+
+def _memfd_of(nbytes, name):
+    """A new memfd of nbytes (not yet sealed)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, nbytes)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _memfd_copy(a, what):
+    """A new sealed memfd holding the bytes of the contiguous array a (written, not mapped: each
+    page is filled once, never zeroed first).  Returns the descriptor."""
+    try:
+        fd = _memfd_of(a.nbytes, 'vkresample-input')
+        try:
+            view = memoryview(a.reshape(-1)).cast('B')
+            done = 0
+            while done < a.nbytes:
+                done += os.pwrite(fd, view[done:done + (1 << 30)], done)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, MEMFD_SEALS)
+        except BaseException:
+            os.close(fd)
+            raise
+    except OSError as e:
+        raise VkresampleError(VKR_E_NOMEM, what, 'cannot copy %d bytes into a memfd: %s'
+                              % (a.nbytes, e.strerror or e)) from e
+    return fd
+
+
+class MemfdTensor:
+    """A float32 tensor in a sealed memfd (sealed against shrinking, growing and further seals),
+    mapped read-write: ``.array`` is a C-contiguous numpy view of it (no copy).  Pass the tensor
+    (or any C-contiguous view of ``.array``) to Client.interpolate / grid_sample / affine_grid /
+    affine_sample as an input, and the daemon reads it from the memfd itself: no byte crosses the
+    socket; pass it as ``out=`` and the daemon writes the output into it (its shape must then be
+    the output's).  Reuse it for as many jobs as you like; it is not copied or re-created.
+
+    close() (or the with-block's end) closes the descriptor; the memory stays valid for as long as
+    numpy views of it exist and is unmapped with the last one.  Do not change an input while a job
+    that reads it runs (this module's calls block, so that is only a concern across threads)."""
+
+    def __init__(self, shape, data=None, name='vkresample-tensor'):
+        shape = _check_shape(shape)
+        nbytes = 4
+        for d in shape:
+            nbytes *= d
+        try:
+            fd = _memfd_of(nbytes, name)
+        except OSError as e:
+            raise VkresampleError(VKR_E_NOMEM, 'memfd', 'cannot create a memfd of %d bytes: %s'
+                                  % (nbytes, e.strerror or e)) from e
+        try:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, MEMFD_SEALS)
+            self._map = _Mapping(fd, nbytes)
+        except OSError as e:
+            os.close(fd)
+            raise VkresampleError(VKR_E_NOMEM, 'memfd', 'cannot seal and map a memfd of %d bytes: %s'
+                                  % (nbytes, e.strerror or e)) from e
+        self._map.fd = fd
+        self._fd = fd
+        self.shape = shape
+        self.nbytes = nbytes
+        self.array = self._map.array(shape)
+        if data is not None:
+            self.array[...] = data
+
+    @property
+    def closed(self):
+        return self._fd < 0
+
+    def fileno(self):
+        """The memfd (-1 once closed).  It stays this object's: do not close it yourself."""
+        return self._fd
+
+    def close(self):
+        """Close the memfd (idempotent).  The mapping lives on while views of .array exist."""
+        if self._fd >= 0:
+            self._map.fd = -1
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __array__(self, dtype=None, copy=None):
+        return self.array if dtype is None else self.array.astype(dtype)
+
+    def __repr__(self):
+        return 'MemfdTensor(shape=%s, fd=%d)' % (self.shape, self._fd)
+
+
+def memfd_tensor(shape, data=None):
+    """A new MemfdTensor of shape (zero-filled, or holding data)."""
+    return MemfdTensor(shape, data)
+
+
 # ------------------------------------------------------------------ client
 class Client:
     """A blocking connection to vkresampled.  path: the socket (None: default_socket_path()).
     timeout: seconds for each socket operation (None: wait forever).  Usable as a context
-    manager; close() is idempotent.  Not thread-safe: one Client per thread."""
+    manager; close() is idempotent.  Not thread-safe: one Client per thread.
 
-    def __init__(self, path=None, timeout=None):
+    memfd_threshold: how tensors that are plain numpy arrays travel.  None (the default): inline,
+    through the socket.  A number of bytes N (MEMFD_THRESHOLD_BYTES, 1 MiB, is libvkresample's
+    choice; 0 means every tensor): an input of at least N bytes is copied into a sealed memfd
+    that is passed with the job (one copy instead of the socket's two), and an output of at least
+    N bytes is written by the daemon into a memfd of its own, which is mapped, not copied, into
+    the returned array.  Whatever the threshold, a MemfdTensor (or a view of its .array) travels
+    by its memfd without any copy, and ``out=`` takes the output into one.  The attribute can be
+    changed between jobs; last_transport tells how the last job's tensors went."""
+
+    def __init__(self, path=None, timeout=None, memfd_threshold=None):
+        if memfd_threshold is not None and (isinstance(memfd_threshold, bool) or not isinstance(
+                memfd_threshold, (int, np.integer)) or memfd_threshold < 0):
+            raise VkresampleError(VKR_E_INVALID_ARG, 'memfd_threshold', 'memfd_threshold must be None '
+                                  'or a number of bytes >= 0, not %r' % (memfd_threshold,))
         self.path = default_socket_path() if path is None else path
+        self.memfd_threshold = memfd_threshold
         self.last_backend = None      # 'vulkan' or 'cpu': what ran the last interpolate
+        self.last_transport = None    # {'input': 'inline' | 'memfd' | 'memfd copy', ..., 'output':
+        #                               'inline' | 'out memfd' | 'daemon memfd'} of the last job
         self._next_id = 1
+        self._sock = None
+        self._hdr = bytearray(HEADER_BYTES)
+        self._desc = bytearray(RESULT_FIXED_BYTES)
+        self._ancbuf = socket.CMSG_SPACE(MAX_FDS_PER_FRAME * 4)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.settimeout(timeout)
@@ -470,6 +691,27 @@ class Client:
                 raise refusal from None
             raise VkresampleError(VKR_E_IO, '', 'sending to the daemon failed: %s' % e) from e
 
+    def _send_parts(self, parts, fds=()):
+        """Send the bytes-like parts (contiguous) back to back as one stream, gathered by sendmsg
+        (no concatenation; a small frame is one system call), the descriptors fds with the first
+        byte.  Errors as send_raw's."""
+        views = [v for v in (memoryview(p).cast('B') for p in parts) if v.nbytes]
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', fds))] if fds else []
+        try:
+            while views:
+                n = self._sock.sendmsg(views, anc)
+                anc = []
+                while views and n >= views[0].nbytes:
+                    n -= views[0].nbytes
+                    del views[0]
+                if n:
+                    views[0] = views[0][n:]
+        except OSError as e:
+            refusal = self._refusal() if isinstance(e, (BrokenPipeError, ConnectionResetError)) else None
+            if refusal is not None:
+                raise refusal from None
+            raise VkresampleError(VKR_E_IO, '', 'sending to the daemon failed: %s' % e) from e
+
     def _refusal(self):
         """After a failed send: the daemon's ERROR with request_id 0 (it refused the connection
         itself and closed it) as a VkresampleError if one is waiting, else None.  Only peeks:
@@ -512,11 +754,10 @@ class Client:
     def _recv_header(self):
         """The next 32 header bytes (fewer only when the stream ends) and the descriptors that
         came with them."""
-        buf, fds = bytearray(), []
-        while len(buf) < HEADER_BYTES:
+        view, got, fds = memoryview(self._hdr), 0, []
+        while got < HEADER_BYTES:
             try:
-                data, anc, flags, _ = self._sock.recvmsg(
-                    HEADER_BYTES - len(buf), socket.CMSG_SPACE(MAX_FDS_PER_FRAME * 4))
+                n, anc, flags, _ = self._sock.recvmsg_into([view[got:]], self._ancbuf)
             except InterruptedError:
                 continue
             except OSError as e:
@@ -529,10 +770,33 @@ class Client:
                     os.close(fd)
                 raise VkresampleError(VKR_E_SERVER, 'n_fds', 'more descriptors arrived than a '
                                       'frame may carry')
-            if not data:
+            if not n:
                 break
-            buf += data
-        return buf, fds
+            got += n
+        return bytes(view[:got]), fds
+
+    def _recv_into(self, views):
+        """Fill the writable byte views, in order, from the stream (one recvmsg scatters into
+        all of them when the bytes are there); VkresampleError(VKR_E_IO) if it ends first."""
+        views = [v for v in views if v.nbytes]
+        total = sum(v.nbytes for v in views)
+        got = 0
+        while views:
+            try:
+                k = self._sock.recvmsg_into(views)[0]
+            except InterruptedError:
+                continue
+            except OSError as e:
+                raise VkresampleError(VKR_E_IO, '', 'reading a frame body failed: %s' % e) from e
+            if k == 0:
+                raise VkresampleError(VKR_E_IO, '', 'the daemon closed the connection within a '
+                                      'frame body (%d of %d bytes)' % (got, total))
+            got += k
+            while views and k >= views[0].nbytes:
+                k -= views[0].nbytes
+                del views[0]
+            if k:
+                views[0] = views[0][k:]
 
     def recv_frame(self, max_body=None):
         """Read one frame.  Returns a Frame (header fields, the body: bytes, or a bytearray
@@ -572,47 +836,80 @@ class Client:
         self.close()
         raise VkresampleError(code, field, message)
 
-    def _reply(self, request_id, expect_type, max_body):
+    def _reply(self, request_id, expect_type, max_body, n_fds=0, into_shape=None):
+        """Read the reply to request_id: its body (bytes, or a bytearray over 4 KiB).  A reply
+        of expect_type must carry n_fds descriptors (any other none), returned to the caller as
+        the second value, now its own.  into_shape: for an inline RESULT whose body is exactly
+        max_body bytes, the output's shape: its bytes are then read straight into a new float32
+        array (no intermediate buffer), returned third, with the body's first 96 bytes as the
+        body.  Any other reply, or a body over max(max_body, 4096) bytes, is read and checked as
+        it is.  The daemon's ERROR raises its code and message; a broken stream closes the
+        connection and raises."""
         try:
-            frame = self.recv_frame(max_body=max(max_body, MAX_CONTROL_BODY_BYTES))
-        except VkresampleError as e:
+            head, fds = self._recv_header()
+        except VkresampleError:
             self.close()
-            if e.code == VKR_E_TOO_LARGE:
-                raise VkresampleError(VKR_E_SERVER, e.field, 'reply ' + e.message) from None
             raise
-        if frame is None:
-            self._fail(VKR_E_IO, '', 'the daemon closed the connection without replying')
-        for fd in frame.fds:
-            os.close(fd)
-        if frame.magic != MAGIC or frame.version != VERSION or frame.flags or frame.n_fds \
-                or frame.reserved or frame.fds:
-            self._fail(VKR_E_SERVER, 'header', 'bad frame header from the daemon: magic 0x%08x '
-                       'version %d flags %d n_fds %d reserved %d' % (
-                           frame.magic, frame.version, frame.flags, frame.n_fds, frame.reserved))
-        if frame.request_id == 0 and frame.type == MSG_ERROR and request_id != 0:
-            # request_id 0: the daemon refuses the connection itself (--allow-uid, a per-uid
-            # cap, a stalled frame) and closes it after this ERROR
-            try:
-                code, field, message = unpack_error(frame.body)
-            finally:
-                self.close()
-            raise VkresampleError(code, field, message)
-        if frame.request_id != request_id:
-            self._fail(VKR_E_SERVER, 'request_id', 'reply carries request_id %d, expected %d'
-                       % (frame.request_id, request_id))
-        if frame.type == MSG_ERROR:
-            try:
-                code, field, message = unpack_error(frame.body)
-            except VkresampleError:
-                self.close()
-                raise
-            raise VkresampleError(code, field, message)
-        if frame.type != expect_type:
-            self._fail(VKR_E_SERVER, 'type', 'reply has message type %d, expected %d'
-                       % (frame.type, expect_type))
-        if frame.type != MSG_RESULT and len(frame.body) > MAX_CONTROL_BODY_BYTES:
-            self._fail(VKR_E_SERVER, 'body_len', 'reply body of %d bytes' % len(frame.body))
-        return frame.body
+        try:
+            if not head:
+                self._fail(VKR_E_IO, '', 'the daemon closed the connection without replying')
+            if len(head) < HEADER_BYTES:
+                self._fail(VKR_E_IO, '', 'the daemon closed the connection within a frame header '
+                           '(%d of %d bytes)' % (len(head), HEADER_BYTES))
+            magic, version, mtype, flags, rid, hdr_fds, reserved, body_len = _HEADER.unpack(head)
+            limit = max(max_body, MAX_CONTROL_BODY_BYTES)
+            if body_len > limit:
+                self._fail(VKR_E_SERVER, 'body_len', 'reply frame body of %d bytes is over the '
+                           'limit of %d' % (body_len, limit))
+            want_fds = n_fds if mtype == expect_type and rid == request_id else 0
+            if magic != MAGIC or version != VERSION or flags or hdr_fds != want_fds or reserved \
+                    or len(fds) != want_fds:
+                self._fail(VKR_E_SERVER, 'header', 'bad frame header from the daemon: magic 0x%08x '
+                           'version %d flags %d n_fds %d (%d descriptors) reserved %d' % (
+                               magic, version, flags, hdr_fds, len(fds), reserved))
+            if into_shape is not None and mtype == MSG_RESULT and rid == request_id \
+                    and body_len == max_body:
+                out = np.empty(into_shape, np.float32)
+                try:
+                    self._recv_into([memoryview(self._desc), memoryview(out.reshape(-1)).cast('B')])
+                except VkresampleError:
+                    self.close()
+                    raise
+                return self._desc, fds, out
+            body = self._recv_exact(body_len, 'a frame body')
+            if len(body) < body_len:
+                self._fail(VKR_E_IO, '', 'the daemon closed the connection within a frame body '
+                           '(%d of %d bytes)' % (len(body), body_len))
+            if len(body) <= MAX_CONTROL_BODY_BYTES:
+                body = bytes(body)
+            if rid == 0 and mtype == MSG_ERROR and request_id != 0:
+                # request_id 0: the daemon refuses the connection itself (--allow-uid, a per-uid
+                # cap, a stalled frame) and closes it after this ERROR
+                try:
+                    code, field, message = unpack_error(body)
+                finally:
+                    self.close()
+                raise VkresampleError(code, field, message)
+            if rid != request_id:
+                self._fail(VKR_E_SERVER, 'request_id', 'reply carries request_id %d, expected %d'
+                           % (rid, request_id))
+            if mtype == MSG_ERROR:
+                try:
+                    code, field, message = unpack_error(body)
+                except VkresampleError:
+                    self.close()
+                    raise
+                raise VkresampleError(code, field, message)
+            if mtype != expect_type:
+                self._fail(VKR_E_SERVER, 'type', 'reply has message type %d, expected %d'
+                           % (mtype, expect_type))
+            if mtype != MSG_RESULT and len(body) > MAX_CONTROL_BODY_BYTES:
+                self._fail(VKR_E_SERVER, 'body_len', 'reply body of %d bytes' % len(body))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return body, fds, None
 
     def ping(self):
         """Round trip a PING.  Returns {'device': str, 'backends': [names],
@@ -632,22 +929,32 @@ class Client:
         self._require_open()
         rid = self._take_id()
         self.send_raw(pack_header(msg_type, rid, 0))
-        body = self._reply(rid, reply_type, MAX_CONTROL_BODY_BYTES)
+        body = self._reply(rid, reply_type, MAX_CONTROL_BODY_BYTES)[0]
         try:
             return unpack(body)
         except VkresampleError:
             self.close()
             raise
 
+    def memfd_tensor(self, shape, data=None):
+        """A new MemfdTensor of shape (zero-filled, or holding a copy of data): a float32 tensor in
+        a sealed memfd whose .array is a numpy view of it.  Pass it (or a C-contiguous view of its
+        .array) as an input, or as out=, to any job: its memfd travels, never its bytes, so a
+        tensor filled in place and reused for many jobs costs no copy and no new memfd.  Close it
+        (or use it as a context manager) when done."""
+        return MemfdTensor(shape, data)
+
     def interpolate(self, x, size=None, scale_factor=None, mode='nearest', align_corners=None,
-                    recompute_scale_factor=None, antialias=False, backend='auto'):
+                    recompute_scale_factor=None, antialias=False, backend='auto', out=None):
         """torch.nn.functional.interpolate(x, ...) on the daemon.  x: a float32 numpy array
         (N, C, W), (N, C, H, W) or (N, C, D, H, W), any byte order or strides (it is sent as
-        contiguous little-endian).  size / scale_factor: a scalar (every spatial axis) or a
-        sequence (one per axis).  Returns a new float32 array.  Raises VkresampleError: the
-        daemon's code, field and message (PyTorch's wording) when it refuses the job."""
+        contiguous little-endian), or a MemfdTensor.  size / scale_factor: a scalar (every spatial
+        axis) or a sequence (one per axis).  Returns a new float32 array, or with out= (a
+        MemfdTensor of the output's shape) writes the output into it and returns out.array.
+        Raises VkresampleError: the daemon's code, field and message (PyTorch's wording) when it
+        refuses the job."""
         self._require_open()
-        x = _as_f32(x, 'input')
+        x, x_fd = self._tensor_arg(x, 'input')
         if mode not in MODES:
             raise VkresampleError(VKR_E_NOT_IMPLEMENTED, 'mode', 'Input Error: unknown mode %r: '
                                   'expected one of %s' % (mode, ', '.join(MODES)))
@@ -659,7 +966,8 @@ class Client:
         # sequence on a multi-axis input is PyTorch's ValueError, decided here.
         for value, name, shown in ((size, 'size', 'output size of'),
                                    (scale_factor, 'scale_factor', 'scale_factor of shape')):
-            if isinstance(value, (list, tuple, np.ndarray)) and np.size(value) == 1 and dim != 1:
+            if value is not None and type(value) not in (int, float) and dim != 1 \
+                    and isinstance(value, (list, tuple, np.ndarray)) and np.size(value) == 1:
                 what = 'output' if name == 'size' else 'scale_factor'
                 fmt = '(o1, o2, ...,oK)' if name == 'size' else '(s1, s2, ...,sK)'
                 raise VkresampleError(
@@ -670,9 +978,15 @@ class Client:
                     % (what, list(x.shape[2:]), shown, list(value),
                        'output size' if name == 'size' else 'scale_factor', fmt))
         try:
-            if size is not None:
+            if size is None or type(size) is int:
+                pass
+            elif type(size) in (list, tuple) and all(type(v) is int for v in size):
+                size = list(size)
+            else:
                 size = [int(v) for v in np.asarray(size).reshape(-1)] if np.ndim(size) else int(size)
-            if scale_factor is not None:
+            if scale_factor is None or type(scale_factor) is float:
+                pass
+            else:
                 scale_factor = ([float(v) for v in np.asarray(scale_factor).reshape(-1)]
                                 if np.ndim(scale_factor) else float(scale_factor))
         except (TypeError, ValueError) as e:
@@ -683,90 +997,212 @@ class Client:
         if isinstance(size, list) and any(not -(1 << 63) <= v < (1 << 63) for v in size):
             raise VkresampleError(VKR_E_VALUE, 'size', 'size %s does not fit in 64 bits' % size)
 
-        data = np.ascontiguousarray(x, dtype='<f4')
-        fixed = pack_submit_body(x.shape, b'', mode=mode, size=size, scale_factor=scale_factor,
-                                 align_corners=None if align_corners is None else bool(align_corners),
-                                 recompute_scale_factor=(None if recompute_scale_factor is None
-                                                         else bool(recompute_scale_factor)),
-                                 antialias=bool(antialias), backend=backend,
-                                 data_bytes=data.nbytes)
-        return self._run_job(fixed, [data], _expected_shape(x.shape, size, scale_factor),
-                             'size and scale_factor both or neither given, or of the wrong length')
+        def pack(where, result_storage):
+            return pack_submit_body(
+                x.shape, b'', mode=mode, size=size, scale_factor=scale_factor,
+                align_corners=None if align_corners is None else bool(align_corners),
+                recompute_scale_factor=(None if recompute_scale_factor is None
+                                        else bool(recompute_scale_factor)),
+                antialias=bool(antialias), backend=backend, data_bytes=x.nbytes,
+                storage=STORAGE_INLINE if where[0] is None else STORAGE_MEMFD,
+                fd_index=0 if where[0] is None else where[0][0],
+                data_offset=None if where[0] is None else where[0][1],
+                result_storage=result_storage)
+        return self._job([(x, x_fd, 'input')], _expected_shape(x.shape, size, scale_factor), out,
+                         pack, 'size and scale_factor both or neither given, or of the wrong length')
 
     def grid_sample(self, x, grid, mode='bilinear', padding_mode='zeros', align_corners=None,
-                    backend='auto'):
+                    backend='auto', out=None):
         """torch.nn.functional.grid_sample(x, grid, ...) on the daemon.  x: float32 (N, C, H, W)
-        with grid (N, Ho, Wo, 2), or (N, C, D, H, W) with grid (N, Do, Ho, Wo, 3).  Returns a
-        new float32 array (N, C, Ho, Wo) / (N, C, Do, Ho, Wo).  An unknown mode or padding_mode
-        raises VkresampleError(VKR_E_VALUE) here with PyTorch's ValueError text; what the
-        daemon refuses raises its code and message (PyTorch's wording)."""
+        with grid (N, Ho, Wo, 2), or (N, C, D, H, W) with grid (N, Do, Ho, Wo, 3) (numpy arrays
+        or MemfdTensors).  Returns a new float32 array (N, C, Ho, Wo) / (N, C, Do, Ho, Wo), or
+        out.array with out= (a MemfdTensor of that shape).  An unknown mode or padding_mode
+        raises VkresampleError(VKR_E_VALUE) here with PyTorch's ValueError text; what the daemon
+        refuses raises its code and message (PyTorch's wording)."""
         self._require_open()
         _check_grid_modes(mode, padding_mode)
         _check_backend(backend)
         _check_opt_bool(align_corners, 'align_corners')
-        x = _as_f32(x, 'input')
-        grid = _as_f32(grid, 'grid')
-        fixed = pack_grid_body(OP_GRID_SAMPLE, [x.shape, grid.shape], mode=mode,
-                               padding_mode=padding_mode, align_corners=align_corners,
-                               backend=backend)
-        return self._run_job(fixed, [x, grid], _grid_sample_shape(x.shape, grid.shape, mode),
-                             'grid_sampler() refuses these shapes')
+        x, x_fd = self._tensor_arg(x, 'input')
+        grid, grid_fd = self._tensor_arg(grid, 'grid')
 
-    def affine_grid(self, theta, size, align_corners=None, backend='auto'):
+        def pack(where, result_storage):
+            return pack_grid_body(OP_GRID_SAMPLE, [x.shape, grid.shape], mode=mode,
+                                  padding_mode=padding_mode, align_corners=align_corners,
+                                  backend=backend, memfds=where, result_storage=result_storage)
+        return self._job([(x, x_fd, 'input'), (grid, grid_fd, 'grid')],
+                         _grid_sample_shape(x.shape, grid.shape, mode), out, pack,
+                         'grid_sampler() refuses these shapes')
+
+    def affine_grid(self, theta, size, align_corners=None, backend='auto', out=None):
         """torch.nn.functional.affine_grid(theta, size, ...) on the daemon.  theta: float32
-        (N, 2, 3) for size (N, C, H, W), (N, 3, 4) for size (N, C, D, H, W).  Returns a new float32
-        grid (N, H, W, 2) / (N, D, H, W, 3).  A size of another length raises
+        (N, 2, 3) for size (N, C, H, W), (N, 3, 4) for size (N, C, D, H, W) (a numpy array or a
+        MemfdTensor).  Returns a new float32 grid (N, H, W, 2) / (N, D, H, W, 3), or out.array
+        with out= (a MemfdTensor of that shape).  A size of another length raises
         VkresampleError(VKR_E_NOT_IMPLEMENTED) here with PyTorch's NotImplementedError text."""
         self._require_open()
         _check_backend(backend)
         _check_opt_bool(align_corners, 'align_corners')
-        theta = _as_f32(theta, 'theta')
+        theta, theta_fd = self._tensor_arg(theta, 'theta')
         sizes = _int_list(size, 'size')
         if len(sizes) not in (4, 5):
             raise VkresampleError(VKR_E_NOT_IMPLEMENTED, 'size',
                                   'affine_grid only supports 4D and 5D sizes, for 2D and 3D affine '
                                   'transforms, respectively. Got size {}.'.format(size))
-        fixed = pack_grid_body(OP_AFFINE_GRID, [theta.shape], align_corners=align_corners,
-                               size=sizes, backend=backend)
-        want = _affine_grid_shape(theta.shape, sizes, align_corners is True)
-        return self._run_job(fixed, [theta], want, 'affine_grid refuses these arguments')
+
+        def pack(where, result_storage):
+            return pack_grid_body(OP_AFFINE_GRID, [theta.shape], align_corners=align_corners,
+                                  size=sizes, backend=backend, memfds=where,
+                                  result_storage=result_storage)
+        return self._job([(theta, theta_fd, 'theta')],
+                         _affine_grid_shape(theta.shape, sizes, align_corners is True), out, pack,
+                         'affine_grid refuses these arguments')
 
     def affine_sample(self, x, theta, size, mode='bilinear', padding_mode='zeros',
-                      align_corners=None, backend='auto'):
+                      align_corners=None, backend='auto', out=None):
         """grid_sample(x, affine_grid(theta, (N, C) + size, align_corners), mode, padding_mode,
         align_corners) as one job on the daemon (the grid never crosses the socket).  x: float32
         (N, C, H, W) with theta (N, 2, 3) and size (Ho, Wo), or (N, C, D, H, W) with theta
-        (N, 3, 4) and size (Do, Ho, Wo).  Returns a new float32 array (N, C) + size."""
+        (N, 3, 4) and size (Do, Ho, Wo) (numpy arrays or MemfdTensors).  Returns a new float32
+        array (N, C) + size, or out.array with out= (a MemfdTensor of that shape)."""
         self._require_open()
         _check_grid_modes(mode, padding_mode)
         _check_backend(backend)
         _check_opt_bool(align_corners, 'align_corners')
-        x = _as_f32(x, 'input')
-        theta = _as_f32(theta, 'theta')
+        x, x_fd = self._tensor_arg(x, 'input')
+        theta, theta_fd = self._tensor_arg(theta, 'theta')
         sizes = _int_list(size, 'size')
         if len(sizes) > MAX_SPATIAL:
             raise VkresampleError(VKR_E_VALUE, 'size', 'affine_sample: size must give the %d output '
                                   'spatial extents of a %dD input, got %d value(s)'
                                   % (x.ndim - 2, x.ndim, len(sizes)))
-        fixed = pack_grid_body(OP_AFFINE_SAMPLE, [x.shape, theta.shape], mode=mode,
-                               padding_mode=padding_mode, align_corners=align_corners,
-                               size=sizes, backend=backend)
-        want = _affine_sample_shape(x.shape, theta.shape, sizes, mode, align_corners is True)
-        return self._run_job(fixed, [x, theta], want, 'affine_sample refuses these arguments')
+
+        def pack(where, result_storage):
+            return pack_grid_body(OP_AFFINE_SAMPLE, [x.shape, theta.shape], mode=mode,
+                                  padding_mode=padding_mode, align_corners=align_corners,
+                                  size=sizes, backend=backend, memfds=where,
+                                  result_storage=result_storage)
+        return self._job([(x, x_fd, 'input'), (theta, theta_fd, 'theta')],
+                         _affine_sample_shape(x.shape, theta.shape, sizes, mode, align_corners is True),
+                         out, pack, 'affine_sample refuses these arguments')
 
     # -------------------------------------------------------------- the job path
-    def _run_job(self, fixed, arrays, want, refused_why):
-        """Send a SUBMIT (fixed: the body's descriptors; arrays: contiguous '<f4' tensors, sent
-        after it in order) and return the RESULT's tensor, checked against want (the output
-        shape PyTorch gives, or None when PyTorch refuses the job: the daemon must then answer
-        with an ERROR, raised as VkresampleError)."""
-        rid = self._take_id()
-        total = len(fixed) + sum(a.nbytes for a in arrays)
+    @staticmethod
+    def _tensor_arg(x, name):
+        """(x as a contiguous little-endian float32 array, (fd, byte offset) of the open memfd
+        it lies in or None).  x: a numpy array (or anything np.asarray takes) or a MemfdTensor;
+        an array that is a C-contiguous float32 view into an open MemfdTensor keeps its memfd."""
+        if isinstance(x, MemfdTensor):
+            if x.closed:
+                raise VkresampleError(VKR_E_INVALID_ARG, name, 'the MemfdTensor is closed')
+            return x.array, (x.fileno(), 0)
+        a = _as_f32(x, name)
+        if a.base is not None and a.nbytes:
+            m = _mapping_of(a)
+            if m is not None and m.fd >= 0:
+                off = a.__array_interface__['data'][0] - m.addr
+                if 0 <= off and off + a.nbytes <= m.nbytes and off % 4 == 0:
+                    return a, (m.fd, off)
+        return a, None
+
+    @staticmethod
+    def _out_arg(out, want):
+        """(the array to return, its memfd) for out=: a MemfdTensor, or a C-contiguous float32
+        view that starts at byte 0 of an open MemfdTensor (the daemon writes from byte 0)."""
+        if isinstance(out, MemfdTensor):
+            if out.closed:
+                raise VkresampleError(VKR_E_INVALID_ARG, 'out', 'the MemfdTensor is closed')
+            arr, fd = out.array, out.fileno()
+        else:
+            m = _mapping_of(out) if isinstance(out, np.ndarray) else None
+            if m is None or m.fd < 0 or out.dtype != np.dtype('<f4') or not out.flags.c_contiguous \
+                    or out.__array_interface__['data'][0] != m.addr:
+                raise VkresampleError(VKR_E_INVALID_ARG, 'out', 'out must be an open MemfdTensor '
+                                      '(Client.memfd_tensor), or a C-contiguous float32 view that '
+                                      'starts at its first byte')
+            arr, fd = out, m.fd
+        if want is not None and tuple(arr.shape) != tuple(want):
+            raise VkresampleError(VKR_E_VALUE, 'out', 'out has shape %s; the output has shape %s'
+                                  % (tuple(arr.shape), tuple(want)))
+        return arr, fd
+
+    def _job(self, tensors, want, out, pack, refused_why):
+        """Choose each tensor's transport, pack the SUBMIT (pack(where, result_storage): where
+        per tensor None for inline or (fd_index, byte offset)), run it and return the output.
+        tensors: (array, (fd, offset) or None, name) in the op's order; want: the output shape
+        PyTorch gives (None when it refuses the job)."""
+        threshold = self.memfd_threshold
+        out_bytes = None
+        if want is not None:
+            out_bytes = 4
+            for d in want:
+                out_bytes *= d
+        if threshold is None and out is None and not any(t[1] for t in tensors):
+            # the common small-job path: everything inline
+            self.last_transport = dict.fromkeys([t[2] for t in tensors] + ['output'], 'inline')
+            return self._run_job(pack([None] * len(tensors), RESULT_INLINE), [t[0] for t in tensors],
+                                 want, refused_why)
+        fds, temp_fds, where, inline, transport = [], [], [], [], {}
         try:
-            self.send_raw(pack_header(MSG_SUBMIT, rid, total) + fixed)
-            for a in arrays:
-                if a.nbytes:
-                    self.send_raw(memoryview(a.reshape(-1)).cast('B'))
+            for a, at, name in tensors:
+                if at is not None:
+                    transport[name] = 'memfd'
+                elif threshold is not None and a.nbytes >= threshold:
+                    at = (_memfd_copy(a, name), 0)
+                    temp_fds.append(at[0])
+                    transport[name] = 'memfd copy'
+                else:
+                    transport[name] = 'inline'
+                    where.append(None)
+                    inline.append(a)
+                    continue
+                if at[0] not in fds:
+                    fds.append(at[0])
+                where.append((fds.index(at[0]), at[1]))
+            result_storage, out_arr = RESULT_INLINE, None
+            if out is not None:
+                out_arr, out_fd = self._out_arg(out, want)
+                for (a, at, name), w in zip(tensors, where):
+                    if at is not None and at[0] == out_fd and at[1] < out_arr.nbytes:
+                        raise VkresampleError(VKR_E_VALUE, 'out', 'out overlaps %s: the output '
+                                              'would overwrite its own input' % name)
+                fds.append(out_fd)
+                result_storage = RESULT_INTO_FD
+                transport['output'] = 'out memfd'
+            elif out_bytes is not None and threshold is not None and out_bytes >= threshold:
+                result_storage = RESULT_DAEMON_FD
+                transport['output'] = 'daemon memfd'
+            else:
+                transport['output'] = 'inline'
+            fixed = pack(where, result_storage)
+            self.last_transport = transport
+            return self._run_job(fixed, inline, want, refused_why, fds, temp_fds, result_storage,
+                                 out_arr)
+        finally:
+            for fd in temp_fds:
+                os.close(fd)
+            temp_fds.clear()
+
+    def _run_job(self, fixed, arrays, want, refused_why, fds=(), temp_fds=None,
+                 result_storage=RESULT_INLINE, out=None):
+        """Send a SUBMIT (fixed: the body's descriptors; arrays: the inline contiguous '<f4'
+        tensors, sent after it in order; fds: the frame's descriptors) and return the RESULT's
+        tensor, checked against want (the output shape PyTorch gives, or None when PyTorch
+        refuses the job: the daemon must then answer with an ERROR, raised as VkresampleError).
+        temp_fds (a list) are closed, and the list emptied, once the frame is sent."""
+        rid = self._take_id()
+        total = len(fixed)
+        for a in arrays:
+            total += a.nbytes
+        try:
+            try:
+                self._send_parts([_HEADER.pack(MAGIC, VERSION, MSG_SUBMIT, 0, rid, len(fds), 0, total),
+                                  fixed] + [a.reshape(-1) for a in arrays], fds)
+            finally:
+                if temp_fds:
+                    for fd in temp_fds:
+                        os.close(fd)
+                    temp_fds.clear()
         except VkresampleError:
             # The daemon may have refused the job and closed before reading all of it.
             try:
@@ -780,10 +1216,23 @@ class Client:
         n_out = 1
         for d in want or ():
             n_out *= d
-        reply = self._reply(rid, MSG_RESULT, RESULT_FIXED_BYTES + 4 * n_out)
-        return self._decode_result(reply, want, refused_why)
+        if result_storage == RESULT_INLINE:
+            body, rfds, arr = self._reply(rid, MSG_RESULT, RESULT_FIXED_BYTES + 4 * n_out,
+                                          into_shape=want)
+        else:
+            body, rfds, arr = self._reply(rid, MSG_RESULT, RESULT_FIXED_BYTES,
+                                          n_fds=1 if result_storage == RESULT_DAEMON_FD else 0)
+        try:
+            return self._decode_result(body, want, refused_why, result_storage, arr, out, rfds)
+        finally:
+            for fd in rfds:
+                os.close(fd)
 
-    def _decode_result(self, body, want, refused_why):
+    def _decode_result(self, body, want, refused_why, result_storage=RESULT_INLINE, arr=None,
+                       out=None, fds=()):
+        """The output of a RESULT body (or of its first 96 bytes when arr holds the inline
+        bytes already), checked against what the job asked for.  out: the out= array
+        (RESULT_INTO_FD); fds: the daemon's output memfd (RESULT_DAEMON_FD; the caller closes)."""
         if want is None:
             self._fail(VKR_E_SERVER, 'output', 'the daemon returned a result for a job PyTorch '
                        'refuses (%s)' % refused_why)
@@ -793,22 +1242,50 @@ class Client:
         desc = _TENSOR_DESC.unpack_from(body, 8)
         dtype, layout, rank, storage, r3 = desc[:5]
         shape, off, nbytes = desc[5:5 + MAX_RANK], desc[13], desc[14]
+        want_storage = (STORAGE_INLINE, STORAGE_MEMFD, STORAGE_OUTPUT_FD)[
+            (RESULT_INLINE, RESULT_DAEMON_FD, RESULT_INTO_FD).index(result_storage)]
         if r1 or r2 or r3 or dtype != DTYPE_F32 or layout != LAYOUT_CONTIGUOUS \
-                or storage != STORAGE_INLINE or not 1 <= rank <= MAX_RANK \
+                or storage != want_storage or not 1 <= rank <= MAX_RANK \
                 or any(shape[rank:]) or backend_used not in (BACKENDS['vulkan'], BACKENDS['cpu']):
             self._fail(VKR_E_SERVER, 'output', 'malformed RESULT descriptor from the daemon')
         shape = tuple(shape[:rank])
         n = 1
         for d in want:
             n *= d
-        if shape != want or off != RESULT_FIXED_BYTES or nbytes != 4 * n \
-                or len(body) != RESULT_FIXED_BYTES + nbytes:
+        body_len = RESULT_FIXED_BYTES + nbytes if arr is not None else len(body)
+        inline = storage == STORAGE_INLINE
+        if shape != want or off != (RESULT_FIXED_BYTES if inline else 0) or nbytes != 4 * n \
+                or body_len != RESULT_FIXED_BYTES + (nbytes if inline else 0):
             self._fail(VKR_E_SERVER, 'output', 'the daemon\'s result (shape %s, %d bytes) does not '
                        'match the expected output shape %s' % (shape, nbytes, want))
         self.last_backend = _BACKEND_NAMES[backend_used]
+        if storage == STORAGE_OUTPUT_FD:
+            return out
+        if storage == STORAGE_MEMFD:
+            return self._map_result(fds[0], nbytes, want)
+        if arr is not None:
+            return arr
         out = np.frombuffer(body, dtype='<f4', count=n, offset=RESULT_FIXED_BYTES).reshape(want)
         out = out.astype(np.float32, copy=False)
         return out if out.flags.writeable else out.copy()
+
+    def _map_result(self, fd, nbytes, want):
+        """The daemon's output memfd as a float32 array of shape want, mapped (not copied) once it
+        is proven that no access can fault: sealed against shrinking, long enough."""
+        try:
+            seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+            size = os.fstat(fd).st_size
+        except OSError as e:
+            self._fail(VKR_E_SERVER, 'output', 'the daemon\'s output descriptor is not a memfd: %s' % e)
+        if not seals & fcntl.F_SEAL_SHRINK or size < nbytes:
+            self._fail(VKR_E_SERVER, 'output', 'the daemon\'s output memfd (%d bytes, seals 0x%x) is '
+                       'not sealed against shrinking or shorter than the output (%d bytes)'
+                       % (size, seals, nbytes))
+        try:
+            return _Mapping(fd, nbytes).array(want)
+        except OSError as e:
+            raise VkresampleError(VKR_E_NOMEM, 'output', 'cannot map the %d-byte output memfd: %s'
+                                  % (nbytes, e.strerror or e)) from e
 
 
 # ------------------------------------------------------------------ argument checks

@@ -8,8 +8,11 @@ For every workload it prints the median of several timed runs of
   torch      PyTorch CPU (torch.nn.functional), same thread count
   opencv     cv2.resize / cv2.remap on the same data in HWC, same thread count (where it has the op)
   floor      the memory-bandwidth floor: bytes read + written / copy bandwidth measured in this run
-and the ratios ours / peer (below 1 means we are faster).  The small-job workload reports the
-round-trip latency p50 / p99 through the daemon and jobs/s with 8 concurrent clients.
+and the ratios ours / peer (below 1 means we are faster).  The small-job workload (1x3x32x32 ->
+64x64 bilinear, issue 6's target p50 <= 50 us, p99 <= 200 us) reports the round-trip latency p50 /
+p99 through the daemon and jobs/s with 8 concurrent clients, twice: through the Python module
+(client/python/vkresample.py) and through libvkresample (vkr-bench-small-jobs, which also times a
+PING round trip: the socket and the daemon's loop alone, no worker thread, no compute).
 
 usage: bench.py [--build DIR] [--quick] [--json] [--only NAME[,NAME]]"""
 import argparse
@@ -159,7 +162,8 @@ def daemon_time(client, args_kw, x, runs):
 
 
 def small_job_latency(sock, seconds):
-    """p50 / p99 of a 1x3x32x32 -> 64x64 bilinear round trip, and jobs/s with 8 clients."""
+    """p50 / p99 of a 1x3x32x32 -> 64x64 bilinear round trip through the Python module, and
+    jobs/s with 8 clients (threads, one connection each)."""
     x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
     with vkresample.Client(sock) as c:
         for _ in range(50):
@@ -185,6 +189,20 @@ def small_job_latency(sock, seconds):
     for t in threads:
         t.join()
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], sum(counts) / seconds
+
+
+def small_job_c(build, sock, seconds):
+    """The same small job through libvkresample (vkr-bench-small-jobs): {'p50_us', 'p90_us',
+    'p99_us', 'min_us', 'ping_p50_us', 'ping_p99_us', 'jobs_per_s', ...}, or {'error': ...}."""
+    tool = os.path.join(build, 'tests', 'bench', 'vkr-bench-small-jobs')
+    try:
+        r = subprocess.run([tool, sock, '--seconds', str(seconds), '--clients', '8', '--backend', 'cpu'],
+                           capture_output=True, text=True, timeout=120 + 4 * seconds)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {'error': str(e)}
+    if r.returncode != 0:
+        return {'error': r.stderr.strip() or 'exit %d' % r.returncode}
+    return json.loads(r.stdout)
 
 
 def fmt_ms(v):
@@ -245,9 +263,12 @@ def main():
             rows.append(row)
         client.close()
         p50, p99, jps = small_job_latency(daemon.socket, 1.0 if args.quick else 3.0)
+        c_small = small_job_c(args.build, daemon.socket, 1.0 if args.quick else 3.0)
     finally:
         daemon.stop()
-    small = {'p50_us': round(p50 * 1e6, 1), 'p99_us': round(p99 * 1e6, 1), 'jobs_per_s_8_clients': round(jps)}
+    # p50_us / p99_us / jobs_per_s_8_clients: the Python module's (as before); c_library: libvkresample's
+    small = {'p50_us': round(p50 * 1e6, 1), 'p99_us': round(p99 * 1e6, 1), 'jobs_per_s_8_clients': round(jps),
+             'c_library': c_small}
     if args.json:
         print(json.dumps({'machine': info, 'workloads': rows, 'small_job': small}, indent=1))
         return 0
@@ -265,8 +286,14 @@ def main():
             fmt_ratio(r['cpu_s'], r.get('floor_s')), fmt_ratio(r.get('daemon_inline_s'), r['cpu_s'])))
         if r['error']:
             print('#   %s: %s' % (r['workload'], r['error']))
-    print('# small job 1x3x32x32 -> 64x64 through the daemon: p50 %.1f us, p99 %.1f us, %d jobs/s with 8 clients' % (
+    print('# small job 1x3x32x32 -> 64x64 bilinear through the daemon (cpu backend; target p50 <= 50 us, p99 <= 200 us):')
+    print('#   Python module: p50 %.1f us, p99 %.1f us, %d jobs/s with 8 clients' % (
         small['p50_us'], small['p99_us'], small['jobs_per_s_8_clients']))
+    if 'error' in c_small:
+        print('#   libvkresample: not measured (%s)' % c_small['error'])
+    else:
+        print('#   libvkresample: p50 %.1f us, p99 %.1f us, %d jobs/s with 8 clients; PING round trip p50 %.1f us, p99 %.1f us' % (
+            c_small['p50_us'], c_small['p99_us'], c_small['jobs_per_s'], c_small['ping_p50_us'], c_small['ping_p99_us']))
     return 0
 
 
