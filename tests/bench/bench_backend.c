@@ -4,6 +4,8 @@
  *     op=interpolate|grid_sample  mode=NAME  shape=N,C,H,W[,..]  size=a[,b[,c]] | scale=s
  *     ac=0|1  aa=0|1  padding=zeros|border|reflection  grid=N,Ho,Wo[,..] (grid_sample; values in
  *     [-1.1, 1.1])
+ *   --dump PREFIX  also write the input, the grid and the last output as raw float32 to
+ *     PREFIX.in, PREFIX.aux and PREFIX.out (tests/bench/check_exact.py compares them with torch)
  *
  * Prints one JSON line: {"median_s": ..., "min_s": ..., "iters": N, "in_bytes": ..., "out_bytes": ...}.
  * Exit 1 if the job is refused (message on stderr), 2 on a usage error. */
@@ -33,12 +35,14 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 
 static float *random_floats(uint64_t n, float lo, float hi, unsigned seed)
 {
@@ -51,9 +55,20 @@ static float *random_floats(uint64_t n, float lo, float hi, unsigned seed)
     return p;
 }
 
+static int dump_floats(const char *prefix, const char *ext, const float *p, uint64_t n)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s", prefix, ext);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = n ? fwrite(p, sizeof(float), (size_t)n, f) : 0;
+    return (fclose(f) != 0 || w != (size_t)n) ? -1 : 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *backend_name = "cpu";
+    const char *backend_name = "cpu", *dump = NULL;
     int iters = 10, warmup = 2;
     vkr_job_t job = {.op = VKR_OP_INTERPOLATE, .backend = VKR_BACKEND_CPU, .n_tensors = 1};
     job.input.dtype = job.aux.dtype = VKR_DTYPE_F32;
@@ -69,6 +84,8 @@ int main(int argc, char **argv)
             backend_name = argv[++i];
         else if (!strcmp(a, "--iters") && i + 1 < argc)
             iters = atoi(argv[++i]);
+        else if (!strcmp(a, "--dump") && i + 1 < argc)
+            dump = argv[++i];
         else if (!strcmp(a, "--warmup") && i + 1 < argc)
             warmup = atoi(argv[++i]);
         else if (!strncmp(a, "op=", 3)) {
@@ -133,12 +150,13 @@ int main(int argc, char **argv)
     float *in = random_floats(in_n, -1.0f, 1.0f, 1), *aux = random_floats(aux_n, -1.1f, 1.1f, 2);
     float *out = malloc((plan.out_elements ? plan.out_elements : 1) * sizeof(float));
     double *t = calloc((size_t)(iters > 0 ? iters : 1), sizeof(double));
-    if (!in || !aux || !out || !t) {
+    double *ct = calloc((size_t)(iters > 0 ? iters : 1), sizeof(double));
+    if (!in || !aux || !out || !t || !ct) {
         fprintf(stderr, "vkr-bench-backend: out of memory\n");
         return 1;
     }
     for (int k = -warmup; k < iters; k++) {
-        double t0 = now_s();
+        double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         rc = job.op == VKR_OP_INTERPOLATE ? b->interpolate(b, &plan.interp, in, out, &err)
              : b->grid ? b->grid(b, &plan.grid, in, aux, out, &err)
                        : vkr_proto_error_set(&err, VKR_E_UNSUPPORTED, "backend", "no grid support");
@@ -146,16 +164,28 @@ int main(int argc, char **argv)
             fprintf(stderr, "vkr-bench-backend: %s: %s\n", err.field, err.message);
             return 1;
         }
-        if (k >= 0)
+        if (k >= 0) {
             t[k] = now_s() - t0;
+            ct[k] = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        }
+    }
+    if (dump && (dump_floats(dump, ".in", in, in_n) || dump_floats(dump, ".aux", aux, aux_n) ||
+                 dump_floats(dump, ".out", out, plan.out_elements))) {
+        fprintf(stderr, "vkr-bench-backend: cannot write %s.*\n", dump);
+        return 1;
     }
     qsort(t, (size_t)iters, sizeof(double), cmp_double);
-    printf("{\"median_s\": %.9f, \"min_s\": %.9f, \"iters\": %d, \"in_bytes\": %llu, \"out_bytes\": %llu}\n", t[iters / 2], t[0], iters,
+    qsort(ct, (size_t)iters, sizeof(double), cmp_double);
+    /* cpu_median_s: CPU time of the whole process (all threads) per run; with OMP_NUM_THREADS=1 it
+     * is the run's own work, unaffected by other load on the machine */
+    printf("{\"median_s\": %.9f, \"min_s\": %.9f, \"cpu_median_s\": %.9f, \"iters\": %d, \"in_bytes\": %llu, \"out_bytes\": %llu}\n",
+           t[iters / 2], t[0], ct[iters / 2], iters,
            (unsigned long long)((in_n + aux_n) * sizeof(float)), (unsigned long long)(plan.out_elements * sizeof(float)));
     b->destroy(b);
     free(in);
     free(aux);
     free(out);
     free(t);
+    free(ct);
     return 0;
 }

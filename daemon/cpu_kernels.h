@@ -1,0 +1,67 @@
+/* The CPU backend's inner loops (cpu_kernels.c), vectorised ACROSS independent outputs: every
+ * lane of a vector is one output element and gets exactly the scalar operations of the spec
+ * (shaders/spec/interp_rules.h) in the spec's order, so the results are bit-identical whatever the
+ * vector width.  x86-64 builds carry an AVX2 clone of each kernel chosen at load time; no FMA is
+ * ever used (the project builds with -ffp-contract=off and the clones do not enable FMA).
+ *
+ * "Row blocks" are 8 rows processed together: cpu_interleave8 lays 8 rows side by side
+ * (T[x * 8 + r] = rows[r][x]) so that a pass along the rows becomes vector work over the 8 rows,
+ * each row keeping its own left-to-right sum. */
+#ifndef VKR_CPU_KERNELS_H
+#define VKR_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#define CPU_BLOCK 8 /* rows per row block (vector lanes) */
+
+/* T[x * 8 + r] = rows[r][x] for x in [0, n).  All 8 pointers must be readable over [0, n). */
+void cpu_interleave8(const float *const rows[8], int64_t n, float *T);
+
+/* Indexed taps along the rows (linear K = 2, bicubic K = 4, 1 <= K <= 4): for ox in [ox0, ox1),
+ * each of the 8 rows gets acc = v(off[0]) * w[0]; acc = acc + v(off[k]) * w[k] for k = 1..K-1,
+ * v(f) = T[f + r] (off[k][ox]: the tap's column relative to T's first column, times 8).
+ * out[r][ox] = acc; rows with out[r] == NULL are skipped. */
+void cpu_wpass8_idx(const float *T, int K, const int32_t *const off[4], const float *const w[4], int64_t ox0, int64_t ox1,
+                    float *const out[8]);
+
+/* Antialias taps along the rows: xsize[ox] taps, the first at T[xoff[ox]] (column times 8, as
+ * above), weights w[ox * mt + j]; no taps gives 0. */
+void cpu_wpass8_aa(const float *T, const int32_t *xoff, const int32_t *xsize, const float *w, int mt, int64_t ox0, int64_t ox1,
+                   float *const out[8]);
+
+/* Weighted sum of K >= 1 rows, vectorised along the row: dst[x] = rows[0][x] * w[0], then
+ * + rows[k][x] * w[k] for k = 1..K-1 (spec_mul, spec_madd).  K == 0 gives 0.  stream != 0: write
+ * dst with non-temporal stores (an output too large for the caches: no read for ownership). */
+void cpu_wsum_rows(const float *const rows[], const float *w, int K, int64_t n, float *dst, int stream);
+
+/* The same with rows[k] = base + k * stride. */
+void cpu_wsum_strided(const float *base, int64_t stride, const float *w, int K, int64_t n, float *dst);
+
+/* area, 8 output rows as lanes: A[j * 8 + r] += v(start[ow] + i) for i in [0, len[ow]), left to
+ * right, for ow = ow0 + j, j < m; v(i) = T[(i - x0) * 8 + r]. */
+void cpu_area_acc8(const float *T, int64_t x0, const int32_t *start, const int32_t *len, int64_t ow0, int m, float *A);
+
+/* out[r][ow0 + j] = spec_area_mean(A[j * 8 + r], kd[r], kh[r], len[ow0 + j]) for j < m; rows with
+ * out[r] == NULL are skipped. */
+void cpu_area_finish8(const float *A, const float kd[8], const float kh[8], const int32_t *len, int64_t ow0, int m,
+                      float *const out[8]);
+
+/* grid_sample 2-D over nc channels, 8 points per vector.  The prepared points are interleaved in
+ * groups of 8: point p's entry k is off[k][(p / 8) * G + p % 8] (off[k] = base + 8 k; the same for
+ * w), so a group's whole record is one contiguous read.
+ *
+ * Bilinear: dst[c][p] = ((v0 * w0 + v1 * w1) + v2 * w2) + v3 * w3 with vk = off_k >= 0 ?
+ * src[c][off_k] : 0 (spec_gs_apply_2d, 4 taps); off_1 is off_0 + 1 and off_3 is off_2 + 1 where
+ * both are >= 0; planes have `plane` elements.  (A point with a non-finite grid value comes with
+ * offsets -1 and NaN weights: NaN, nothing read.) */
+void cpu_gs_bilinear(int nc, const float *const src[], const int32_t *const off[4], const float *const w[4], int64_t G, int64_t plane,
+                     int64_t n, float *const dst[]);
+
+/* Bicubic (spec_gs_apply_2d, 16 taps): tap (i, j) is src[c][rc_i + rc_4+j] where both are >= 0,
+ * else 0 (rc_0..3: row offsets y * W, rc_4..7: columns x); x weights w_0..3, y weights w_4..7:
+ * row_i = ((t_i0 wx0 + t_i1 wx1) + t_i2 wx2) + t_i3 wx3, dst = ((row_0 wy0 + row_1 wy1) +
+ * row_2 wy2) + row_3 wy3. */
+void cpu_gs_bicubic(int nc, const float *const src[], const int32_t *const rc[8], const float *const w[8], int64_t G, int64_t n,
+                    float *const dst[]);
+
+#endif
