@@ -58,6 +58,20 @@ struct vkr_backend_s {
      * persistent: the backend drops what it imported of it.  Any thread; no job given the region
      * may be running (a backend that finds one in use waits for it).  NULL: nothing to release. */
     void (*release_mapped)(vkr_backend_s *self, const void *base, size_t map_bytes);
+    /* Several jobs of one plan (the same op, shapes, modes and parameters: plan is every job's) in
+     * one go (NULL: not offered; the cpu backend).  Job k reads inputs[k] (the first tensor; theta
+     * for affine_grid) and aux[k] (the grid / theta, NULL when the op has none) and writes
+     * outputs[k] (plan->out_elements floats).  The Vulkan backend records every job's dispatches
+     * into one command buffer (one vkQueueSubmit, one fence wait, one pipeline), each job with its
+     * own buffers.  Returns VKR_OK when it ran them: statuses[k] is job k's VKR_OK or negative
+     * code with errs[k] filled, one job's failure leaving the others alone; VKR_E_UNSUPPORTED when
+     * it runs none (the server then runs each alone). */
+    int (*run_batch)(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n, const float *const *inputs, const float *const *aux,
+                     float *const *outputs, int *statuses, vkr_error_t *errs);
+    /* True once any of the backend's device calls reported the device lost (Vulkan:
+     * VK_ERROR_DEVICE_LOST): every later call fails too.  A job that failed while this is true
+     * failed for that reason.  Any thread.  NULL: the backend cannot lose its device (cpu). */
+    bool (*device_lost)(vkr_backend_s *self);
     /* Messages reported by VK_LAYER_KHRONOS_validation so far (0 for cpu, or when not enabled). */
     unsigned (*validation_messages)(vkr_backend_s *self);
     void (*destroy)(vkr_backend_s *self);

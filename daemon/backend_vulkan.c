@@ -38,7 +38,15 @@
  *   VKR_VULKAN_MAX_GROUP_COUNT    workgroups per dispatch along x and along y
  *   VKR_VULKAN_MAX_LOOP_ITERATIONS  terms of an area / antialias sum one dispatch may add (grid
  *                                 ops: loop iterations, so channels per dispatch)
- *   VKR_VULKAN_NO_HOST_IMPORT=1   never import memfd mappings (memfd jobs take staging copies) */
+ *   VKR_VULKAN_NO_HOST_IMPORT=1   never import memfd mappings (memfd jobs take staging copies)
+ *   VKR_VULKAN_NO_BUFFER_POOL=1   every job allocates its buffers (no pool: for comparisons)
+ *
+ * No per-job descriptor work: the pool's VKR_VK_SETS_PER_SUBMIT sets are allocated once and
+ * rewritten by each submission; and job buffers go back to a small pool (VKR_VK_POOL_*) for the
+ * next jobs instead of being freed.
+ *
+ * Batches (run_batch): several jobs of one plan prepared once and recorded into one command
+ * buffer, one submission and one fence wait, each job with its own buffers. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -72,6 +80,10 @@
 #define VKR_VK_LLVMPIPE_MAX_LOOP 60000u
 #define VKR_VK_IMPORT_CACHE_ENTRIES 32u        /* cached imports of persistent mappings, at most */
 #define VKR_VK_IMPORT_CACHE_BYTES (8ull << 30) /* and the bytes they span, at most */
+#define VKR_VK_POOL_BUFFERS 16u                /* idle job buffers kept for the next jobs, at most */
+#define VKR_VK_POOL_BYTES (192ull << 20)       /* and the bytes they hold, at most */
+#define VKR_VK_POOL_MAX_BUFFER (64ull << 20)   /* a larger buffer is freed, never kept */
+#define VKR_VK_POOL_SLACK 2u                   /* a kept buffer serves a job needing >= 1/2 of it */
 
 /* Push constants of every shader; mirrors `Params` in shaders/interpolate_params.glsl. */
 typedef struct {
@@ -175,6 +187,12 @@ typedef struct {
     VkPipeline affine_grid_pipes[2];
     unsigned n_pipes;               /* pipelines built */
     VkDescriptorPool desc_pool;
+    VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];   /* all of desc_pool's, allocated at start-up */
+    /* idle staging buffers kept for reuse (b->lock): at most VKR_VK_POOL_BUFFERS, VKR_VK_POOL_BYTES */
+    struct vk_buf_s *pool;
+    unsigned n_pool;
+    uint64_t pool_bytes;
+    atomic_ulong pool_hits, pool_misses;
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
     VkFence fence;
@@ -200,15 +218,18 @@ typedef struct {
     unsigned n_imports;
     uint64_t import_bytes, import_clock;
     atomic_ulong jobs_imported, jobs_part_imported, jobs_staged, imports_made, imports_reused;
+    atomic_bool lost;               /* a Vulkan call returned VK_ERROR_DEVICE_LOST (device_lost hook) */
+    atomic_ulong batches, batched_jobs;   /* run_batch calls that ran > 1 job in a submission, and their jobs */
 } vk_backend_t;
 
 /* One host-visible, host-coherent buffer, mapped for its whole life; or (borrowed) an import's
  * buffer, whose element 0 is `origin` bytes in. */
-typedef struct {
+typedef struct vk_buf_s {
     VkBuffer buf;
     VkDeviceMemory mem;
     void *map;
-    VkDeviceSize size;
+    VkDeviceSize size;              /* bytes the job uses */
+    VkDeviceSize capacity;          /* bytes the buffer has (a pooled one may be larger than size) */
     VkDeviceSize origin;            /* bytes before element 0 (imports) */
     bool borrowed;                  /* an import's: buf_destroy leaves it alone */
 } vk_buf_t;
@@ -300,9 +321,19 @@ static const char *vk_result_name(VkResult r)
     }
 }
 
-/* A failed Vulkan call: VKR_E_BACKEND naming the call and the result. */
-static int vk_fail(vkr_error_t *err, const char *call, VkResult r)
+/* Note a lost device: every failing call goes through here (or vk_fail), so that the server
+ * learns of a loss from the device_lost hook, never from an error's text. */
+static VkResult vk_note(vk_backend_t *b, VkResult r)
 {
+    if (r == VK_ERROR_DEVICE_LOST && !atomic_exchange(&b->lost, true))
+        vkr__log(VKR_LOG_ERROR, "vulkan: VK_ERROR_DEVICE_LOST: the device is lost for good");
+    return r;
+}
+
+/* A failed Vulkan call: VKR_E_BACKEND naming the call and the result (a lost device noted). */
+static int vk_fail(vk_backend_t *b, vkr_error_t *err, const char *call, VkResult r)
+{
+    vk_note(b, r);
     return vkr_proto_error_set(err, VKR_E_BACKEND, "backend", "vulkan: %s failed: %s (%d)", call, vk_result_name(r), (int)r);
 }
 
@@ -424,7 +455,7 @@ static int create_instance(vk_backend_t *b, bool validation, vkr_error_t *err)
     r = create_messenger(b->instance, &messenger_info, NULL, &b->messenger);
     if (r != VK_SUCCESS) {
         b->messenger = VK_NULL_HANDLE;
-        return vk_fail(err, "vkCreateDebugUtilsMessengerEXT", r);
+        return vk_fail(b, err, "vkCreateDebugUtilsMessengerEXT", r);
     }
     vkr__log(VKR_LOG_INFO, "vulkan: validation enabled (%s)", VKR_VK_VALIDATION_LAYER);
     return VKR_OK;
@@ -489,7 +520,7 @@ static int choose_device(vk_backend_t *b, int device_index, vkr_error_t *err)
     VkPhysicalDevice *devs = NULL;
     VkResult r = vkEnumeratePhysicalDevices(b->instance, &n, NULL);
     if (r != VK_SUCCESS)
-        return vk_fail(err, "vkEnumeratePhysicalDevices", r);
+        return vk_fail(b, err, "vkEnumeratePhysicalDevices", r);
     if (n == 0)
         return vkr_proto_error_set(err, VKR_E_BACKEND_UNAVAILABLE, "backend", "vulkan: no Vulkan device found");
     int rc = VKR_OK;
@@ -500,7 +531,7 @@ static int choose_device(vk_backend_t *b, int device_index, vkr_error_t *err)
     }
     r = vkEnumeratePhysicalDevices(b->instance, &n, devs);
     if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
-        rc = vk_fail(err, "vkEnumeratePhysicalDevices", r);
+        rc = vk_fail(b, err, "vkEnumeratePhysicalDevices", r);
         goto out;
     }
     if (device_index >= 0 && (uint32_t)device_index >= n) {
@@ -641,7 +672,7 @@ static int create_device(vk_backend_t *b, vkr_error_t *err)
     VkResult r = vkCreateDevice(b->phys, &info, NULL, &b->device);
     if (r != VK_SUCCESS) {
         b->device = VK_NULL_HANDLE;
-        return vk_fail(err, "vkCreateDevice", r);
+        return vk_fail(b, err, "vkCreateDevice", r);
     }
     vkGetDeviceQueue(b->device, b->queue_family, 0, &b->queue);
     if (b->host_import) {
@@ -705,7 +736,7 @@ static int create_pipe(vk_backend_t *b, VkShaderModule module, VkPipelineLayout 
     b->pipes_ms += now_ms() - t0;
     if (r != VK_SUCCESS) {
         *pipe = VK_NULL_HANDLE;
-        return vk_fail(err, "vkCreateComputePipelines", r);
+        return vk_fail(b, err, "vkCreateComputePipelines", r);
     }
     b->n_pipes++;
     if ((fb.flags & VK_PIPELINE_CREATION_FEEDBACK_VALID_BIT_EXT) &&
@@ -733,7 +764,7 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
     r = vkCreateDescriptorSetLayout(b->device, &set_info, NULL, &b->set_layout);
     if (r != VK_SUCCESS) {
         b->set_layout = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkCreateDescriptorSetLayout", r);
+        rc = vk_fail(b, err, "vkCreateDescriptorSetLayout", r);
         goto out;
     }
     const VkPushConstantRange push = {VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(vkr_vk_push_t)};
@@ -747,7 +778,7 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
     r = vkCreatePipelineLayout(b->device, &layout_info, NULL, &b->pipe_layout);
     if (r != VK_SUCCESS) {
         b->pipe_layout = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkCreatePipelineLayout", r);
+        rc = vk_fail(b, err, "vkCreatePipelineLayout", r);
         goto out;
     }
     for (int s = 0; s < SHADER_COUNT; s++) {
@@ -767,7 +798,7 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
         free(words);
         if (r != VK_SUCCESS) {
             modules[s] = VK_NULL_HANDLE;
-            rc = vk_fail(err, "vkCreateShaderModule", r);
+            rc = vk_fail(b, err, "vkCreateShaderModule", r);
             goto out;
         }
     }
@@ -789,7 +820,7 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
     r = vkCreatePipelineLayout(b->device, &grid_layout_info, NULL, &b->grid_layout);
     if (r != VK_SUCCESS) {
         b->grid_layout = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkCreatePipelineLayout", r);
+        rc = vk_fail(b, err, "vkCreatePipelineLayout", r);
         goto out;
     }
     /* grid_sample.comp: RANK, MODE, PADDING (the wire's ids, which are the spec's), AFFINE */
@@ -821,8 +852,24 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
     r = vkCreateDescriptorPool(b->device, &pool_info, NULL, &b->desc_pool);
     if (r != VK_SUCCESS) {
         b->desc_pool = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkCreateDescriptorPool", r);
+        rc = vk_fail(b, err, "vkCreateDescriptorPool", r);
         goto out;
+    }
+    {   /* every set the pool holds, allocated once: submissions rewrite them, never reallocate */
+        VkDescriptorSetLayout layouts[VKR_VK_SETS_PER_SUBMIT];
+        for (uint32_t i = 0; i < VKR_VK_SETS_PER_SUBMIT; i++)
+            layouts[i] = b->set_layout;
+        const VkDescriptorSetAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+            .descriptorPool = b->desc_pool,
+            .descriptorSetCount = VKR_VK_SETS_PER_SUBMIT,
+            .pSetLayouts = layouts,
+        };
+        r = vkAllocateDescriptorSets(b->device, &ai, b->sets);
+        if (r != VK_SUCCESS) {
+            rc = vk_fail(b, err, "vkAllocateDescriptorSets", r);
+            goto out;
+        }
     }
     const VkCommandPoolCreateInfo cmd_pool_info = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
@@ -832,7 +879,7 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
     r = vkCreateCommandPool(b->device, &cmd_pool_info, NULL, &b->cmd_pool);
     if (r != VK_SUCCESS) {
         b->cmd_pool = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkCreateCommandPool", r);
+        rc = vk_fail(b, err, "vkCreateCommandPool", r);
         goto out;
     }
     const VkCommandBufferAllocateInfo cmd_info = {
@@ -844,14 +891,14 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
     r = vkAllocateCommandBuffers(b->device, &cmd_info, &b->cmd);
     if (r != VK_SUCCESS) {
         b->cmd = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkAllocateCommandBuffers", r);
+        rc = vk_fail(b, err, "vkAllocateCommandBuffers", r);
         goto out;
     }
     const VkFenceCreateInfo fence_info = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     r = vkCreateFence(b->device, &fence_info, NULL, &b->fence);
     if (r != VK_SUCCESS) {
         b->fence = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkCreateFence", r);
+        rc = vk_fail(b, err, "vkCreateFence", r);
         goto out;
     }
 out:
@@ -862,12 +909,8 @@ out:
 
 /* ------------------------------------------------------------------ jobs */
 
-static void buf_destroy(vk_backend_t *b, vk_buf_t *x)
+static void buf_free(vk_backend_t *b, vk_buf_t *x)
 {
-    if (x->borrowed) {
-        memset(x, 0, sizeof *x);
-        return;
-    }
     if (x->map)
         vkUnmapMemory(b->device, x->mem);
     vkDestroyBuffer(b->device, x->buf, NULL);
@@ -875,9 +918,60 @@ static void buf_destroy(vk_backend_t *b, vk_buf_t *x)
     memset(x, 0, sizeof *x);
 }
 
+/* A job is done with buffer x (b->lock held, its submission complete): an import's is left
+ * alone, one of ours is kept for the next jobs while the pool has room (VKR_VK_POOL_*), else
+ * freed.  Pooled buffers are host memory that no job needs now: kept small so that an idle
+ * daemon holds little. */
+static void buf_destroy(vk_backend_t *b, vk_buf_t *x)
+{
+    if (x->borrowed || !x->buf) {
+        memset(x, 0, sizeof *x);
+        return;
+    }
+    if (b->pool && x->capacity <= VKR_VK_POOL_MAX_BUFFER && b->n_pool < VKR_VK_POOL_BUFFERS &&
+        b->pool_bytes + x->capacity <= VKR_VK_POOL_BYTES) {
+        b->pool[b->n_pool++] = *x;
+        b->pool_bytes += x->capacity;
+        memset(x, 0, sizeof *x);
+        return;
+    }
+    buf_free(b, x);
+}
+
+/* A pooled buffer for `size` bytes (the smallest that holds them, if it is no more than
+ * VKR_VK_POOL_SLACK times too large), taken out of the pool.  false: none. */
+static bool buf_from_pool(vk_backend_t *b, VkDeviceSize size, vk_buf_t *x)
+{
+    unsigned best = UINT32_MAX;
+    for (unsigned i = 0; i < b->n_pool; i++)
+        if (b->pool[i].capacity >= size && b->pool[i].capacity <= VKR_VK_POOL_SLACK * size &&
+            (best == UINT32_MAX || b->pool[i].capacity < b->pool[best].capacity))
+            best = i;
+    if (best == UINT32_MAX)
+        return false;
+    *x = b->pool[best];
+    x->size = size;
+    b->pool_bytes -= x->capacity;
+    b->pool[best] = b->pool[--b->n_pool];
+    return true;
+}
+
+/* Free every pooled buffer. */
+static void buf_pool_drain(vk_backend_t *b)
+{
+    while (b->n_pool > 0)
+        buf_free(b, &b->pool[--b->n_pool]);
+    b->pool_bytes = 0;
+}
+
 static int buf_create(vk_backend_t *b, VkDeviceSize size, vk_buf_t *x, vkr_error_t *err)
 {
     memset(x, 0, sizeof *x);
+    if (buf_from_pool(b, size, x)) {
+        atomic_fetch_add(&b->pool_hits, 1ul);
+        return VKR_OK;
+    }
+    atomic_fetch_add(&b->pool_misses, 1ul);
     int rc = VKR_OK;
     const VkBufferCreateInfo bi = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
@@ -888,7 +982,7 @@ static int buf_create(vk_backend_t *b, VkDeviceSize size, vk_buf_t *x, vkr_error
     VkResult r = vkCreateBuffer(b->device, &bi, NULL, &x->buf);
     if (r != VK_SUCCESS) {
         x->buf = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkCreateBuffer", r);
+        rc = vk_fail(b, err, "vkCreateBuffer", r);
         goto fail;
     }
     VkMemoryRequirements req;
@@ -913,24 +1007,24 @@ static int buf_create(vk_backend_t *b, VkDeviceSize size, vk_buf_t *x, vkr_error
     r = vkAllocateMemory(b->device, &ai, NULL, &x->mem);
     if (r != VK_SUCCESS) {
         x->mem = VK_NULL_HANDLE;
-        rc = vk_fail(err, "vkAllocateMemory", r);
+        rc = vk_fail(b, err, "vkAllocateMemory", r);
         goto fail;
     }
     r = vkBindBufferMemory(b->device, x->buf, x->mem, 0);
     if (r != VK_SUCCESS) {
-        rc = vk_fail(err, "vkBindBufferMemory", r);
+        rc = vk_fail(b, err, "vkBindBufferMemory", r);
         goto fail;
     }
     r = vkMapMemory(b->device, x->mem, 0, VK_WHOLE_SIZE, 0, &x->map);
     if (r != VK_SUCCESS) {
         x->map = NULL;
-        rc = vk_fail(err, "vkMapMemory", r);
+        rc = vk_fail(b, err, "vkMapMemory", r);
         goto fail;
     }
-    x->size = size;
+    x->size = x->capacity = size;
     return VKR_OK;
 fail:
-    buf_destroy(b, x);
+    buf_free(b, x);
     return rc;
 }
 
@@ -1481,49 +1575,36 @@ static void barrier_compute(VkCommandBuffer cmd)
                          NULL);
 }
 
-/* Start a submission: n descriptor sets (n <= VKR_VK_SETS_PER_SUBMIT) from the reset pool, the
- * command buffer reset and begun. */
-static int batch_begin(vk_backend_t *b, uint32_t n, VkDescriptorSet *sets, vkr_error_t *err)
+/* Start a submission: n of the descriptor sets allocated at start-up (n <=
+ * VKR_VK_SETS_PER_SUBMIT), the command buffer reset and begun. */
+static int submit_begin(vk_backend_t *b, uint32_t n, VkDescriptorSet *sets, vkr_error_t *err)
 {
-    VkDescriptorSetLayout layouts[VKR_VK_SETS_PER_SUBMIT];
-    for (uint32_t i = 0; i < n; i++)
-        layouts[i] = b->set_layout;
-    VkResult r = vkResetDescriptorPool(b->device, b->desc_pool, 0);
+    /* the previous submission has completed (its fence waited for): its sets are free to rewrite */
+    memcpy(sets, b->sets, n * sizeof sets[0]);
+    VkResult r = vkResetCommandBuffer(b->cmd, 0);
     if (r != VK_SUCCESS)
-        return vk_fail(err, "vkResetDescriptorPool", r);
-    const VkDescriptorSetAllocateInfo ai = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-        .descriptorPool = b->desc_pool,
-        .descriptorSetCount = n,
-        .pSetLayouts = layouts,
-    };
-    r = vkAllocateDescriptorSets(b->device, &ai, sets);
-    if (r != VK_SUCCESS)
-        return vk_fail(err, "vkAllocateDescriptorSets", r);
-    r = vkResetCommandBuffer(b->cmd, 0);
-    if (r != VK_SUCCESS)
-        return vk_fail(err, "vkResetCommandBuffer", r);
+        return vk_fail(b, err, "vkResetCommandBuffer", r);
     const VkCommandBufferBeginInfo bi = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
         .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
     };
     r = vkBeginCommandBuffer(b->cmd, &bi);
     if (r != VK_SUCCESS)
-        return vk_fail(err, "vkBeginCommandBuffer", r);
+        return vk_fail(b, err, "vkBeginCommandBuffer", r);
     return VKR_OK;
 }
 
-/* End the submission begun by batch_begin (the shaders' writes made visible to the host), submit
+/* End the submission begun by submit_begin (the shaders' writes made visible to the host), submit
  * it and wait for it. */
-static int batch_submit(vk_backend_t *b, vkr_error_t *err)
+static int submit_wait(vk_backend_t *b, vkr_error_t *err)
 {
     barrier_to_host(b->cmd);
     VkResult r = vkEndCommandBuffer(b->cmd);
     if (r != VK_SUCCESS)
-        return vk_fail(err, "vkEndCommandBuffer", r);
+        return vk_fail(b, err, "vkEndCommandBuffer", r);
     r = vkResetFences(b->device, 1, &b->fence);
     if (r != VK_SUCCESS)
-        return vk_fail(err, "vkResetFences", r);
+        return vk_fail(b, err, "vkResetFences", r);
     const VkSubmitInfo si = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
         .commandBufferCount = 1,
@@ -1531,70 +1612,127 @@ static int batch_submit(vk_backend_t *b, vkr_error_t *err)
     };
     r = vkQueueSubmit(b->queue, 1, &si, b->fence);
     if (r != VK_SUCCESS)
-        return vk_fail(err, "vkQueueSubmit", r);
+        return vk_fail(b, err, "vkQueueSubmit", r);
     r = vkWaitForFences(b->device, 1, &b->fence, VK_TRUE, UINT64_MAX);
     if (r != VK_SUCCESS)
-        return vk_fail(err, "vkWaitForFences", r);
+        return vk_fail(b, err, "vkWaitForFences", r);
     return VKR_OK;
 }
 
+/* Point descriptor set `set` at a chunk's bindings. */
+static void write_set(vk_backend_t *b, VkDescriptorSet set, const VkDescriptorBufferInfo infos[VKR_VK_BINDINGS])
+{
+    const VkWriteDescriptorSet w = {
+        .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+        .dstSet = set,
+        .dstBinding = 0,
+        .descriptorCount = VKR_VK_BINDINGS,
+        .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+        .pBufferInfo = infos,
+    };
+    vkUpdateDescriptorSets(b->device, 1, &w, 0, NULL);
+}
+
+/* Record step `step` of one interpolate chunk (its set and push constants from chunk_setup): gx
+ * workgroups per row, up to max_groups[1] rows per dispatch, more dispatches (pc.first) when even
+ * that is not enough. */
+static void record_chunk(vk_backend_t *b, VkDescriptorSet set, const vkr_vk_push_t *chunk_pc, uint64_t step, uint64_t *dispatches)
+{
+    const uint64_t local = VKR_VK_LOCAL_SIZE;
+    vkr_vk_push_t pc = *chunk_pc;
+    pc.term0 = (uint32_t)(step * b->max_loop);
+    pc.term1 = (uint32_t)min_u64((step + 1) * b->max_loop, UINT32_MAX);
+    vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipe_layout, 0, 1, &set, 0, NULL);
+    const uint64_t count = pc.count;
+    const uint64_t groups = (count + local - 1) / local;
+    const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
+    const uint64_t row = gx * local;
+    const uint64_t rows = (count + row - 1) / row;
+    pc.row = (uint32_t)row;
+    for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
+        const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
+        /* No barrier between dispatches of a step: each writes its own elements only (chunks'
+         * bound ranges may overlap by an alignment residual, the elements written never do). */
+        pc.first = (uint32_t)(r0 * row);
+        vkCmdPushConstants(b->cmd, b->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
+        vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+        (*dispatches)++;
+    }
+}
+
 /* Record, submit and wait for chunks [c0, c0 + n) of pass pi (n <= VKR_VK_SETS_PER_SUBMIT). */
-static int run_batch(vk_backend_t *b, const vk_job_t *j, int pi, const vk_buf_t *bufs, uint64_t c0, uint32_t n,
-                     uint64_t *dispatches, vkr_error_t *err)
+static int run_chunks(vk_backend_t *b, const vk_job_t *j, int pi, const vk_buf_t *bufs, uint64_t c0, uint32_t n,
+                      uint64_t *dispatches, vkr_error_t *err)
 {
     const vk_pass_t *p = &j->pass[pi];
     VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];
-    int rc = batch_begin(b, n, sets, err);
+    int rc = submit_begin(b, n, sets, err);
     if (rc)
         return rc;
     if (pi > 0)
         barrier_compute(b->cmd);
     vkCmdBindPipeline(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipes[p->pipe]);
-    const uint64_t local = VKR_VK_LOCAL_SIZE;
     vkr_vk_push_t pcs[VKR_VK_SETS_PER_SUBMIT];
     for (uint32_t i = 0; i < n; i++) {
         VkDescriptorBufferInfo infos[VKR_VK_BINDINGS];
         chunk_setup(b, j, p, c0 + i, bufs, infos, &pcs[i]);
-        const VkWriteDescriptorSet w = {
-            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-            .dstSet = sets[i],
-            .dstBinding = 0,
-            .descriptorCount = VKR_VK_BINDINGS,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            .pBufferInfo = infos,
-        };
-        vkUpdateDescriptorSets(b->device, 1, &w, 0, NULL);
+        write_set(b, sets[i], infos);
     }
     for (uint64_t step = 0; step < p->steps; step++) {
         /* A step continues the partial sums the previous one left in the output. */
         if (step > 0)
             barrier_compute(b->cmd);
-        for (uint32_t i = 0; i < n; i++) {
-            vkr_vk_push_t pc = pcs[i];
-            pc.term0 = (uint32_t)(step * b->max_loop);
-            pc.term1 = (uint32_t)min_u64((step + 1) * b->max_loop, UINT32_MAX);
-            vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipe_layout, 0, 1, &sets[i], 0, NULL);
-            /* Grid: gx workgroups per row, up to max_groups[1] rows per dispatch, more
-             * dispatches (pc.first) when even that is not enough. */
-            const uint64_t count = pc.count;
-            const uint64_t groups = (count + local - 1) / local;
-            const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
-            const uint64_t row = gx * local;
-            const uint64_t rows = (count + row - 1) / row;
-            pc.row = (uint32_t)row;
-            for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
-                const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
-                /* No barrier between dispatches of a step: each writes its own elements only
-                 * (chunks' bound ranges may overlap by an alignment residual, the elements
-                 * written never do). */
-                pc.first = (uint32_t)(r0 * row);
-                vkCmdPushConstants(b->cmd, b->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
-                vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
-                (*dispatches)++;
+        for (uint32_t i = 0; i < n; i++)
+            record_chunk(b, sets[i], &pcs[i], step, dispatches);
+    }
+    return submit_wait(b, err);
+}
+
+/* Descriptor sets one job of j needs when all its chunks go in one submission. */
+static uint64_t job_sets(const vk_job_t *j)
+{
+    uint64_t n = 0;
+    for (int pi = 0; pi < j->n_pass; pi++)
+        n += j->pass[pi].chunks;
+    return n;
+}
+
+/* Several jobs of one prepared plan, each with its own buffers (bufs[k]), in one submission:
+ * pass by pass, with a barrier between passes and between the steps of a sum, every job's chunks
+ * of it (jobs write disjoint buffers: no barrier between them).  n * job_sets(j) <=
+ * VKR_VK_SETS_PER_SUBMIT. */
+static int run_jobs_one_submit(vk_backend_t *b, const vk_job_t *j, unsigned n, vk_buf_t (*bufs)[BUF_COUNT], uint64_t *dispatches,
+                               vkr_error_t *err)
+{
+    VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];
+    vkr_vk_push_t pcs[VKR_VK_SETS_PER_SUBMIT];
+    uint32_t first[2] = {0, 0}, s = 0;
+    int rc = submit_begin(b, (uint32_t)(n * job_sets(j)), sets, err);
+    if (rc)
+        return rc;
+    for (int pi = 0; pi < j->n_pass; pi++) {
+        first[pi] = s;
+        for (unsigned k = 0; k < n; k++)
+            for (uint64_t c = 0; c < j->pass[pi].chunks; c++, s++) {
+                VkDescriptorBufferInfo infos[VKR_VK_BINDINGS];
+                chunk_setup(b, j, &j->pass[pi], c, bufs[k], infos, &pcs[s]);
+                write_set(b, sets[s], infos);
             }
+    }
+    for (int pi = 0; pi < j->n_pass; pi++) {
+        const vk_pass_t *p = &j->pass[pi];
+        const uint32_t end = first[pi] + (uint32_t)(n * p->chunks);
+        if (pi > 0)
+            barrier_compute(b->cmd);
+        vkCmdBindPipeline(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipes[p->pipe]);
+        for (uint64_t step = 0; step < p->steps; step++) {
+            if (step > 0)
+                barrier_compute(b->cmd);
+            for (uint32_t i = first[pi]; i < end; i++)
+                record_chunk(b, sets[i], &pcs[i], step, dispatches);
         }
     }
-    return batch_submit(b, err);
+    return submit_wait(b, err);
 }
 
 /* A job buffer of `bytes` for tensor t: the import's buffer when t is imported, else a staging
@@ -1612,28 +1750,46 @@ static int src_buf(vk_backend_t *b, vk_src_t t, uint64_t bytes, bool upload, vk_
     return rc;
 }
 
-/* The whole job, with b->lock held: in and out staged or imported. */
-static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out, vkr_error_t *err)
+static void job_bufs_destroy(vk_backend_t *b, vk_buf_t bufs[BUF_COUNT])
 {
-    vk_buf_t bufs[BUF_COUNT];
-    memset(bufs, 0, sizeof bufs);
+    for (int i = BUF_COUNT - 1; i >= 0; i--)
+        buf_destroy(b, &bufs[i]);
+}
+
+/* A job's buffers (b->lock held): in and out staged (in uploaded) or borrowed from their
+ * imports, the others created, the tables uploaded.  Nothing is left to destroy on failure. */
+static int job_bufs_create(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out, vk_buf_t bufs[BUF_COUNT], vkr_error_t *err)
+{
+    memset(bufs, 0, BUF_COUNT * sizeof bufs[0]);
     int rc = VKR_OK;
     for (int i = 0; i < BUF_COUNT && rc == VKR_OK; i++)
         if (j->elements[i])
             rc = i == BUF_IN ? src_buf(b, in, 4 * j->elements[i], true, &bufs[i], err)
                  : i == BUF_OUT ? src_buf(b, out, 4 * j->elements[i], false, &bufs[i], err)
                                 : buf_create(b, 4 * j->elements[i], &bufs[i], err);
-    if (rc)
-        goto out;
+    if (rc) {
+        job_bufs_destroy(b, bufs);
+        return rc;
+    }
     if (j->elements[BUF_TAB])
         memcpy(bufs[BUF_TAB].map, j->tab, 4 * j->elements[BUF_TAB]);
+    return VKR_OK;
+}
+
+/* The whole job, with b->lock held: in and out staged or imported. */
+static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out, vkr_error_t *err)
+{
+    vk_buf_t bufs[BUF_COUNT];
+    int rc = job_bufs_create(b, j, in, out, bufs, err);
+    if (rc)
+        return rc;
     uint64_t chunks = 0, submits = 0, dispatches = 0, steps = 0;
     int split = 0;
     for (int pi = 0; pi < j->n_pass; pi++) {
         const vk_pass_t *p = &j->pass[pi];
         for (uint64_t c0 = 0; c0 < p->chunks; c0 += VKR_VK_SETS_PER_SUBMIT) {
             uint32_t n = (uint32_t)min_u64(p->chunks - c0, VKR_VK_SETS_PER_SUBMIT);
-            rc = run_batch(b, j, pi, bufs, c0, n, &dispatches, err);
+            rc = run_chunks(b, j, pi, bufs, c0, n, &dispatches, err);
             if (rc)
                 goto out;
             submits++;
@@ -1649,8 +1805,7 @@ static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out
              j->what, j->n_pass, split, (unsigned long long)steps, (unsigned long long)chunks, (unsigned long long)submits,
              (unsigned long long)dispatches);
 out:
-    for (int i = BUF_COUNT - 1; i >= 0; i--)
-        buf_destroy(b, &bufs[i]);
+    job_bufs_destroy(b, bufs);
     return rc;
 }
 
@@ -1948,71 +2103,99 @@ static void grid_chunk_setup(const vk_backend_t *b, const vk_grid_job_t *j, uint
         info[0] = info[2];   /* not read: any valid range */
 }
 
+/* Record one grid chunk (its set, push constants and channels from grid_chunk_setup): gx
+ * workgroups per row, up to max_groups[1] rows per dispatch, more dispatches (pc.first) when even
+ * that is not enough; each group of channels again. */
+static void grid_record_chunk(vk_backend_t *b, const vk_grid_job_t *j, VkDescriptorSet set, const vkr_vk_grid_push_t *chunk_pc,
+                              uint64_t nc, uint64_t *dispatches)
+{
+    const uint64_t local = VKR_VK_LOCAL_SIZE;
+    vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->grid_layout, 0, 1, &set, 0, NULL);
+    const uint64_t count = chunk_pc->count;
+    const uint64_t groups = (count + local - 1) / local;
+    const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
+    const uint64_t row = gx * local;
+    const uint64_t rows = (count + row - 1) / row;
+    for (uint64_t step = 0; step < j->steps; step++) {
+        vkr_vk_grid_push_t pc = *chunk_pc;
+        const uint64_t ch0 = step * j->per_dispatch;
+        if (j->image) {
+            if (ch0 >= nc)
+                break;   /* the last channel group of a batch may be shorter */
+            pc.channels = (uint32_t)min_u64(j->per_dispatch, nc - ch0);
+            pc.in_base = (uint32_t)(pc.in_base + ch0 * j->in_plane);
+            pc.out_base = (uint32_t)(pc.out_base + ch0 * j->points);
+        }
+        pc.row = (uint32_t)row;
+        for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
+            const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
+            /* No barrier between dispatches: each writes its own elements only. */
+            pc.first = (uint32_t)(r0 * row);
+            vkCmdPushConstants(b->cmd, b->grid_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
+            vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+            (*dispatches)++;
+        }
+    }
+}
+
 /* Record, submit and wait for chunks [c0, c0 + n) of a grid job (n <= VKR_VK_SETS_PER_SUBMIT). */
-static int grid_run_batch(vk_backend_t *b, const vk_grid_job_t *j, const vk_buf_t *bufs, const float *theta, uint64_t c0, uint32_t n,
-                          uint64_t *dispatches, vkr_error_t *err)
+static int grid_run_chunks(vk_backend_t *b, const vk_grid_job_t *j, const vk_buf_t *bufs, const float *theta, uint64_t c0, uint32_t n,
+                           uint64_t *dispatches, vkr_error_t *err)
 {
     VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];
-    int rc = batch_begin(b, n, sets, err);
+    int rc = submit_begin(b, n, sets, err);
     if (rc)
         return rc;
     vkCmdBindPipeline(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, j->pipe);
-    const uint64_t local = VKR_VK_LOCAL_SIZE;
     vkr_vk_grid_push_t pcs[VKR_VK_SETS_PER_SUBMIT];
     uint64_t ncs[VKR_VK_SETS_PER_SUBMIT];
     for (uint32_t i = 0; i < n; i++) {
         VkDescriptorBufferInfo infos[VKR_VK_BINDINGS];
         grid_chunk_setup(b, j, c0 + i, bufs, theta, infos, &pcs[i], &ncs[i]);
-        const VkWriteDescriptorSet w = {
-            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-            .dstSet = sets[i],
-            .dstBinding = 0,
-            .descriptorCount = VKR_VK_BINDINGS,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            .pBufferInfo = infos,
-        };
-        vkUpdateDescriptorSets(b->device, 1, &w, 0, NULL);
+        write_set(b, sets[i], infos);
     }
-    for (uint32_t i = 0; i < n; i++) {
-        vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->grid_layout, 0, 1, &sets[i], 0, NULL);
-        /* Grid: gx workgroups per row, up to max_groups[1] rows per dispatch, more dispatches
-         * (pc.first) when even that is not enough; each group of channels again. */
-        const uint64_t count = pcs[i].count;
-        const uint64_t groups = (count + local - 1) / local;
-        const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
-        const uint64_t row = gx * local;
-        const uint64_t rows = (count + row - 1) / row;
-        for (uint64_t step = 0; step < j->steps; step++) {
-            vkr_vk_grid_push_t pc = pcs[i];
-            const uint64_t ch0 = step * j->per_dispatch;
-            if (j->image) {
-                if (ch0 >= ncs[i])
-                    break;   /* the last channel group of a batch may be shorter */
-                pc.channels = (uint32_t)min_u64(j->per_dispatch, ncs[i] - ch0);
-                pc.in_base = (uint32_t)(pc.in_base + ch0 * j->in_plane);
-                pc.out_base = (uint32_t)(pc.out_base + ch0 * j->points);
-            }
-            pc.row = (uint32_t)row;
-            for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
-                const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
-                /* No barrier between dispatches: each writes its own elements only. */
-                pc.first = (uint32_t)(r0 * row);
-                vkCmdPushConstants(b->cmd, b->grid_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
-                vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
-                (*dispatches)++;
-            }
-        }
-    }
-    return batch_submit(b, err);
+    for (uint32_t i = 0; i < n; i++)
+        grid_record_chunk(b, j, sets[i], &pcs[i], ncs[i], dispatches);
+    return submit_wait(b, err);
 }
 
-/* The whole grid job, with b->lock held: image, coords (the grid; theta is always read from
- * coords.host) and out staged or imported. */
-static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image, vk_src_t crd, vk_src_t out, vkr_error_t *err)
+/* Several grid jobs of one prepared plan, each with its own buffers (bufs[k]) and theta
+ * (thetas[k], affine ops), in one submission.  n * j->chunks <= VKR_VK_SETS_PER_SUBMIT. */
+static int grid_run_jobs_one_submit(vk_backend_t *b, const vk_grid_job_t *j, unsigned n, vk_buf_t (*bufs)[GBUF_COUNT],
+                                    const float *const *thetas, uint64_t *dispatches, vkr_error_t *err)
 {
-    vk_buf_t bufs[GBUF_COUNT];
-    memset(bufs, 0, sizeof bufs);
-    const float *coords = crd.host;
+    VkDescriptorSet sets[VKR_VK_SETS_PER_SUBMIT];
+    vkr_vk_grid_push_t pcs[VKR_VK_SETS_PER_SUBMIT];
+    uint64_t ncs[VKR_VK_SETS_PER_SUBMIT];
+    const uint32_t total = (uint32_t)(n * j->chunks);
+    int rc = submit_begin(b, total, sets, err);
+    if (rc)
+        return rc;
+    vkCmdBindPipeline(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, j->pipe);
+    for (uint32_t i = 0; i < total; i++) {
+        VkDescriptorBufferInfo infos[VKR_VK_BINDINGS];
+        const unsigned k = i / (uint32_t)j->chunks;
+        grid_chunk_setup(b, j, i % j->chunks, bufs[k], thetas[k], infos, &pcs[i], &ncs[i]);
+        write_set(b, sets[i], infos);
+    }
+    for (uint32_t i = 0; i < total; i++)
+        grid_record_chunk(b, j, sets[i], &pcs[i], ncs[i], dispatches);
+    return submit_wait(b, err);
+}
+
+static void grid_bufs_destroy(vk_backend_t *b, vk_buf_t bufs[GBUF_COUNT])
+{
+    for (int i = GBUF_COUNT - 1; i >= 0; i--)
+        buf_destroy(b, &bufs[i]);
+}
+
+/* A grid job's buffers (b->lock held): image, grid and out staged (inputs uploaded) or borrowed
+ * from their imports; the tables buffer created and filled with the base tables and (nb > 1)
+ * every batch's theta from crd.host.  Nothing is left to destroy on failure. */
+static int grid_bufs_create(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image, vk_src_t crd, vk_src_t out, vk_buf_t bufs[GBUF_COUNT],
+                            vkr_error_t *err)
+{
+    memset(bufs, 0, GBUF_COUNT * sizeof bufs[0]);
     int rc = VKR_OK;
     for (int i = 0; i < GBUF_COUNT && rc == VKR_OK; i++)
         if (j->elements[i])
@@ -2020,16 +2203,30 @@ static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image,
                  : i == GBUF_GRID ? src_buf(b, crd, 4 * j->elements[i], true, &bufs[i], err)
                  : i == GBUF_OUT  ? src_buf(b, out, 4 * j->elements[i], false, &bufs[i], err)
                                   : buf_create(b, 4 * j->elements[i], &bufs[i], err);
-    if (rc)
-        goto out;
+    if (rc) {
+        grid_bufs_destroy(b, bufs);
+        return rc;
+    }
     if (j->elements[GBUF_TAB]) {   /* the base tables, then (nb > 1) every batch's theta */
         memcpy(bufs[GBUF_TAB].map, j->tab, 4 * j->tab_words);
-        memcpy((float *)bufs[GBUF_TAB].map + j->tab_words, coords, 4 * (j->elements[GBUF_TAB] - j->tab_words));
+        memcpy((float *)bufs[GBUF_TAB].map + j->tab_words, crd.host, 4 * (j->elements[GBUF_TAB] - j->tab_words));
     }
+    return VKR_OK;
+}
+
+/* The whole grid job, with b->lock held: image, coords (the grid; theta is always read from
+ * coords.host) and out staged or imported. */
+static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image, vk_src_t crd, vk_src_t out, vkr_error_t *err)
+{
+    vk_buf_t bufs[GBUF_COUNT];
+    const float *coords = crd.host;
+    int rc = grid_bufs_create(b, j, image, crd, out, bufs, err);
+    if (rc)
+        return rc;
     uint64_t submits = 0, dispatches = 0;
     for (uint64_t c0 = 0; c0 < j->chunks; c0 += VKR_VK_SETS_PER_SUBMIT) {
         const uint32_t n = (uint32_t)min_u64(j->chunks - c0, VKR_VK_SETS_PER_SUBMIT);
-        rc = grid_run_batch(b, j, bufs, coords, c0, n, &dispatches, err);
+        rc = grid_run_chunks(b, j, bufs, coords, c0, n, &dispatches, err);
         if (rc)
             goto out;
         submits++;
@@ -2042,8 +2239,7 @@ static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image,
              j->what, j->n_segs > 1, (unsigned long long)j->steps, (unsigned long long)j->chunks, (unsigned long long)submits,
              (unsigned long long)dispatches);
 out:
-    for (int i = GBUF_COUNT - 1; i >= 0; i--)
-        buf_destroy(b, &bufs[i]);
+    grid_bufs_destroy(b, bufs);
     return rc;
 }
 
@@ -2059,6 +2255,114 @@ static int vk_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float
         pthread_mutex_unlock(&b->lock);
     }
     grid_job_free(&j);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ batches: several jobs of one plan */
+
+_Static_assert((int)BUF_COUNT == (int)GBUF_COUNT, "a batch keeps every job's buffers in one array of either kind");
+#define VK_JOB_BUFS BUF_COUNT
+
+/* Every job of a batch (see backend.h): the plan prepared once (tables computed once), every job
+ * its own buffers, as many jobs per submission as the descriptor sets allow (for the small jobs
+ * the server batches: all of them, one vkQueueSubmit and one fence wait).  A job whose buffers
+ * cannot be made fails alone; a failed submission fails the jobs in it. */
+static int vk_run_batch(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n, const float *const *inputs, const float *const *aux,
+                        float *const *outputs, int *statuses, vkr_error_t *errs)
+{
+    vk_backend_t *b = (vk_backend_t *)self;
+    const bool interp = plan->op == VKR_OP_INTERPOLATE;
+    vk_job_t ij;
+    vk_grid_job_t gj;
+    if (n == 0)
+        return VKR_OK;
+    int rc = interp ? job_prepare(b, &plan->interp, &ij, &errs[0]) : grid_prepare(b, &plan->grid, &gj, &errs[0]);
+    const uint64_t sets = rc != VKR_OK ? 0 : interp ? job_sets(&ij) : gj.chunks;
+    if (rc == VKR_OK && sets > VKR_VK_SETS_PER_SUBMIT) {
+        rc = VKR_E_UNSUPPORTED;   /* not a small job: each runs alone */
+        goto out;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        statuses[k] = rc;
+        if (k > 0)
+            errs[k] = errs[0];
+    }
+    if (rc != VKR_OK || sets == 0) {   /* refused by the plan alike, or nothing to run */
+        rc = VKR_OK;
+        goto out;
+    }
+    vk_buf_t (*bufs)[VK_JOB_BUFS] = calloc(n, sizeof *bufs);
+    unsigned *live = calloc(n, sizeof *live);
+    const float **thetas = calloc(n, sizeof *thetas);
+    if (!bufs || !live || !thetas) {
+        free(bufs);
+        free(live);
+        free(thetas);
+        rc = VKR_E_UNSUPPORTED;
+        goto out;
+    }
+    const unsigned per_submit = (unsigned)(VKR_VK_SETS_PER_SUBMIT / sets);
+    uint64_t dispatches = 0, submits = 0;
+    unsigned n_live = 0, ran = 0;
+    pthread_mutex_lock(&b->lock);
+    for (unsigned k = 0; k < n; k++) {
+        const vk_src_t out = {outputs[k], NULL};
+        if (interp) {
+            statuses[k] = job_bufs_create(b, &ij, (vk_src_t){inputs[k], NULL}, out, bufs[k], &errs[k]);
+        } else {
+            const bool affine_grid = plan->op == VKR_OP_AFFINE_GRID;
+            thetas[k] = affine_grid ? inputs[k] : aux[k];
+            statuses[k] = grid_bufs_create(b, &gj, (vk_src_t){affine_grid ? NULL : inputs[k], NULL}, (vk_src_t){thetas[k], NULL}, out,
+                                           bufs[k], &errs[k]);
+        }
+        if (statuses[k] == VKR_OK)
+            live[n_live++] = k;
+    }
+    /* groups of per_submit live jobs, their buffers side by side */
+    for (unsigned g0 = 0; g0 < n_live; g0 += per_submit) {
+        const unsigned g = n_live - g0 < per_submit ? n_live - g0 : per_submit;
+        vk_buf_t group_bufs[VKR_VK_SETS_PER_SUBMIT][VK_JOB_BUFS];
+        const float *group_thetas[VKR_VK_SETS_PER_SUBMIT];
+        vkr_error_t err;
+        for (unsigned i = 0; i < g; i++) {
+            memcpy(group_bufs[i], bufs[live[g0 + i]], sizeof group_bufs[i]);
+            group_thetas[i] = thetas[live[g0 + i]];
+        }
+        int src = interp ? run_jobs_one_submit(b, &ij, g, group_bufs, &dispatches, &err)
+                         : grid_run_jobs_one_submit(b, &gj, g, group_bufs, group_thetas, &dispatches, &err);
+        submits++;
+        for (unsigned i = 0; i < g; i++) {
+            const unsigned k = live[g0 + i];
+            statuses[k] = src;
+            if (src != VKR_OK) {
+                errs[k] = err;
+                continue;
+            }
+            const int o = interp ? BUF_OUT : GBUF_OUT;
+            memcpy(outputs[k], bufs[k][o].map, 4 * plan->out_elements);
+            ran++;
+        }
+    }
+    for (unsigned k = 0; k < n; k++)
+        if (interp)
+            job_bufs_destroy(b, bufs[k]);
+        else
+            grid_bufs_destroy(b, bufs[k]);
+    pthread_mutex_unlock(&b->lock);
+    if (n > 1) {
+        atomic_fetch_add(&b->batches, 1ul);
+        atomic_fetch_add(&b->batched_jobs, (unsigned long)n);
+    }
+    vkr__log(VKR_LOG_DEBUG, "vulkan: batch of %u %s jobs: %u ran, submits %llu, dispatches %llu", n, interp ? ij.what : gj.what, ran,
+             (unsigned long long)submits, (unsigned long long)dispatches);
+    free(bufs);
+    free(live);
+    free(thetas);
+out:
+    if (interp)
+        job_free(&ij);
+    else
+        grid_job_free(&gj);
     return rc;
 }
 
@@ -2098,7 +2402,7 @@ static vk_import_t *import_create(vk_backend_t *b, const vkr_host_region_t *r, u
         return NULL;
     }
     VkMemoryHostPointerPropertiesEXT hp = {.sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
-    VkResult res = b->get_host_pointer_props(b->device, VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT, (const void *)lo, &hp);
+    VkResult res = vk_note(b, b->get_host_pointer_props(b->device, VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT, (const void *)lo, &hp));
     if (res != VK_SUCCESS) {
         snprintf(why, why_len, "vkGetMemoryHostPointerPropertiesEXT failed: %s (%d)", vk_result_name(res), (int)res);
         return NULL;
@@ -2120,7 +2424,7 @@ static vk_import_t *import_create(vk_backend_t *b, const vkr_host_region_t *r, u
         .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT,
         .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
     };
-    res = vkCreateBuffer(b->device, &bi, NULL, &im->buf);
+    res = vk_note(b, vkCreateBuffer(b->device, &bi, NULL, &im->buf));
     if (res != VK_SUCCESS) {
         im->buf = VK_NULL_HANDLE;
         snprintf(why, why_len, "vkCreateBuffer failed: %s (%d)", vk_result_name(res), (int)res);
@@ -2155,13 +2459,13 @@ static vk_import_t *import_create(vk_backend_t *b, const vkr_host_region_t *r, u
         .allocationSize = hi - lo,
         .memoryTypeIndex = type,
     };
-    res = vkAllocateMemory(b->device, &ai, NULL, &im->mem);
+    res = vk_note(b, vkAllocateMemory(b->device, &ai, NULL, &im->mem));
     if (res != VK_SUCCESS) {
         im->mem = VK_NULL_HANDLE;
         snprintf(why, why_len, "vkAllocateMemory (host pointer import) failed: %s (%d)", vk_result_name(res), (int)res);
         goto fail;
     }
-    res = vkBindBufferMemory(b->device, im->buf, im->mem, 0);
+    res = vk_note(b, vkBindBufferMemory(b->device, im->buf, im->mem, 0));
     if (res != VK_SUCCESS) {
         snprintf(why, why_len, "vkBindBufferMemory failed: %s (%d)", vk_result_name(res), (int)res);
         goto fail;
@@ -2405,6 +2709,12 @@ static int vk_run_mapped(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_
     return rc;
 }
 
+static bool vk_device_lost(vkr_backend_s *self)
+{
+    vk_backend_t *b = (vk_backend_t *)self;
+    return atomic_load(&b->lost);
+}
+
 static unsigned vk_validation_messages(vkr_backend_s *self)
 {
     vk_backend_t *b = (vk_backend_t *)self;
@@ -2421,11 +2731,17 @@ static void vk_destroy(vkr_backend_s *self)
     if (imported + part + staged > 0)
         vkr__log(VKR_LOG_INFO, "vulkan: memfd jobs: %lu zero-copy, %lu partly imported, %lu staged; %lu imports made, %lu reused",
                  imported, part, staged, atomic_load(&b->imports_made), atomic_load(&b->imports_reused));
+    vkr__log(VKR_LOG_DEBUG, "vulkan: job buffers: %lu taken from the pool, %lu allocated", atomic_load(&b->pool_hits),
+             atomic_load(&b->pool_misses));
+    if (atomic_load(&b->batches) > 0)
+        vkr__log(VKR_LOG_INFO, "vulkan: batches of several jobs: %lu, holding %lu jobs", atomic_load(&b->batches),
+                 atomic_load(&b->batched_jobs));
     if (b->device) {
         vkDeviceWaitIdle(b->device);
         vk_import_t *cached = b->imports;   /* what the server did not release */
         b->imports = NULL;
         import_free_list(b, cached);
+        buf_pool_drain(b);
         vkDestroyPipelineCache(b->device, b->pcache, NULL);
         vkDestroyFence(b->device, b->fence, NULL);
         vkDestroyCommandPool(b->device, b->cmd_pool, NULL);
@@ -2454,6 +2770,7 @@ static void vk_destroy(vkr_backend_s *self)
         pthread_cond_destroy(&b->imports_idle);
         pthread_mutex_destroy(&b->imports_lock);
     }
+    free(b->pool);
     free(b->pcache_dir);
     free(b->pcache_path);
     free(b);
@@ -2684,8 +3001,15 @@ int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s *
     atomic_init(&b->jobs_staged, 0ul);
     atomic_init(&b->imports_made, 0ul);
     atomic_init(&b->imports_reused, 0ul);
+    atomic_init(&b->lost, false);
+    atomic_init(&b->pool_hits, 0ul);
+    atomic_init(&b->pool_misses, 0ul);
+    atomic_init(&b->batches, 0ul);
+    atomic_init(&b->batched_jobs, 0ul);
     b->base.name = "vulkan";
     b->base.interpolate = vk_interpolate;
+    b->base.run_batch = vk_run_batch;
+    b->base.device_lost = vk_device_lost;
     b->base.grid = vk_grid;
     b->base.validation_messages = vk_validation_messages;
     b->base.destroy = vk_destroy;
@@ -2695,6 +3019,16 @@ int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s *
         goto fail;
     }
     b->lock_ready = true;
+    const char *no_pool = getenv("VKR_VULKAN_NO_BUFFER_POOL");
+    if (no_pool && no_pool[0] && strcmp(no_pool, "0") != 0) {
+        vkr__log(VKR_LOG_WARN, "vulkan: VKR_VULKAN_NO_BUFFER_POOL=%s: every job allocates its buffers (a test knob)", no_pool);
+    } else {
+        b->pool = calloc(VKR_VK_POOL_BUFFERS, sizeof *b->pool);
+        if (!b->pool) {
+            rc = vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: out of memory");
+            goto fail;
+        }
+    }
     if (pthread_mutex_init(&b->imports_lock, NULL) != 0) {
         rc = vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: pthread_mutex_init failed");
         goto fail;

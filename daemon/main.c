@@ -78,6 +78,8 @@ static void usage(FILE *to)
             "  --max-client-jobs N   jobs one connection may have in flight: queued, running or with\n"
             "                        a reply not yet written (default %u); one more gets VKR_E_BUSY\n"
             "  --max-queued-jobs N   jobs in flight in the whole daemon (default %u); VKR_E_BUSY past it\n"
+            "  --max-batch N         small Vulkan jobs (inputs + output <= %u KiB) of one plan run in\n"
+            "                        one submission, up to N at once (default %u, 1..%u; 1: no batches)\n"
             "  --max-queue-bytes N   bytes those jobs may hold: request bodies and outputs, K/M/G\n"
             "                        suffixes allowed (default 4G); VKR_E_BUSY past it, and\n"
             "                        VKR_E_TOO_LARGE for one job that alone needs more\n"
@@ -94,7 +96,8 @@ static void usage(FILE *to)
             "SIGTERM or SIGINT: stop accepting and reading, finish every job already admitted,\n"
             "remove the socket and its lock file (unless systemd handed the socket over), exit 0.\n"
             "Exit status: 0 clean stop, 1 start-up failure, 2 usage error, 3 validation messages seen.\n",
-            VKR_DEFAULT_WORKERS, VKR_MAX_WORKERS, VKR_DEFAULT_MAX_CLIENT_JOBS, VKR_DEFAULT_MAX_QUEUED_JOBS);
+            VKR_DEFAULT_WORKERS, VKR_MAX_WORKERS, VKR_DEFAULT_MAX_CLIENT_JOBS, VKR_DEFAULT_MAX_QUEUED_JOBS,
+            VKR_BATCH_MAX_JOB_BYTES >> 10, VKR_DEFAULT_MAX_BATCH, VKR_MAX_BATCH_LIMIT);
 }
 
 /* Parse "123", "64K", "512M", "1G" into bytes; false if malformed or zero. */
@@ -211,7 +214,7 @@ int main(int argc, char **argv)
     enum { OPT_SOCKET = 256, OPT_BACKEND, OPT_DEVICE, OPT_MAX_JOB, OPT_VALIDATION, OPT_READY_FD, OPT_VERSION, OPT_WORKERS,
            OPT_MAX_CLIENT_JOBS, OPT_MAX_QUEUED_JOBS, OPT_MAX_QUEUE_BYTES, OPT_CACHE_DIR, OPT_SOCKET_MODE, OPT_SOCKET_GROUP,
            OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_MAX_CONNECTIONS, OPT_MAX_CONNECTIONS_PER_UID, OPT_MAX_BYTES_PER_UID,
-           OPT_IDLE_TIMEOUT, OPT_FRAME_TIMEOUT };
+           OPT_IDLE_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_MAX_BATCH };
     static const struct option options[] = {
         {"socket", required_argument, 0, OPT_SOCKET},
         {"backend", required_argument, 0, OPT_BACKEND},
@@ -223,6 +226,7 @@ int main(int argc, char **argv)
         {"max-client-jobs", required_argument, 0, OPT_MAX_CLIENT_JOBS},
         {"max-queued-jobs", required_argument, 0, OPT_MAX_QUEUED_JOBS},
         {"max-queue-bytes", required_argument, 0, OPT_MAX_QUEUE_BYTES},
+        {"max-batch", required_argument, 0, OPT_MAX_BATCH},
         {"cache-dir", required_argument, 0, OPT_CACHE_DIR},
         {"socket-mode", required_argument, 0, OPT_SOCKET_MODE},
         {"socket-group", required_argument, 0, OPT_SOCKET_GROUP},
@@ -306,6 +310,12 @@ int main(int argc, char **argv)
         case OPT_MAX_QUEUED_JOBS:
             if (!parse_count(optarg, UINT32_MAX >> 1, &cfg.max_queued_jobs)) {
                 fprintf(stderr, "vkresampled: --max-queued-jobs '%s': expected a positive count\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_BATCH:
+            if (!parse_count(optarg, VKR_MAX_BATCH_LIMIT, &cfg.max_batch)) {
+                fprintf(stderr, "vkresampled: --max-batch '%s': expected a count from 1 to %u\n", optarg, VKR_MAX_BATCH_LIMIT);
                 return EXIT_USAGE;
             }
             break;

@@ -3,7 +3,10 @@
  * client, per uid (bytes only) and overall; a full limit answers VKR_E_BUSY at once instead of buffering.  Admitted jobs
  * wait in their client's FIFO; clients with waiting jobs form a ring, and each free worker takes
  * the oldest job of the client whose turn it is, then passes the turn on: a client with a thousand
- * queued jobs delays another client's job by at most one job per worker. */
+ * queued jobs delays another client's job by at most one job per worker.  A batchable job taken
+ * by a worker gathers more waiting jobs of its kind (same_batch) into one worker task, round by
+ * round over the ring from the next client's turn, each client's oldest such job per round; the
+ * turns themselves are untouched, so the bound above holds with a batch counted as one job. */
 #include "queue.h"
 
 #include <string.h>
@@ -22,6 +25,13 @@ void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigne
     q->max_slots = max_slots;
     q->max_bytes = max_bytes;
     q->max_account_bytes = max_account_bytes;
+}
+
+void vkr__queue_set_batching(vkr__queue_t *q, unsigned max_batch, bool (*same_batch)(const vkr__queue_job_t *lead,
+                                                                                     const vkr__queue_job_t *other))
+{
+    q->max_batch = max_batch;
+    q->same_batch = same_batch;
 }
 
 void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_account_t *account)
@@ -141,18 +151,88 @@ static void work_cb(uv_work_t *req)
     job->run(job);
 }
 
+/* Every job of the task led by lead is finished: after for each, the lead first. */
+static void finish_task(vkr__queue_t *q, vkr__queue_job_t *lead, bool ran)
+{
+    vkr__queue_job_t *job = lead, *next;
+
+    q->running--;
+    q->running_jobs -= lead->batch_size;
+    for (; job != NULL; job = next) {
+        next = job->batch_next;
+        job->batch_next = NULL;
+        job->state = VKR__JOB_FINISHED;
+        job->after(job, ran);   /* may free job */
+    }
+}
+
 static void after_work_cb(uv_work_t *req, int status)
 {
     vkr__queue_job_t *job = (vkr__queue_job_t *)req;
     vkr__queue_t *q = job->owner->queue;
 
-    q->running--;
-    job->state = VKR__JOB_FINISHED;
-    job->after(job, status == 0);
+    finish_task(q, job, status == 0);
     dispatch(q);
 }
 
-/* Start waiting jobs while workers are free, one per client in ring order. */
+/* Take a waiting job out of its owner's FIFO (the owner leaves the ring when it has no more). */
+static void unlink_waiting(vkr__queue_t *q, vkr__queue_job_t *job)
+{
+    vkr__queue_owner_t *o = job->owner;
+
+    if (job->prev != NULL)
+        job->prev->next = job->next;
+    else
+        o->head = job->next;
+    if (job->next != NULL)
+        job->next->prev = job->prev;
+    else
+        o->tail = job->prev;
+    job->next = job->prev = NULL;
+    q->waiting--;
+    if (o->head == NULL)
+        ring_remove(q, o);
+}
+
+/* Gather waiting jobs that may run with lead (running, alone so far) into its batch: rounds over
+ * the ring from the current turn, one job per client per round (its oldest that same_batch
+ * accepts), until max_batch or a round that finds none. */
+static void gather_batch(vkr__queue_t *q, vkr__queue_job_t *lead)
+{
+    vkr__queue_job_t **tail = &lead->batch_next;
+    bool found = true;
+
+    while (found && lead->batch_size < q->max_batch && q->ring != NULL) {
+        vkr__queue_owner_t *o = q->ring;
+        unsigned owners = 0;
+
+        found = false;
+        do
+            owners++;
+        while ((o = o->ring_next) != q->ring);
+        for (unsigned i = 0; i < owners && lead->batch_size < q->max_batch; i++) {
+            vkr__queue_owner_t *next_owner = o->ring_next;   /* o may leave the ring below */
+            vkr__queue_job_t *job = o->head;
+
+            while (job != NULL && !(job->batchable && q->same_batch(lead, job)))
+                job = job->next;
+            if (job != NULL) {
+                unlink_waiting(q, job);
+                job->state = VKR__JOB_RUNNING;
+                job->batch_size = 0;
+                job->batch_next = NULL;
+                *tail = job;
+                tail = &job->batch_next;
+                lead->batch_size++;
+                found = true;
+            }
+            o = next_owner;
+        }
+    }
+}
+
+/* Start waiting jobs while workers are free, one per client in ring order (a batchable one with
+ * the batch it gathers). */
 static void dispatch(vkr__queue_t *q)
 {
     while (q->running < q->workers && q->ring != NULL) {
@@ -160,24 +240,19 @@ static void dispatch(vkr__queue_t *q)
         vkr__queue_job_t *job = o->head;
         int rc;
 
-        o->head = job->next;
-        if (o->head != NULL)
-            o->head->prev = NULL;
-        else
-            o->tail = NULL;
-        job->next = job->prev = NULL;
-        q->waiting--;
         q->ring = o->ring_next;         /* the next client's turn */
-        if (o->head == NULL)
-            ring_remove(q, o);
+        unlink_waiting(q, job);
         job->state = VKR__JOB_RUNNING;
+        job->batch_size = 1;
+        job->batch_next = NULL;
+        if (job->batchable && q->max_batch > 1 && q->same_batch != NULL)
+            gather_batch(q, job);
         q->running++;
+        q->running_jobs += job->batch_size;
         rc = uv_queue_work(q->loop, &job->work, work_cb, after_work_cb);
         if (rc < 0) {
             vkr__log(VKR_LOG_ERROR, "uv_queue_work: %s", uv_strerror(rc));
-            q->running--;
-            job->state = VKR__JOB_FINISHED;
-            job->after(job, false);
+            finish_task(q, job, false);
         }
     }
 }
@@ -200,22 +275,9 @@ void vkr__queue_push(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_t *j
 
 bool vkr__queue_remove(vkr__queue_t *q, vkr__queue_job_t *job)
 {
-    vkr__queue_owner_t *o = job->owner;
-
     if (job->state != VKR__JOB_WAITING)
         return false;
-    if (job->prev != NULL)
-        job->prev->next = job->next;
-    else
-        o->head = job->next;
-    if (job->next != NULL)
-        job->next->prev = job->prev;
-    else
-        o->tail = job->prev;
-    job->next = job->prev = NULL;
+    unlink_waiting(q, job);
     job->state = VKR__JOB_FINISHED;
-    q->waiting--;
-    if (o->head == NULL)
-        ring_remove(q, o);
     return true;
 }

@@ -1,7 +1,9 @@
 /* The daemon's job queue: bounded admission (per client, per uid and overall, in jobs and in
  * bytes, with VKR_E_BUSY at once when a limit is full), one FIFO of waiting jobs per client, round-robin
- * dispatch across clients onto a fixed number of libuv worker threads, and removal of waiting
- * jobs (cancel, disconnect).  Loop thread only, except the run callback. */
+ * dispatch across clients onto a fixed number of libuv worker threads, batches (waiting jobs the
+ * server says belong together, gathered across clients in round-robin order to run as one worker
+ * task), and removal of waiting jobs (cancel, disconnect).  Loop thread only, except the run
+ * callback. */
 #ifndef VKR_DAEMON_QUEUE_H
 #define VKR_DAEMON_QUEUE_H
 
@@ -24,13 +26,18 @@ typedef struct {
 
 enum { VKR__JOB_ADMITTED, VKR__JOB_WAITING, VKR__JOB_RUNNING, VKR__JOB_FINISHED };
 
-/* Embedded in the server's job.  run: on a worker thread.  after: on the loop thread once run
- * returned (ran true) or the pool refused the work (ran false). */
+/* Embedded in the server's job.  run: on a worker thread, once per worker task: for the lead of a
+ * batch it runs the whole batch (lead, then batch_next...).  after: on the loop thread once run
+ * returned (ran true) or the pool refused the work (ran false), once for every job of the task,
+ * the lead first (its batch_size still set, batch_next already cleared). */
 struct vkr__queue_job {
     uv_work_t work;
     vkr__queue_job_t *next, *prev;       /* the owner's FIFO while waiting */
     vkr__queue_owner_t *owner;
     int state;
+    bool batchable;                      /* may lead or join a batch (set before vkr__queue_push) */
+    vkr__queue_job_t *batch_next;        /* while running: the next job of its batch, NULL at the end */
+    unsigned batch_size;                 /* while running: jobs in the task it leads (1: alone), 0: not a lead */
     void (*run)(vkr__queue_job_t *job);
     void (*after)(vkr__queue_job_t *job, bool ran);
 };
@@ -53,14 +60,26 @@ struct vkr__queue {
     unsigned max_slots;                  /* --max-queued-jobs */
     uint64_t max_bytes;                  /* --max-queue-bytes */
     uint64_t max_account_bytes;          /* --max-bytes-per-uid */
-    unsigned slots, waiting, running;
+    unsigned slots, waiting, running;    /* running: worker tasks (a batch is one) */
+    unsigned running_jobs;               /* jobs in those tasks */
     uint64_t bytes;
     vkr__queue_owner_t *ring;            /* the owner whose turn is next */
+    /* Batching (off until vkr__queue_set_batching): when a worker takes a batchable job, waiting
+     * batchable jobs that same_batch(lead, other) accepts join it, up to max_batch in all. */
+    unsigned max_batch;
+    bool (*same_batch)(const vkr__queue_job_t *lead, const vkr__queue_job_t *other);
 };
 
 /* Set up an empty queue. */
 void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigned max_owner_slots, unsigned max_slots, uint64_t max_bytes,
                      uint64_t max_account_bytes);
+
+/* Let a batchable job that a worker takes gather up to max_batch - 1 more waiting batchable jobs
+ * that same_batch accepts: one round after another over the clients in ring order (the next
+ * client's turn first), each client giving its oldest such job per round.  Gathering takes no
+ * client's turn away.  max_batch <= 1: no batches. */
+void vkr__queue_set_batching(vkr__queue_t *q, unsigned max_batch, bool (*same_batch)(const vkr__queue_job_t *lead,
+                                                                                     const vkr__queue_job_t *other));
 
 /* Set up an owner with nothing admitted, whose bytes also count against account (its uid's). */
 void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_account_t *account);
@@ -83,7 +102,7 @@ void vkr__queue_release(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes);
 void vkr__queue_push(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_t *job);
 
 /* Take a job out of its owner's FIFO if it is still waiting.  Returns true if it was (it will
- * never run; its slot is still held), false if it is running or finished. */
+ * never run; its slot is still held), false if it is running (alone or in a batch) or finished. */
 bool vkr__queue_remove(vkr__queue_t *q, vkr__queue_job_t *job);
 
 #endif

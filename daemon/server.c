@@ -17,7 +17,12 @@
  * when the process runs out of descriptors, and resumes when a connection closes or, for
  * descriptors, when VKR__ACCEPT_RETRY_MS have passed.  A Vulkan job that reports a lost device
  * (or the test switch's simulated loss) marks Vulkan lost for good: that job and every job bound
- * for Vulkan run on the CPU backend from then on. */
+ * for Vulkan run on the CPU backend from then on.  The backend says so (its device_lost hook),
+ * never the text of an error.
+ *
+ * Small Vulkan jobs are batched (VKR_BATCH_MAX_JOB_BYTES, max_batch): the queue gathers waiting
+ * jobs of one plan into one worker task and the Vulkan backend runs them in one submission; each
+ * keeps its own reply, error and cancel. */
 #include "server.h"
 
 #include <errno.h>
@@ -44,6 +49,19 @@
 typedef struct server_s server_t;
 typedef struct job_s job_t;
 
+/* A memfd mapping a connection keeps between its jobs (VKR__CLIENT_MAPPINGS per connection, least
+ * recently used first out): a later job whose tensor lies in the same memfd range uses it again,
+ * and the backend may keep its import of it (vkr_host_region_t.persistent) until release_mapped,
+ * which comes just before the munmap and never while a job holding the mapping runs. */
+typedef struct {
+    vkr__mapping_t map;             /* base NULL: a free slot */
+    uint64_t dev, ino;              /* the memfd */
+    uint64_t file_start;            /* the file offset of map.base (page-aligned) */
+    bool writable;
+    unsigned users;                 /* jobs holding it: it is unmapped only at 0 */
+    uint64_t last_use;              /* the client's map_clock when a job last took it */
+} client_mapping_t;
+
 typedef struct client_s {
     vkr__conn_t conn;
     vkr__queue_owner_t owner;
@@ -59,6 +77,8 @@ typedef struct client_s {
     uint64_t admitted_bytes;
     bool refused;                   /* its body is skipped; refusal is the answer */
     vkr_error_t refusal;
+    client_mapping_t mappings[VKR__CLIENT_MAPPINGS];
+    uint64_t map_clock;
 } client_t;
 
 struct job_s {
@@ -75,7 +95,8 @@ struct job_s {
     int backend_id;
     int counted_backend;            /* the backend its in_flight count is under */
     bool moved;                     /* bound for Vulkan, run on the CPU after the device was lost */
-    vkr__mapping_t in_map[VKR_MAX_TENSORS], out_map;
+    vkr__mapping_t in_map[VKR_MAX_TENSORS], out_map;   /* mappings of its own (not kept by the client) */
+    client_mapping_t *in_kept[VKR_MAX_TENSORS], *out_kept; /* mappings the client keeps, held by this job */
     vkr_host_region_t regions[VKR_HOST_REGIONS];
     int out_fd;                     /* DAEMON_FD: the memfd handed back, else -1 */
     float *out_heap;                /* INLINE: the output, allocated on the worker */
@@ -109,6 +130,7 @@ struct server_s {
     atomic_bool vulkan_lost;        /* set by a worker thread, once */
     atomic_ulong vulkan_jobs;       /* jobs started on Vulkan (the simulated loss counts them) */
     unsigned long simulate_loss_at; /* VKRESAMPLE_SIMULATE_DEVICE_LOSS, 0: off */
+    unsigned max_batch;             /* jobs per batch (1: none) */
 };
 
 static void maybe_finish_shutdown(server_t *s);
@@ -133,6 +155,90 @@ static void client_unref(client_t *c)
     vkr__account_unref(&s->accounts, c->account);
     vkr__free(c);
     maybe_finish_shutdown(s);
+}
+
+/* ---------------------------------------------------------------- memfd mappings kept per client */
+/* Unmap a kept mapping (no job holds it): every backend that may have imported it lets go first. */
+static void mapping_drop(client_t *c, client_mapping_t *m)
+{
+    const vkr_server_config_t *cfg = c->server->cfg;
+    vkr_backend_s *backends[2] = {cfg->vulkan, cfg->cpu};
+
+    for (unsigned b = 0; b < 2; b++)
+        if (backends[b] != NULL && backends[b]->release_mapped != NULL)
+            backends[b]->release_mapped(backends[b], m->map.base, m->map.map_bytes);
+    vkr__log(VKR_LOG_DEBUG, "client %u: memfd mapping of %zu bytes unmapped", c->id, m->map.map_bytes);
+    vkr__memfd_unmap(&m->map);
+    memset(m, 0, sizeof *m);
+}
+
+/* Drop every kept mapping no job holds (the connection closed; the rest go with their jobs). */
+static void mappings_drop_unused(client_t *c)
+{
+    for (unsigned i = 0; i < VKR__CLIENT_MAPPINGS; i++)
+        if (c->mappings[i].map.base != NULL && c->mappings[i].users == 0)
+            mapping_drop(c, &c->mappings[i]);
+}
+
+/* A job's fresh mapping *m (of memfd dev/ino, writable or not, the tensor at file offset
+ * `offset`): if the client keeps one of the same memfd that covers the tensor, *m is unmapped and
+ * that one is held instead (*data: the tensor in it); else *m is kept in a free slot or the least
+ * recently used one no job holds (*m zeroed).  NULL: every slot is held, *m stays the job's own. */
+static client_mapping_t *mapping_keep(client_t *c, vkr__mapping_t *m, uint64_t dev, uint64_t ino, uint64_t offset, uint64_t bytes,
+                                      bool writable, uint8_t **data)
+{
+    const uint64_t start = offset - (uint64_t)(m->data - (uint8_t *)m->base);
+    client_mapping_t *free_slot = NULL, *lru = NULL, *slot;
+
+    for (unsigned i = 0; i < VKR__CLIENT_MAPPINGS; i++) {
+        client_mapping_t *k = &c->mappings[i];
+
+        if (k->map.base != NULL && k->dev == dev && k->ino == ino && k->writable == writable && k->file_start <= offset &&
+            offset + bytes <= k->file_start + k->map.map_bytes) {
+            vkr__memfd_unmap(m);
+            k->users++;
+            k->last_use = ++c->map_clock;
+            *data = (uint8_t *)k->map.base + (offset - k->file_start);
+            vkr__log(VKR_LOG_DEBUG, "client %u: memfd mapping of %zu bytes reused", c->id, k->map.map_bytes);
+            return k;
+        }
+        if (k->map.base == NULL) {
+            if (free_slot == NULL)
+                free_slot = k;
+        } else if (k->users == 0 && (lru == NULL || k->last_use < lru->last_use)) {
+            lru = k;
+        }
+    }
+    slot = free_slot != NULL ? free_slot : lru;
+    if (slot == NULL)
+        return NULL;
+    if (slot->map.base != NULL)
+        mapping_drop(c, slot);
+    *slot = (client_mapping_t){.map = *m, .dev = dev, .ino = ino, .file_start = start, .writable = writable, .users = 1,
+                               .last_use = ++c->map_clock};
+    *data = m->data;
+    memset(m, 0, sizeof *m);
+    return slot;
+}
+
+/* The job lets go of its mappings: its own are unmapped, the client's kept ones released (and
+ * dropped at once when the connection is gone). */
+static void job_release_mappings(job_t *j)
+{
+    client_t *c = j->client;
+    client_mapping_t *kept[VKR_MAX_TENSORS + 1] = {j->in_kept[0], j->in_kept[1], j->out_kept};
+
+    for (unsigned k = 0; k < VKR_MAX_TENSORS; k++)
+        vkr__memfd_unmap(&j->in_map[k]);
+    vkr__memfd_unmap(&j->out_map);
+    for (unsigned k = 0; k < VKR_MAX_TENSORS + 1; k++) {
+        if (kept[k] == NULL)
+            continue;
+        kept[k]->users--;
+        if (c->conn_closed && kept[k]->users == 0)
+            mapping_drop(c, kept[k]);
+    }
+    j->in_kept[0] = j->in_kept[1] = j->out_kept = NULL;
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -209,7 +315,9 @@ static void send_stats(client_t *c, uint32_t request_id)
     vkr_stats_t st;
 
     s->stats.vulkan_lost = atomic_load(&s->vulkan_lost);
-    vkr__stats_snapshot(&s->stats, device_name(s), s->queue.waiting, s->queue.running, s->n_clients, s->queue.workers, &st);
+    vkr__stats_snapshot(&s->stats, device_name(s), s->queue.waiting, s->queue.running_jobs, s->n_clients, s->queue.workers, &st);
+    if (vkr__log_level >= VKR_LOG_DEBUG)
+        vkr__stats_log_batches(&s->stats);
     size_t body_len = vkr_stats_encode(&st, head + VKR_FRAME_HEADER_BYTES);
     vkr_frame_header_t h = {.magic = VKR_PROTO_MAGIC, .version = VKR_PROTO_VERSION, .type = VKR_MSG_STATS_REPLY,
                             .request_id = request_id, .body_len = body_len};
@@ -243,9 +351,7 @@ static void job_finish(job_t *j)
     uncount(j);
     if (j->moved)
         s->stats.jobs_moved_to_cpu++;
-    for (unsigned k = 0; k < VKR_MAX_TENSORS; k++)
-        vkr__memfd_unmap(&j->in_map[k]);
-    vkr__memfd_unmap(&j->out_map);
+    job_release_mappings(j);
     if (j->out_fd >= 0)
         close(j->out_fd);
     vkr__free(j->out_heap);
@@ -309,9 +415,7 @@ static void send_result(job_t *j)
     vkr__stats_latency(&s->stats, vkr__stats_now_ns() - j->t0_ns);
     uncount(j);
     /* the output is complete: the client reads it from its own mapping of the memfd */
-    vkr__memfd_unmap(&j->out_map);
-    for (unsigned k = 0; k < VKR_MAX_TENSORS; k++)
-        vkr__memfd_unmap(&j->in_map[k]);
+    job_release_mappings(j);
     fd = j->out_fd;
     j->out_fd = -1;
     j->answered = true;
@@ -320,12 +424,11 @@ static void send_result(job_t *j)
 }
 
 /* ---------------------------------------------------------------- a lost Vulkan device */
-/* On a worker thread: whether a failed Vulkan job lost the device.  The backend reports every
- * failed Vulkan call as VKR_E_BACKEND naming the VkResult ("vkQueueSubmit failed:
- * VK_ERROR_DEVICE_LOST (-4)"), which is what is matched here. */
-static bool lost_device(const job_t *j)
+/* On a worker thread: whether a job that ran on backend b failed because b lost its device (its
+ * device_lost hook: set by the backend when a device call reported the loss). */
+static bool lost_device(const job_t *j, vkr_backend_s *b)
 {
-    return j->status == VKR_E_BACKEND && strstr(j->error.message, "VK_ERROR_DEVICE_LOST") != NULL;
+    return j->status != VKR_OK && b->device_lost != NULL && b->device_lost(b);
 }
 
 /* On a worker thread: Vulkan is gone for good (logged once, by whichever worker saw it first). */
@@ -364,6 +467,8 @@ static void run_on_backend(job_t *j)
 
     for (unsigned k = 0; k < VKR_HOST_REGIONS; k++)
         mapped = mapped || j->regions[k].base != NULL;
+    if (j->regions[2].base == NULL)
+        j->regions[2].data = j->out;   /* an inline output, allocated on this worker */
     if (mapped && b->run_mapped != NULL) {
         j->status = b->run_mapped(b, &j->plan, j->regions, &j->error);
         if (j->status != VKR_E_UNSUPPORTED)
@@ -382,23 +487,30 @@ static void run_on_backend(job_t *j)
     }
 }
 
-/* On a worker thread: run the job on its backend; a job bound for Vulkan runs on the CPU when the
- * device is lost, was lost by this very job, or the test switch says this job loses it. */
-static void job_run(vkr__queue_job_t *qj)
+/* On a worker thread: the job's inline output buffer (a memfd output is mapped already).  false:
+ * the job failed (out of memory). */
+static bool job_output_ready(job_t *j)
 {
-    job_t *j = (job_t *)qj;
-    server_t *s = j->client->server;
-    vkr_backend_s *vulkan = s->cfg->vulkan;
-
     if (j->job.result_storage == VKR_RESULT_INLINE && j->plan.out_elements > 0) {
         j->out_heap = vkr__malloc((size_t)(j->plan.out_elements * sizeof(float)));
         if (j->out_heap == NULL) {
             j->status = vkr_proto_error_set(&j->error, VKR_E_NOMEM, "size", "out of memory for an output of %llu bytes",
                                             (unsigned long long)(j->plan.out_elements * sizeof(float)));
-            return;
+            return false;
         }
         j->out = j->out_heap;
     }
+    return true;
+}
+
+/* On a worker thread: run one job (its output ready) on its backend; a job bound for Vulkan runs
+ * on the CPU when the device is lost, was lost by this very job, or the test switch says this
+ * job loses it. */
+static void job_run_alone(job_t *j)
+{
+    server_t *s = j->client->server;
+    vkr_backend_s *vulkan = s->cfg->vulkan;
+
     if (j->backend == vulkan && vulkan != NULL) {
         if (atomic_load(&s->vulkan_lost)) {
             if (!move_to_cpu(j)) {
@@ -414,17 +526,91 @@ static void job_run(vkr__queue_job_t *qj)
         }
     }
     run_on_backend(j);
-    if (j->backend == vulkan && vulkan != NULL && lost_device(j)) {
+    if (j->backend == vulkan && vulkan != NULL && lost_device(j, vulkan)) {
         mark_vulkan_lost(j);
         if (move_to_cpu(j))
             run_on_backend(j);
     }
 }
 
+/* On a worker thread: a batch (lead, then its batch_next jobs: one plan, all bound for Vulkan)
+ * through the backend's run_batch, one submission for all.  Each job keeps its own status and
+ * error; a lost device moves the jobs it failed to the CPU, as for a job alone.  With Vulkan
+ * lost, under the simulated-loss test switch (which counts jobs one by one), or when the backend
+ * declines, each job runs alone. */
+static void batch_run(job_t *lead)
+{
+    server_t *s = lead->client->server;
+    vkr_backend_s *vulkan = s->cfg->vulkan;
+    job_t *jobs[VKR_MAX_BATCH_LIMIT];
+    const float *inputs[VKR_MAX_BATCH_LIMIT], *aux[VKR_MAX_BATCH_LIMIT];
+    float *outputs[VKR_MAX_BATCH_LIMIT];
+    int statuses[VKR_MAX_BATCH_LIMIT];
+    vkr_error_t errs[VKR_MAX_BATCH_LIMIT];
+    unsigned n = 0;
+    int rc;
+
+    for (vkr__queue_job_t *qj = &lead->qj; qj != NULL; qj = qj->batch_next) {
+        job_t *j = (job_t *)qj;
+
+        if (!job_output_ready(j))
+            continue;
+        if (n == VKR_MAX_BATCH_LIMIT) {   /* never: max_batch is clamped to it */
+            job_run_alone(j);
+            continue;
+        }
+        jobs[n] = j;
+        inputs[n] = j->job.input.data;
+        aux[n] = j->job.n_tensors > 1 ? j->job.aux.data : NULL;
+        outputs[n] = j->out;
+        n++;
+    }
+    rc = VKR_E_UNSUPPORTED;
+    if (!atomic_load(&s->vulkan_lost) && s->simulate_loss_at == 0 && lead->backend == vulkan && vulkan->run_batch != NULL)
+        rc = vulkan->run_batch(vulkan, &lead->plan, n, inputs, aux, outputs, statuses, errs);
+    for (unsigned k = 0; k < n; k++) {
+        job_t *j = jobs[k];
+
+        if (rc != VKR_OK) {
+            job_run_alone(j);
+            continue;
+        }
+        j->status = statuses[k];
+        if (j->status != VKR_OK)
+            j->error = errs[k];
+        if (lost_device(j, vulkan)) {
+            mark_vulkan_lost(j);
+            if (move_to_cpu(j))
+                run_on_backend(j);
+        }
+    }
+}
+
+/* On a worker thread: one job, or a batch led by this one. */
+static void job_run(vkr__queue_job_t *qj)
+{
+    job_t *j = (job_t *)qj;
+
+    if (qj->batch_next != NULL) {
+        batch_run(j);
+        return;
+    }
+    if (job_output_ready(j))
+        job_run_alone(j);
+}
+
 /* On the loop thread once the job ran (or could not be started). */
 static void job_after(vkr__queue_job_t *qj, bool ran)
 {
     job_t *j = (job_t *)qj;
+    server_t *s = j->client->server;
+
+    if (qj->batch_size > 1) {   /* the lead of a batch (the first of its jobs to get here) */
+        s->stats.batches++;
+        s->stats.batched_jobs += qj->batch_size;
+        vkr__log(VKR_LOG_DEBUG, "batch of %u %s jobs ran as one worker task (lead: client %u, request %u)", qj->batch_size,
+                 vkr_proto_op_name(j->job.op), j->client->id, j->request_id);
+    }
 
     if (j->orphaned || j->cancelled) {
         job_finish(j);
@@ -438,6 +624,57 @@ static void job_after(vkr__queue_job_t *qj, bool ran)
         return;
     }
     send_result(j);
+}
+
+/* Whether two plans are the same job shape: op, shapes, modes and every parameter the kernels see. */
+static bool same_plan(const vkr_plan_t *a, const vkr_plan_t *b)
+{
+    if (a->op != b->op || a->out_elements != b->out_elements)
+        return false;
+    if (a->op == VKR_OP_INTERPOLATE) {
+        const vkr_interp_plan_t *x = &a->interp, *y = &b->interp;
+
+        if (x->mode != y->mode || x->spatial_rank != y->spatial_rank || x->batch != y->batch || x->channels != y->channels ||
+            x->align_corners != y->align_corners || x->antialias != y->antialias || x->in_elements != y->in_elements ||
+            x->out_elements != y->out_elements)
+            return false;
+        for (unsigned d = 0; d < VKR_MAX_SPATIAL; d++)
+            if (x->in_size[d] != y->in_size[d] || x->out_size[d] != y->out_size[d] || x->has_scale[d] != y->has_scale[d] ||
+                (x->has_scale[d] && memcmp(&x->scale[d], &y->scale[d], sizeof x->scale[d]) != 0))
+                return false;
+        return true;
+    }
+    const vkr_grid_plan_t *x = &a->grid, *y = &b->grid;
+
+    if (x->op != y->op || x->mode != y->mode || x->padding_mode != y->padding_mode || x->align_corners != y->align_corners ||
+        x->spatial_rank != y->spatial_rank || x->batch != y->batch || x->channels != y->channels || x->in_elements != y->in_elements ||
+        x->aux_elements != y->aux_elements || x->out_elements != y->out_elements)
+        return false;
+    for (unsigned d = 0; d < VKR_MAX_SPATIAL; d++)
+        if (x->in_size[d] != y->in_size[d] || x->out_size[d] != y->out_size[d])
+            return false;
+    return true;
+}
+
+/* The queue's batch key: the same backend and the same plan. */
+static bool same_batch(const vkr__queue_job_t *lead, const vkr__queue_job_t *other)
+{
+    const job_t *a = (const job_t *)lead, *b = (const job_t *)other;
+
+    return a->backend == b->backend && same_plan(&a->plan, &b->plan);
+}
+
+/* Whether a queued job may lead or join a batch: bound for Vulkan (which can batch), small
+ * (VKR_BATCH_MAX_JOB_BYTES in its tensors together), with an output. */
+static bool batchable(const job_t *j)
+{
+    const vkr_backend_s *vulkan = j->client->server->cfg->vulkan;
+    const uint64_t in_bytes = (j->plan.op == VKR_OP_INTERPOLATE ? j->plan.interp.in_elements
+                                                                 : j->plan.grid.in_elements + j->plan.grid.aux_elements) * sizeof(float);
+    const uint64_t out_bytes = j->plan.out_elements * sizeof(float);
+
+    return vulkan != NULL && j->backend == vulkan && vulkan->run_batch != NULL && !j->moved && out_bytes > 0 &&
+           in_bytes + out_bytes <= VKR_BATCH_MAX_JOB_BYTES;
 }
 
 /* Pick the backend for a job: returns it, or NULL with *err filled.  After a lost device, 'auto'
@@ -466,8 +703,10 @@ static vkr_backend_s *choose_backend(server_t *s, int requested, int *chosen, bo
     return b;
 }
 
-/* Map the job's memfd tensors (inputs read-only, the output memfd writable) and describe them for
- * the backend's zero-copy hook.  fds are the frame's; the caller closes them. */
+/* Map the job's memfd tensors (inputs read-only, the output memfd writable), through the client's
+ * kept mappings where one covers the tensor (persistent regions), and describe every tensor for
+ * the backend's zero-copy hook (inline ones by their data).  fds are the frame's; the caller
+ * closes them. */
 static int map_tensors(job_t *j, const int *fds, unsigned n_fds, vkr_error_t *err)
 {
     const char *names[VKR_MAX_TENSORS] = {j->job.op == VKR_OP_AFFINE_GRID ? "theta" : "input",
@@ -476,27 +715,49 @@ static int map_tensors(job_t *j, const int *fds, unsigned n_fds, vkr_error_t *er
     server_t *s = j->client->server;
     uint64_t out_bytes = j->plan.out_elements * sizeof(float);
     struct stat st;
+    uint8_t *data;
     int rc;
 
     for (unsigned k = 0; k < j->job.n_tensors; k++) {
-        if (t[k]->storage != VKR_STORAGE_MEMFD)
+        if (t[k]->storage != VKR_STORAGE_MEMFD) {
+            j->regions[k].data = t[k]->data;   /* inline: the backend may stage it and import the rest */
             continue;
-        rc = vkr__memfd_map(fds[t[k]->fd_index], t[k]->data_offset, t[k]->data_bytes, false, names[k], &j->in_map[k], err);
+        }
+        const int fd = fds[t[k]->fd_index];
+        rc = vkr__memfd_map(fd, t[k]->data_offset, t[k]->data_bytes, false, names[k], &j->in_map[k], err);
         if (rc != VKR_OK)
             return rc;
         t[k]->data = j->in_map[k].data;
         s->stats.memfd_bytes_in += t[k]->data_bytes;
-        if (j->in_map[k].base != NULL && fstat(fds[t[k]->fd_index], &st) == 0)
+        if (j->in_map[k].base == NULL || fstat(fd, &st) != 0)
+            continue;
+        j->in_kept[k] = mapping_keep(j->client, &j->in_map[k], st.st_dev, st.st_ino, t[k]->data_offset, t[k]->data_bytes, false, &data);
+        if (j->in_kept[k] != NULL) {
+            t[k]->data = data;
+            j->regions[k] = (vkr_host_region_t){j->in_kept[k]->map.base, j->in_kept[k]->map.map_bytes,
+                                                (size_t)(data - (uint8_t *)j->in_kept[k]->map.base), st.st_dev, st.st_ino, data, true};
+        } else {
             j->regions[k] = (vkr_host_region_t){j->in_map[k].base, j->in_map[k].map_bytes,
-                                                (size_t)(j->in_map[k].data - (uint8_t *)j->in_map[k].base), st.st_dev, st.st_ino};
+                                                (size_t)(j->in_map[k].data - (uint8_t *)j->in_map[k].base), st.st_dev, st.st_ino,
+                                                j->in_map[k].data, false};
+        }
     }
     switch (j->job.result_storage) {
     case VKR_RESULT_INTO_FD:
         rc = vkr__memfd_map(fds[n_fds - 1], 0, out_bytes, true, "output", &j->out_map, err);
         if (rc != VKR_OK)
             return rc;
-        if (j->out_map.base != NULL && fstat(fds[n_fds - 1], &st) == 0)
-            j->regions[2] = (vkr_host_region_t){j->out_map.base, j->out_map.map_bytes, 0, st.st_dev, st.st_ino};
+        j->out = (float *)(void *)j->out_map.data;
+        if (j->out_map.base == NULL || fstat(fds[n_fds - 1], &st) != 0)
+            break;
+        j->out_kept = mapping_keep(j->client, &j->out_map, st.st_dev, st.st_ino, 0, out_bytes, true, &data);
+        if (j->out_kept != NULL) {
+            j->out = (float *)(void *)data;
+            j->regions[2] = (vkr_host_region_t){j->out_kept->map.base, j->out_kept->map.map_bytes,
+                                                (size_t)(data - (uint8_t *)j->out_kept->map.base), st.st_dev, st.st_ino, data, true};
+        } else {
+            j->regions[2] = (vkr_host_region_t){j->out_map.base, j->out_map.map_bytes, 0, st.st_dev, st.st_ino, j->out_map.data, false};
+        }
         break;
     case VKR_RESULT_DAEMON_FD:
         rc = vkr__queue_grow(&s->queue, &j->client->owner, out_bytes, err);
@@ -506,17 +767,17 @@ static int map_tensors(job_t *j, const int *fds, unsigned n_fds, vkr_error_t *er
         rc = vkr__memfd_create(out_bytes, &j->out_map, &j->out_fd, err);
         if (rc != VKR_OK)
             return rc;
+        j->out = (float *)(void *)j->out_map.data;
         if (j->out_map.base != NULL && fstat(j->out_fd, &st) == 0)
-            j->regions[2] = (vkr_host_region_t){j->out_map.base, j->out_map.map_bytes, 0, st.st_dev, st.st_ino};
+            j->regions[2] = (vkr_host_region_t){j->out_map.base, j->out_map.map_bytes, 0, st.st_dev, st.st_ino, j->out_map.data, false};
         break;
     default:
         rc = vkr__queue_grow(&s->queue, &j->client->owner, out_bytes, err);
         if (rc != VKR_OK)
             return rc;
         j->held_bytes += out_bytes;
-        break;
+        break;   /* the output is allocated on the worker (regions[2].data set there) */
     }
-    j->out = (float *)(void *)j->out_map.data;
     return VKR_OK;
 }
 
@@ -610,6 +871,7 @@ static void handle_submit(client_t *c, const vkr_frame_header_t *h, uint8_t *bod
     s->stats.in_flight[j->job.op][j->backend_id]++;
     j->qj.run = job_run;
     j->qj.after = job_after;
+    j->qj.batchable = batchable(j);
     vkr__log(VKR_LOG_DEBUG, "client %u: request %u queued on %s", c->id, j->request_id, j->backend->name);
     vkr__queue_push(&s->queue, &c->owner, &j->qj);
     return;
@@ -736,6 +998,7 @@ static void on_closed(vkr__conn_t *conn)
         else
             j->orphaned = true;
     }
+    mappings_drop_unused(c);
     client_unref(c);
     /* a descriptor and a connection slot are free again */
     if (s->accept_paused)
@@ -993,6 +1256,14 @@ static int parse_simulated_loss(const vkr_server_config_t *cfg, unsigned long *a
     return 0;
 }
 
+/* Jobs per Vulkan batch: --max-batch (0: the default), clamped to 1..VKR_MAX_BATCH_LIMIT. */
+static unsigned max_batch_of(const vkr_server_config_t *cfg)
+{
+    unsigned n = cfg->max_batch != 0 ? cfg->max_batch : VKR_DEFAULT_MAX_BATCH;
+
+    return n > VKR_MAX_BATCH_LIMIT ? VKR_MAX_BATCH_LIMIT : n;
+}
+
 int vkr__server_run(const vkr_server_config_t *cfg)
 {
     static server_t s;   /* one server per process; its handles live until the loop is closed */
@@ -1010,6 +1281,8 @@ int vkr__server_run(const vkr_server_config_t *cfg)
     vkr__stats_init(&s.stats);
     vkr__queue_init(&s.queue, s.loop, cfg->workers, cfg->max_client_jobs, cfg->max_queued_jobs, cfg->max_queue_bytes,
                     cfg->max_bytes_per_uid);
+    s.max_batch = max_batch_of(cfg);
+    vkr__queue_set_batching(&s.queue, s.max_batch, same_batch);
     signal(SIGPIPE, SIG_IGN);
     if (vkr__listen_open(&cfg->listen, &s.listener) < 0)
         return 1;
@@ -1046,6 +1319,9 @@ int vkr__server_run(const vkr_server_config_t *cfg)
     vkr__log(VKR_LOG_INFO, "who may connect: %s; connections: %u in all, %u per uid; %llu bytes in flight per uid; idle timeout %.1f s, "
              "frame timeout %.1f s (0: off)", allowed, cfg->max_connections, cfg->max_connections_per_uid,
              (unsigned long long)cfg->max_bytes_per_uid, (double)cfg->idle_timeout_ms / 1000.0, (double)cfg->frame_timeout_ms / 1000.0);
+    if (cfg->vulkan != NULL)
+        vkr__log(VKR_LOG_INFO, "vulkan batches: up to %u jobs of one plan, each holding at most %u bytes of tensors (%s)", s.max_batch,
+                 VKR_BATCH_MAX_JOB_BYTES, s.max_batch > 1 ? "on" : "off");
     if (cfg->ready_fd >= 0) {
         static const char ready[] = "ready\n";
         if (write(cfg->ready_fd, ready, sizeof ready - 1) < 0)
@@ -1053,6 +1329,7 @@ int vkr__server_run(const vkr_server_config_t *cfg)
         close(cfg->ready_fd);
     }
     uv_run(s.loop, UV_RUN_DEFAULT);
+    vkr__stats_log_batches(&s.stats);
     rc = uv_loop_close(s.loop);
     if (rc < 0)
         vkr__log(VKR_LOG_WARN, "uv_loop_close: %s (handles still open)", uv_strerror(rc));

@@ -21,6 +21,17 @@
 #define VKR_DEFAULT_IDLE_TIMEOUT_MS 60000u           /* mid-frame without a byte: closed (--idle-timeout, seconds) */
 #define VKR_DEFAULT_FRAME_TIMEOUT_MS 120000u         /* one frame from first to last byte (--frame-timeout, seconds) */
 #define VKR__ACCEPT_RETRY_MS 250u                    /* out of descriptors: accept again after this long */
+/* Batches (issue 5): a Vulkan-bound job whose tensors (inputs and output together) hold at most
+ * VKR_BATCH_MAX_JOB_BYTES is "small"; a worker that takes one gathers up to max_batch - 1 more
+ * waiting small jobs of the same plan (op, shapes, modes, parameters), from any client in
+ * round-robin order, and the Vulkan backend runs them all in one submission (run_batch). */
+#define VKR_BATCH_MAX_JOB_BYTES (1u << 20)
+#define VKR_DEFAULT_MAX_BATCH 16u                    /* jobs per batch (max_batch; 1: no batches) */
+#define VKR_MAX_BATCH_LIMIT 64u                      /* max_batch is clamped to this */
+/* Memfd mappings a connection keeps between jobs (issue 5): the same memfd range sent again is
+ * not mapped again, so the Vulkan backend's host import of it is reused.  Least recently used
+ * first out; a mapping a job holds is never unmapped under it. */
+#define VKR__CLIENT_MAPPINGS 16u
 #define VKR__SIMULATE_DEVICE_LOSS_ENV "VKRESAMPLE_SIMULATE_DEVICE_LOSS"   /* test only: the N-th Vulkan job
                                                                           * reports a lost device */
 
@@ -43,6 +54,7 @@ typedef struct {
     vkr_backend_s *cpu;             /* NULL when the daemon runs with --backend vulkan only */
     int default_backend;            /* VKR_BACKEND_VULKAN or VKR_BACKEND_CPU: what "auto" jobs get */
     int ready_fd;                   /* -1, or an fd that gets "ready\n" once the socket listens */
+    unsigned max_batch;             /* --max-batch: jobs per Vulkan batch; 0: VKR_DEFAULT_MAX_BATCH, 1: no batches */
 } vkr_server_config_t;
 
 /* Listen (socket activation, or lock and bind the path: mode 0600 from the first instant; a

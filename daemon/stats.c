@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
+
 uint64_t vkr__stats_now_ns(void)
 {
     struct timespec ts;
@@ -30,6 +32,18 @@ void vkr__stats_latency(vkr__stats_t *st, uint64_t ns)
     st->latency_next = (st->latency_next + 1) % VKR__STATS_LATENCY_WINDOW;
     if (st->latency_n < VKR__STATS_LATENCY_WINDOW)
         st->latency_n++;
+}
+
+void vkr__stats_log_batches(const vkr__stats_t *st)
+{
+    uint64_t jobs = 0;
+
+    for (int op = 1; op < VKR__STATS_OPS; op++)
+        for (int b = 1; b < VKR__STATS_BACKENDS; b++)
+            jobs += st->done[op][b] + st->failed[op][b];
+    vkr__log(VKR_LOG_INFO, "batches: %llu of %llu jobs (mean %.1f per batch), %llu jobs in all", (unsigned long long)st->batches,
+             (unsigned long long)st->batched_jobs, st->batches ? (double)st->batched_jobs / (double)st->batches : 0.0,
+             (unsigned long long)jobs);
 }
 
 static int cmp_u32(const void *a, const void *b)
