@@ -120,6 +120,12 @@ static int tables_build(const vkr_interp_plan_t *plan, family_t f, axis_tables_t
  * element in its own lane, and an intermediate row is the same value whichever task computes it. */
 typedef void (*task_body_t)(int64_t task, float *scratch, const void *ctx);
 
+/* A job this small (input + output elements) runs on the calling thread alone: waking OpenMP's
+ * team costs more than it saves (tens of microseconds), and the daemon runs tiny jobs on its loop
+ * thread, which must not become a team's master.  Set per job, read by every parallel region. */
+#define SERIAL_JOB_MAX_ELEMENTS (1u << 16)
+static _Thread_local bool job_is_serial;
+
 #define ROWS_PER_TASK 32
 
 static int64_t tasks_for(int64_t planes, int64_t rows, int64_t *chunks)
@@ -132,7 +138,7 @@ static int64_t tasks_for(int64_t planes, int64_t rows, int64_t *chunks)
 static int run_tasks(int64_t tasks, size_t scratch_floats, task_body_t body, const void *ctx, const char *what, vkr_error_t *err)
 {
     int failed = 0;
-#pragma omp parallel reduction(| : failed)
+#pragma omp parallel reduction(| : failed) if(!job_is_serial)
     {
         float *buf = scratch_floats ? vkr__malloc(scratch_floats * sizeof(float)) : NULL;
         failed = scratch_floats && !buf;
@@ -555,7 +561,7 @@ static int run_area(const axis_tables_t *t, int64_t planes, const float *in, flo
     const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, in_plane = t->in[0] * in_hw, ow_n = t->out[2];
     if (t->out[0] == 1 && t->out[1] == 1 && t->out[2] == 1) {
         /* adaptive_avg_pool with an all-ones output is torch's mean(): cascade sum / n */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(!job_is_serial)
         for (int64_t p = 0; p < planes; p++)
             out[p] = spec_area_mean(spec_cascade_sum(in + p * in_plane, (int)in_plane), 1, 1, (int)in_plane);
         return VKR_OK;
@@ -667,6 +673,7 @@ static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, c
     (void)self;
     if (plan->out_elements == 0)
         return VKR_OK;
+    job_is_serial = plan->in_elements + plan->out_elements <= SERIAL_JOB_MAX_ELEMENTS;
     const family_t f = family_of(plan);
     axis_tables_t t;
     int rc = tables_build(plan, f, &t, err);
@@ -751,7 +758,7 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
     const int64_t tiles = (points + GS_TILE - 1) / GS_TILE;
     int ok = 1;
     for (int64_t n = 0; n < plan->batch && ok; n++) {
-#pragma omp parallel for schedule(static) reduction(& : ok)
+#pragma omp parallel for schedule(static) reduction(& : ok) if(!job_is_serial)
         for (int64_t p = 0; p < points; p++) {
             float g[3], pw[8];
             int tap[16];
@@ -787,7 +794,7 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
         if (!ok)
             break;
         const int64_t cblocks = (C + GS_CHANNELS - 1) / GS_CHANNELS;
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if(!job_is_serial)
         for (int64_t cbk = 0; cbk < cblocks; cbk++) {
             for (int64_t tile = 0; tile < tiles; tile++) {
                 const int64_t p0 = tile * GS_TILE, len = p0 + GS_TILE < points ? GS_TILE : points - p0;
@@ -822,6 +829,7 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
     (void)self;
     if (plan->out_elements == 0)
         return VKR_OK;
+    job_is_serial = plan->in_elements + plan->aux_elements + plan->out_elements <= SERIAL_JOB_MAX_ELEMENTS;
     const int sr = plan->spatial_rank;
     float *base[3] = {NULL, NULL, NULL};
     if (plan->op != VKR_OP_GRID_SAMPLE) {
@@ -837,7 +845,7 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
     const int D = sr == 3 ? (int)plan->in_size[0] : 1, H = (int)plan->in_size[sr - 2], W = (int)plan->in_size[sr - 1];
     const int64_t C = plan->channels;
     if (plan->op == VKR_OP_AFFINE_GRID) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(!job_is_serial)
         for (int64_t np = 0; np < plan->batch * points; np++) {
             float g[3];
             grid_point(plan, coords, base, np / points, np % points, points, g);
@@ -867,7 +875,7 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
     }
     for (int64_t n = 0; n < plan->batch; n++) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(!job_is_serial)
         for (int64_t p = 0; p < points; p++) {
             float g[3];
             prepared_t *q = &prep[p];
@@ -876,7 +884,7 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
                               : spec_gs_prepare_3d(D, H, W, g[0], g[1], g[2], plan->mode, plan->padding_mode, plan->align_corners, q->tap,
                                                    q->w);
         }
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if(!job_is_serial)
         for (int64_t c = 0; c < C; c++) {
             for (int64_t blk = 0; blk < (points + 4095) / 4096; blk++) {
                 const float *src = image + (n * C + c) * in_plane;

@@ -273,6 +273,19 @@ void vkr__queue_push(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_t *j
     dispatch(q);
 }
 
+void vkr__queue_run_here(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_t *job)
+{
+    job->owner = o;
+    job->next = job->prev = job->batch_next = NULL;
+    job->batch_size = 1;
+    job->state = VKR__JOB_RUNNING;
+    q->running_jobs++;
+    job->run(job);
+    q->running_jobs--;
+    job->state = VKR__JOB_FINISHED;
+    job->after(job, true);   /* may free job */
+}
+
 bool vkr__queue_remove(vkr__queue_t *q, vkr__queue_job_t *job)
 {
     if (job->state != VKR__JOB_WAITING)

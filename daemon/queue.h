@@ -101,6 +101,10 @@ void vkr__queue_release(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes);
  * turn.  run and after must be set. */
 void vkr__queue_push(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_t *job);
 
+/* Run an admitted job at once on the calling (loop) thread, outside the worker count: run, then
+ * after(job, true).  For jobs too small to be worth a thread hand-off. */
+void vkr__queue_run_here(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_t *job);
+
 /* Take a job out of its owner's FIFO if it is still waiting.  Returns true if it was (it will
  * never run; its slot is still held), false if it is running (alone or in a batch) or finished. */
 bool vkr__queue_remove(vkr__queue_t *q, vkr__queue_job_t *job);

@@ -116,6 +116,8 @@ struct server_s {
     vkr__listener_t listener;
     uv_poll_t listen_poll;
     uv_signal_t sigterm, sigint;
+    uv_prepare_t loop_turn;         /* resets loop_jobs once per loop iteration */
+    unsigned loop_jobs;             /* tiny jobs run on the loop thread this iteration */
     vkr__queue_t queue;
     vkr__stats_t stats;
     client_t *clients;
@@ -796,6 +798,29 @@ static void close_fds(int *fds, unsigned n)
 }
 
 /* A SUBMIT frame: decode, plan, map, queue; every failure is an ERROR frame. */
+/* Whether a job is tiny enough to run on the loop thread now (VKR_LOOP_JOB_MAX_*, at most
+ * VKR_LOOP_JOBS_PER_TURN per loop iteration) and a worker is idle with nothing waiting. */
+static void loop_turn_cb(uv_prepare_t *h)
+{
+    ((server_t *)h->data)->loop_jobs = 0;
+}
+
+static bool runs_on_loop(server_t *s, const job_t *j)
+{
+    uint64_t in_elements = j->plan.op == VKR_OP_INTERPOLATE ? j->plan.interp.in_elements
+                                                             : j->plan.grid.in_elements + j->plan.grid.aux_elements;
+
+    if (j->backend != s->cfg->cpu || j->plan.out_elements > VKR_LOOP_JOB_MAX_OUT_ELEMENTS ||
+        in_elements > VKR_LOOP_JOB_MAX_IN_ELEMENTS)
+        return false;
+    /* only a job that would start at once on an idle worker: the worker count and the order of
+     * waiting jobs stay as they are */
+    if (s->queue.waiting > 0 || s->queue.running >= s->queue.workers || s->loop_jobs >= VKR_LOOP_JOBS_PER_TURN)
+        return false;
+    s->loop_jobs++;
+    return true;
+}
+
 static void handle_submit(client_t *c, const vkr_frame_header_t *h, uint8_t *body, int *fds, unsigned n_fds)
 {
     server_t *s = c->server;
@@ -872,6 +897,11 @@ static void handle_submit(client_t *c, const vkr_frame_header_t *h, uint8_t *bod
     j->qj.run = job_run;
     j->qj.after = job_after;
     j->qj.batchable = batchable(j);
+    if (runs_on_loop(s, j)) {
+        vkr__log(VKR_LOG_DEBUG, "client %u: request %u runs at once on %s (loop thread)", c->id, j->request_id, j->backend->name);
+        vkr__queue_run_here(&s->queue, &c->owner, &j->qj);
+        return;
+    }
     vkr__log(VKR_LOG_DEBUG, "client %u: request %u queued on %s", c->id, j->request_id, j->backend->name);
     vkr__queue_push(&s->queue, &c->owner, &j->qj);
     return;
@@ -1221,6 +1251,7 @@ static void begin_shutdown(server_t *s, const char *why)
     uv_close((uv_handle_t *)&s->accept_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&s->sigterm, handle_closed_cb);
     uv_close((uv_handle_t *)&s->sigint, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->loop_turn, handle_closed_cb);
     /* no new requests: a frame half read is finished (and served), nothing after it is read */
     for (client_t *c = s->clients; c != NULL; c = c->next)
         if (!c->conn_closed)
@@ -1308,6 +1339,10 @@ int vkr__server_run(const vkr_server_config_t *cfg)
     s.sigterm.data = s.sigint.data = &s;
     uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
     uv_signal_start(&s.sigint, signal_cb, SIGINT);
+    uv_prepare_init(s.loop, &s.loop_turn);
+    s.loop_turn.data = &s;
+    uv_prepare_start(&s.loop_turn, loop_turn_cb);
+    uv_unref((uv_handle_t *)&s.loop_turn);
 
     vkr__allow_describe(&cfg->allow, allowed, sizeof allowed);
     vkr__log(VKR_LOG_INFO, "listening on %s%s (default backend: %s; available:%s%s; max job %llu bytes; %u workers; queue limits: %u jobs "

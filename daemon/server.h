@@ -26,6 +26,15 @@
  * waiting small jobs of the same plan (op, shapes, modes, parameters), from any client in
  * round-robin order, and the Vulkan backend runs them all in one submission (run_batch). */
 #define VKR_BATCH_MAX_JOB_BYTES (1u << 20)
+/* Tiny CPU jobs run on the loop thread as soon as their frame is read (issue 6: a round trip
+ * without the two thread-pool hand-offs): a job for the CPU backend whose output has at most
+ * VKR_LOOP_JOB_MAX_OUT_ELEMENTS elements and whose inputs at most VKR_LOOP_JOB_MAX_IN_ELEMENTS
+ * (tens of microseconds of work), when a worker is idle and no job waits (it would have started
+ * at once anyway: --workers and the order of waiting jobs hold), at most VKR_LOOP_JOBS_PER_TURN of
+ * them per loop iteration (a client flooding tiny jobs delays the loop by a bounded amount). */
+#define VKR_LOOP_JOB_MAX_OUT_ELEMENTS 16384u
+#define VKR_LOOP_JOB_MAX_IN_ELEMENTS 65536u
+#define VKR_LOOP_JOBS_PER_TURN 8u
 #define VKR_DEFAULT_MAX_BATCH 16u                    /* jobs per batch (max_batch; 1: no batches) */
 #define VKR_MAX_BATCH_LIMIT 64u                      /* max_batch is clamped to this */
 /* Memfd mappings a connection keeps between jobs (issue 5): the same memfd range sent again is
