@@ -27,15 +27,13 @@ void vkr__memfd_unmap(vkr__mapping_t *m)
     memset(m, 0, sizeof *m);
 }
 
-int vkr__memfd_map(int fd, uint64_t offset, uint64_t bytes, bool writable, const char *field, vkr__mapping_t *m, vkr_error_t *err)
+int vkr__memfd_check(int fd, uint64_t offset, uint64_t bytes, bool writable, const char *field, uint64_t *dev, uint64_t *ino,
+                     vkr_error_t *err)
 {
     struct statfs fs;
     struct stat st;
-    uint64_t start, span;
     int seals;
-    void *p;
 
-    memset(m, 0, sizeof *m);
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return vkr_proto_error_set(err, VKR_E_FD, field, "the descriptor is not a memfd (not a regular file)");
     if (fstatfs(fd, &fs) != 0 || (unsigned long)fs.f_type != (unsigned long)TMPFS_MAGIC)
@@ -54,6 +52,18 @@ int vkr__memfd_map(int fd, uint64_t offset, uint64_t bytes, bool writable, const
         return vkr_proto_error_set(err, VKR_E_FD, field, "the memfd holds %llu bytes; the tensor needs %llu (offset %llu + %llu bytes)",
                                    (unsigned long long)st.st_size, (unsigned long long)(offset + bytes), (unsigned long long)offset,
                                    (unsigned long long)bytes);
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return VKR_OK;
+}
+
+int vkr__memfd_map_checked(int fd, uint64_t offset, uint64_t bytes, bool writable, const char *field, vkr__mapping_t *m,
+                           vkr_error_t *err)
+{
+    uint64_t start, span;
+    void *p;
+
+    memset(m, 0, sizeof *m);
     if (bytes == 0)
         return VKR_OK;
     start = offset - offset % page_bytes();
@@ -69,6 +79,16 @@ int vkr__memfd_map(int fd, uint64_t offset, uint64_t bytes, bool writable, const
     m->map_bytes = (size_t)span;
     m->data = (uint8_t *)p + (offset - start);
     return VKR_OK;
+}
+
+int vkr__memfd_map(int fd, uint64_t offset, uint64_t bytes, bool writable, const char *field, vkr__mapping_t *m, vkr_error_t *err)
+{
+    uint64_t dev, ino;
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    rc = vkr__memfd_check(fd, offset, bytes, writable, field, &dev, &ino, err);
+    return rc != VKR_OK ? rc : vkr__memfd_map_checked(fd, offset, bytes, writable, field, m, err);
 }
 
 int vkr__memfd_create(uint64_t bytes, vkr__mapping_t *m, int *fd_out, vkr_error_t *err)

@@ -23,6 +23,14 @@ typedef struct {
  * VKR_E_FD (the check that failed and the values), VKR_E_NOMEM with *err filled. */
 int vkr__memfd_map(int fd, uint64_t offset, uint64_t bytes, bool writable, const char *field, vkr__mapping_t *m, vkr_error_t *err);
 
+/* The checks of vkr__memfd_map alone (nothing mapped); *dev / *ino: the memfd's identity. */
+int vkr__memfd_check(int fd, uint64_t offset, uint64_t bytes, bool writable, const char *field, uint64_t *dev, uint64_t *ino,
+                     vkr_error_t *err);
+
+/* The mapping of vkr__memfd_map alone, for a memfd vkr__memfd_check accepted. */
+int vkr__memfd_map_checked(int fd, uint64_t offset, uint64_t bytes, bool writable, const char *field, vkr__mapping_t *m,
+                           vkr_error_t *err);
+
 /* Create a memfd of bytes (sealed against shrinking, growing and further sealing) and map it
  * read-write.  *fd_out is the caller's to pass on and close.  Returns VKR_OK or VKR_E_NOMEM. */
 int vkr__memfd_create(uint64_t bytes, vkr__mapping_t *m, int *fd_out, vkr_error_t *err);

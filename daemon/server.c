@@ -182,12 +182,29 @@ static void mappings_drop_unused(client_t *c)
             mapping_drop(c, &c->mappings[i]);
 }
 
-/* A job's fresh mapping *m (of memfd dev/ino, writable or not, the tensor at file offset
- * `offset`): if the client keeps one of the same memfd that covers the tensor, *m is unmapped and
- * that one is held instead (*data: the tensor in it); else *m is kept in a free slot or the least
- * recently used one no job holds (*m zeroed).  NULL: every slot is held, *m stays the job's own. */
-static client_mapping_t *mapping_keep(client_t *c, vkr__mapping_t *m, uint64_t dev, uint64_t ino, uint64_t offset, uint64_t bytes,
-                                      bool writable, uint8_t **data)
+/* The client's kept mapping of memfd dev/ino (writable or not) that covers [offset, offset +
+ * bytes), held for one more job (*data: the tensor in it); NULL when it keeps none. */
+static client_mapping_t *mapping_find(client_t *c, uint64_t dev, uint64_t ino, uint64_t offset, uint64_t bytes, bool writable,
+                                      uint8_t **data)
+{
+    for (unsigned i = 0; i < VKR__CLIENT_MAPPINGS; i++) {
+        client_mapping_t *k = &c->mappings[i];
+
+        if (k->map.base != NULL && k->dev == dev && k->ino == ino && k->writable == writable && k->file_start <= offset &&
+            offset + bytes <= k->file_start + k->map.map_bytes) {
+            k->users++;
+            k->last_use = ++c->map_clock;
+            *data = (uint8_t *)k->map.base + (offset - k->file_start);
+            return k;
+        }
+    }
+    return NULL;
+}
+
+/* Keep a job's fresh mapping *m (of memfd dev/ino, the tensor at file offset `offset`) for the
+ * client, held by the job: in a free slot or the least recently used one no job holds (*m
+ * zeroed).  NULL: every slot is held, *m stays the job's own. */
+static client_mapping_t *mapping_keep(client_t *c, vkr__mapping_t *m, uint64_t dev, uint64_t ino, uint64_t offset, bool writable)
 {
     const uint64_t start = offset - (uint64_t)(m->data - (uint8_t *)m->base);
     client_mapping_t *free_slot = NULL, *lru = NULL, *slot;
@@ -195,15 +212,6 @@ static client_mapping_t *mapping_keep(client_t *c, vkr__mapping_t *m, uint64_t d
     for (unsigned i = 0; i < VKR__CLIENT_MAPPINGS; i++) {
         client_mapping_t *k = &c->mappings[i];
 
-        if (k->map.base != NULL && k->dev == dev && k->ino == ino && k->writable == writable && k->file_start <= offset &&
-            offset + bytes <= k->file_start + k->map.map_bytes) {
-            vkr__memfd_unmap(m);
-            k->users++;
-            k->last_use = ++c->map_clock;
-            *data = (uint8_t *)k->map.base + (offset - k->file_start);
-            vkr__log(VKR_LOG_DEBUG, "client %u: memfd mapping of %zu bytes reused", c->id, k->map.map_bytes);
-            return k;
-        }
         if (k->map.base == NULL) {
             if (free_slot == NULL)
                 free_slot = k;
@@ -218,9 +226,41 @@ static client_mapping_t *mapping_keep(client_t *c, vkr__mapping_t *m, uint64_t d
         mapping_drop(c, slot);
     *slot = (client_mapping_t){.map = *m, .dev = dev, .ino = ino, .file_start = start, .writable = writable, .users = 1,
                                .last_use = ++c->map_clock};
-    *data = m->data;
     memset(m, 0, sizeof *m);
     return slot;
+}
+
+/* One memfd tensor of a job: checked every time (vkr__memfd_check), mapped only when the client
+ * keeps no mapping of that memfd covering it.  *data: the tensor's first byte (NULL for 0
+ * bytes); *region: what the backend is told; *kept: the client's mapping the job holds, or NULL
+ * with the mapping in *own (the job's alone). */
+static int map_memfd_tensor(job_t *j, int fd, uint64_t offset, uint64_t bytes, bool writable, const char *field,
+                            vkr__mapping_t *own, client_mapping_t **kept, uint8_t **data, vkr_host_region_t *region,
+                            vkr_error_t *err)
+{
+    client_t *c = j->client;
+    uint64_t dev, ino;
+    int rc = vkr__memfd_check(fd, offset, bytes, writable, field, &dev, &ino, err);
+
+    *data = NULL;
+    if (rc != VKR_OK || bytes == 0)
+        return rc;
+    *kept = mapping_find(c, dev, ino, offset, bytes, writable, data);
+    if (*kept != NULL) {
+        vkr__log(VKR_LOG_DEBUG, "client %u: memfd mapping of %zu bytes reused", c->id, (*kept)->map.map_bytes);
+    } else {
+        rc = vkr__memfd_map_checked(fd, offset, bytes, writable, field, own, err);
+        if (rc != VKR_OK)
+            return rc;
+        *data = own->data;
+        *kept = mapping_keep(c, own, dev, ino, offset, writable);
+    }
+    if (*kept != NULL)
+        *region = (vkr_host_region_t){(*kept)->map.base, (*kept)->map.map_bytes, (size_t)(*data - (uint8_t *)(*kept)->map.base), dev,
+                                      ino, *data, true};
+    else
+        *region = (vkr_host_region_t){own->base, own->map_bytes, (size_t)(*data - (uint8_t *)own->base), dev, ino, *data, false};
+    return VKR_OK;
 }
 
 /* The job lets go of its mappings: its own are unmapped, the client's kept ones released (and
@@ -725,41 +765,19 @@ static int map_tensors(job_t *j, const int *fds, unsigned n_fds, vkr_error_t *er
             j->regions[k].data = t[k]->data;   /* inline: the backend may stage it and import the rest */
             continue;
         }
-        const int fd = fds[t[k]->fd_index];
-        rc = vkr__memfd_map(fd, t[k]->data_offset, t[k]->data_bytes, false, names[k], &j->in_map[k], err);
+        rc = map_memfd_tensor(j, fds[t[k]->fd_index], t[k]->data_offset, t[k]->data_bytes, false, names[k], &j->in_map[k],
+                              &j->in_kept[k], &data, &j->regions[k], err);
         if (rc != VKR_OK)
             return rc;
-        t[k]->data = j->in_map[k].data;
+        t[k]->data = data;
         s->stats.memfd_bytes_in += t[k]->data_bytes;
-        if (j->in_map[k].base == NULL || fstat(fd, &st) != 0)
-            continue;
-        j->in_kept[k] = mapping_keep(j->client, &j->in_map[k], st.st_dev, st.st_ino, t[k]->data_offset, t[k]->data_bytes, false, &data);
-        if (j->in_kept[k] != NULL) {
-            t[k]->data = data;
-            j->regions[k] = (vkr_host_region_t){j->in_kept[k]->map.base, j->in_kept[k]->map.map_bytes,
-                                                (size_t)(data - (uint8_t *)j->in_kept[k]->map.base), st.st_dev, st.st_ino, data, true};
-        } else {
-            j->regions[k] = (vkr_host_region_t){j->in_map[k].base, j->in_map[k].map_bytes,
-                                                (size_t)(j->in_map[k].data - (uint8_t *)j->in_map[k].base), st.st_dev, st.st_ino,
-                                                j->in_map[k].data, false};
-        }
     }
     switch (j->job.result_storage) {
     case VKR_RESULT_INTO_FD:
-        rc = vkr__memfd_map(fds[n_fds - 1], 0, out_bytes, true, "output", &j->out_map, err);
+        rc = map_memfd_tensor(j, fds[n_fds - 1], 0, out_bytes, true, "output", &j->out_map, &j->out_kept, &data, &j->regions[2], err);
         if (rc != VKR_OK)
             return rc;
-        j->out = (float *)(void *)j->out_map.data;
-        if (j->out_map.base == NULL || fstat(fds[n_fds - 1], &st) != 0)
-            break;
-        j->out_kept = mapping_keep(j->client, &j->out_map, st.st_dev, st.st_ino, 0, out_bytes, true, &data);
-        if (j->out_kept != NULL) {
-            j->out = (float *)(void *)data;
-            j->regions[2] = (vkr_host_region_t){j->out_kept->map.base, j->out_kept->map.map_bytes,
-                                                (size_t)(data - (uint8_t *)j->out_kept->map.base), st.st_dev, st.st_ino, data, true};
-        } else {
-            j->regions[2] = (vkr_host_region_t){j->out_map.base, j->out_map.map_bytes, 0, st.st_dev, st.st_ino, j->out_map.data, false};
-        }
+        j->out = (float *)(void *)data;
         break;
     case VKR_RESULT_DAEMON_FD:
         rc = vkr__queue_grow(&s->queue, &j->client->owner, out_bytes, err);

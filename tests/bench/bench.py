@@ -157,8 +157,21 @@ class Daemon:
         self.proc.wait(timeout=60)
 
 
-def daemon_time(client, args_kw, x, runs):
-    return median_time(lambda: client.interpolate(x, backend='cpu', **args_kw), runs)
+def daemon_times(client, op, args_kw, tensors, runs):
+    """The job through the daemon (cpu backend), twice: inline bytes both ways, and zero-copy
+    (inputs in memfd tensors made once, the output written into a memfd tensor given as out=;
+    what a caller that reuses its buffers pays).  Returns (inline_s, memfd_s)."""
+    call = getattr(client, op)
+    inline = median_time(lambda: call(*tensors, backend='cpu', **args_kw), runs)
+    shape = call(*tensors, backend='cpu', **args_kw).shape
+    ins = [client.memfd_tensor(t.shape, t) for t in tensors]
+    out = client.memfd_tensor(shape)
+    try:
+        memfd = median_time(lambda: call(*ins, backend='cpu', out=out, **args_kw), runs)
+    finally:
+        for t in ins + [out]:
+            t.close()
+    return inline, memfd
 
 
 def small_job_latency(sock, seconds):
@@ -244,7 +257,13 @@ def main():
             row['opencv_s'] = opencv_peer(cvspec, shape, runs, rng)
             if cpu:
                 row['floor_s'] = (cpu['in_bytes'] + cpu['out_bytes']) / bw
-            if not isinstance(tcall, str):
+            if isinstance(tcall, str):
+                _, mode, pad = tcall.split(':')
+                x = rng.uniform(-1, 1, shape).astype(np.float32)
+                grid = rng.uniform(-1.1, 1.1, (shape[0], shape[2], shape[3], 2)).astype(np.float32)
+                row['daemon_inline_s'], row['daemon_memfd_s'] = daemon_times(
+                    client, 'grid_sample', {'mode': mode, 'padding_mode': pad, 'align_corners': False}, [x, grid], runs)
+            else:
                 kw = {}
                 for a in targs:
                     k, _, v = a.partition('=')
@@ -259,7 +278,7 @@ def main():
                     elif k == 'aa':
                         kw['antialias'] = bool(int(v))
                 x = rng.uniform(-1, 1, shape).astype(np.float32)
-                row['daemon_inline_s'] = daemon_time(client, kw, x, runs)
+                row['daemon_inline_s'], row['daemon_memfd_s'] = daemon_times(client, 'interpolate', kw, [x], runs)
             rows.append(row)
         client.close()
         p50, p99, jps = small_job_latency(daemon.socket, 1.0 if args.quick else 3.0)
@@ -277,13 +296,16 @@ def main():
         info['cpu'], info['cores'], info['memory_gib'], info['kernel'], info['torch'], info['torch_capability'], threads,
         info['opencv'], info['copy_bandwidth_gbs']))
     print('# times in ms (median of %d); ratios are ours / peer (< 1: we are faster)' % runs)
-    print('%-36s %9s %9s %9s %9s %9s %9s | %6s %6s %6s %6s' % ('workload', 'cpu', 'daemon', 'vulkan', 'torch', 'opencv', 'floor',
-                                                               'c/tch', 'c/cv', 'c/flr', 'd/c'))
+    print('# daemon: the job through vkresampled (cpu backend) from the Python module, inline bytes; memfd: from memfd')
+    print('# tensors with out= (zero-copy); dm/c: memfd through the daemon / in-process (target <= 1.15 for jobs >= 8 MiB)')
+    print('%-36s %9s %9s %9s %9s %9s %9s %9s | %6s %6s %6s %6s' % ('workload', 'cpu', 'daemon', 'memfd', 'vulkan', 'torch', 'opencv',
+                                                                    'floor', 'c/tch', 'c/cv', 'c/flr', 'dm/c'))
     for r in rows:
-        print('%-36s %s %s %s %s %s %s | %s %s %s %s' % (
-            r['workload'], fmt_ms(r['cpu_s']), fmt_ms(r.get('daemon_inline_s')), fmt_ms(r['vulkan_s']), fmt_ms(r['torch_s']),
-            fmt_ms(r['opencv_s']), fmt_ms(r.get('floor_s')), fmt_ratio(r['cpu_s'], r['torch_s']), fmt_ratio(r['cpu_s'], r['opencv_s']),
-            fmt_ratio(r['cpu_s'], r.get('floor_s')), fmt_ratio(r.get('daemon_inline_s'), r['cpu_s'])))
+        print('%-36s %s %s %s %s %s %s %s | %s %s %s %s' % (
+            r['workload'], fmt_ms(r['cpu_s']), fmt_ms(r.get('daemon_inline_s')), fmt_ms(r.get('daemon_memfd_s')), fmt_ms(r['vulkan_s']),
+            fmt_ms(r['torch_s']), fmt_ms(r['opencv_s']), fmt_ms(r.get('floor_s')), fmt_ratio(r['cpu_s'], r['torch_s']),
+            fmt_ratio(r['cpu_s'], r['opencv_s']), fmt_ratio(r['cpu_s'], r.get('floor_s')),
+            fmt_ratio(r.get('daemon_memfd_s'), r['cpu_s'])))
         if r['error']:
             print('#   %s: %s' % (r['workload'], r['error']))
     print('# small job 1x3x32x32 -> 64x64 bilinear through the daemon (cpu backend; target p50 <= 50 us, p99 <= 200 us):')
