@@ -524,7 +524,24 @@ def _memfd_copy(a, what):
     return fd
 
 
-class MemfdTensor:
+class _Closing:
+    """close() on leaving a with block and when collected (subclasses define close)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class MemfdTensor(_Closing):
     """A float32 tensor in a sealed memfd (sealed against shrinking, growing and further seals),
     mapped read-write: ``.array`` is a C-contiguous numpy view of it (no copy).  Pass the tensor
     (or any C-contiguous view of ``.array``) to Client.interpolate / grid_sample / affine_grid /
@@ -576,19 +593,6 @@ class MemfdTensor:
             fd, self._fd = self._fd, -1
             os.close(fd)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __array__(self, dtype=None, copy=None):
         return self.array if dtype is None else self.array.astype(dtype)
 
@@ -602,7 +606,7 @@ def memfd_tensor(shape, data=None):
 
 
 # ------------------------------------------------------------------ client
-class Client:
+class Client(_Closing):
     """A blocking connection to vkresampled.  path: the socket (None: default_socket_path()).
     timeout: seconds for each socket operation (None: wait forever).  Usable as a context
     manager; close() is idempotent.  Not thread-safe: one Client per thread.
@@ -646,19 +650,6 @@ class Client:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def fileno(self):
         return self._sock.fileno() if self._sock is not None else -1

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import Tap, running_daemon, vkresample  # noqa: E402
+from vkr_testlib import check_stopped, Tap, running_daemon, vkresample  # noqa: E402
 
 warnings.filterwarnings('ignore', message='Since version 1.3.0, affine_grid behavior')   # unit-size grids, by design
 f32 = np.float32
@@ -335,8 +335,7 @@ def main():
             run_affine(tap, client, args.backend, rng, args.affine_cases, stats)
             run_affine_sample(tap, client, args.backend, rng, max(60, args.affine_cases // 3), stats)
             check_refusals(tap, client, args.backend)
-        daemon.stop()
-        tap.check(True, 'daemon stopped cleanly%s' % (' with zero validation messages' if args.validation else ''))
+        check_stopped(tap, daemon, 'daemon stopped cleanly%s' % (' with zero validation messages' if args.validation else ''))
     stats.print(args.backend)
     return tap.done()
 

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import Tap, running_daemon, vkresample  # noqa: E402
+from vkr_testlib import check_stopped, Tap, running_daemon, vkresample  # noqa: E402
 
 SCALES = [1 / 3, 0.5, 0.7, 0.9, 1.0, 1.001, 1.05, 1.1, 4 / 3, 1.5, 5 / 3, 2.0, 2.09, 7 / 3, 2.5, 2.9, 3.0, 4.1]
 MODE_RANKS = {'nearest': (3, 4, 5), 'nearest-exact': (3, 4, 5), 'linear': (3,), 'bilinear': (4,), 'trilinear': (5,),
@@ -318,8 +318,7 @@ def main():
                 tap.check(ok, 'case %d %s %s %s: %s' % (i, mode, case['shape'], kw,
                                                          'bit-exact' if exact else 'rel err %.3g (limit %g)' % (rel, rtol)))
             check_refusals(tap, client, args.backend)
-        daemon.stop()
-        tap.check(True, 'daemon stopped cleanly%s' % (' with zero validation messages' if args.validation else ''))
+        check_stopped(tap, daemon, 'daemon stopped cleanly%s' % (' with zero validation messages' if args.validation else ''))
     print('# backend %s: %d cases' % (args.backend, sum(s['cases'] for s in stats.values())))
     for mode, s in sorted(stats.items()):
         print('# %-14s cases %4d  bit-exact %4d  max rel err %.3g  failed %d' %

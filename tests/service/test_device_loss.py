@@ -24,7 +24,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import Daemon, Tap, vkresample as v  # noqa: E402
+from vkr_testlib import check_stopped, Daemon, Tap, vkresample as v  # noqa: E402
 
 ENV = 'VKRESAMPLE_SIMULATE_DEVICE_LOSS'
 
@@ -106,8 +106,7 @@ def main():
         parsed = {}
     tap.check(parsed.get('vulkan_lost') is True and parsed.get('jobs_moved_to_cpu') == 3, '`vkresample stats --json` too')
     c.close()
-    d.stop()
-    tap.check(True, 'daemon stopped with exit 0')
+    check_stopped(tap, d, 'daemon stopped with exit 0')
 
     # jobs admitted for Vulkan before the loss, pipelined on one connection: all answered by the CPU
     d = start(args.daemon, 2)
@@ -132,8 +131,7 @@ def main():
     st = c.stats()
     tap.check(st['vulkan_lost'] and st['jobs_moved_to_cpu'] == 5, 'STATS: 5 jobs moved (%d)' % st['jobs_moved_to_cpu'])
     c.close()
-    d.stop()
-    tap.check(True, 'daemon stopped with exit 0')
+    check_stopped(tap, d, 'daemon stopped with exit 0')
     return tap.done()
 
 

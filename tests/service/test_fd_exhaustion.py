@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import Tap, running_daemon, vkresample as v  # noqa: E402
+from vkr_testlib import check_stopped, Tap, running_daemon, vkresample as v  # noqa: E402
 
 N_CONNECTIONS = 1000
 NOFILE = 256
@@ -169,8 +169,7 @@ def test_exhaustion(tap, binary):
         with d.client() as c:
             tap.check(job_ok(c, 4), 'a new connection is served')
         watch.close()
-        d.stop()
-        tap.check(True, 'daemon stopped with exit 0 and removed its socket')
+        check_stopped(tap, d, 'daemon stopped with exit 0 and removed its socket')
 
 
 def main():

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import MEMFD_SEALS as SEALS, Tap, closed_by_peer, exchange, memfd, open_fds, running_daemon, vkresample as v  # noqa: E402,F401
+from vkr_testlib import check_stopped, MEMFD_SEALS as SEALS, Tap, closed_by_peer, exchange, memfd, open_fds, running_daemon, vkresample as v  # noqa: E402,F401
 
 def read_fd(fd, nbytes, offset=0):
     with mmap.mmap(fd, offset + nbytes, mmap.MAP_SHARED, mmap.PROT_READ) as m:
@@ -177,8 +177,7 @@ def main():
         tap.check(st['memfd_bytes_in'] >= 2 * x.nbytes and st['memfd_bytes_out'] >= 2 * out_bytes,
                   'stats count memfd bytes (in %d, out %d)' % (st['memfd_bytes_in'], st['memfd_bytes_out']))
         watch.close()
-        d.stop()
-        tap.check(True, 'daemon stopped cleanly')
+        check_stopped(tap, d, 'daemon stopped cleanly')
     return tap.done()
 
 

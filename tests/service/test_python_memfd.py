@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'support'))
 sys.path.insert(0, HERE)
-from vkr_testlib import Tap, open_fds, running_daemon, vkresample as v  # noqa: E402
+from vkr_testlib import check_stopped, Tap, open_fds, running_daemon, vkresample as v  # noqa: E402
 from test_clients import cases, torch_ref  # noqa: E402   (the shared conformance subset)
 
 warnings.filterwarnings('ignore')
@@ -316,8 +316,7 @@ def main():
         tap.check(open_fds(pid) == daemon_fds, 'the daemon holds no descriptor it was sent (%d open before, %d after)'
                   % (daemon_fds, open_fds(pid)))
         watch.close()
-        d.stop()
-        tap.check(True, 'daemon stopped cleanly')
+        check_stopped(tap, d, 'daemon stopped cleanly')
     return tap.done()
 
 

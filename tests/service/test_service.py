@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import Daemon, Tap, running_daemon, vkresample, wait_until  # noqa: E402
+from vkr_testlib import check_stopped, Daemon, Tap, running_daemon, vkresample, wait_until  # noqa: E402
 
 MAGIC = 0x31524B56
 HEADER = struct.Struct('<IHHIIIIQ')
@@ -142,8 +142,7 @@ def test_socket_and_frames(tap, binary, backend):
         tap.check(job_ok(bystander, backend, 2), 'bystander connection still correct after every malformed frame')
         tap.check(d.proc.poll() is None, 'daemon still running')
         bystander.close()
-        d.stop()
-        tap.check(True, 'daemon stopped with exit 0 and removed its socket')
+        check_stopped(tap, d, 'daemon stopped with exit 0 and removed its socket')
 
 
 def test_backend_availability(tap, binary):

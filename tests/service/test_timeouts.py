@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import Tap, running_daemon, vkresample as v  # noqa: E402
+from vkr_testlib import check_stopped, Tap, running_daemon, vkresample as v  # noqa: E402
 
 IDLE_S = 1.0
 FRAME_S = 3.0
@@ -190,8 +190,7 @@ def main():
         tap.check(fds_after == fds_before, 'descriptors back to their baseline (%d before, %d after)' % (fds_before, fds_after))
         tap.check(job_ok(watch, 7), 'the daemon still serves')
         watch.close()
-        d.stop()
-        tap.check(True, 'daemon stopped with exit 0 and removed its socket')
+        check_stopped(tap, d, 'daemon stopped with exit 0 and removed its socket')
     return tap.done()
 
 

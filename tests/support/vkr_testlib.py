@@ -80,6 +80,16 @@ def running_daemon(binary, **kw):
             d.proc.wait()
 
 
+def check_stopped(tap, daemon, what='daemon stopped cleanly'):
+    """Stop the daemon as one TAP check: Daemon.stop's assertions (exit status 0, socket removed,
+    no validation message) pass, or the check fails with what went wrong and the daemon's log."""
+    try:
+        daemon.stop()
+    except AssertionError as e:
+        return tap.check(False, '%s: %s' % (what, e))
+    return tap.check(True, what)
+
+
 class Tap:
     """TAP lines for meson (protocol: 'tap')."""
 
