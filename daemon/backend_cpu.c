@@ -297,6 +297,8 @@ typedef struct {
     const float *hw[4];
     int64_t chunks, rows_per_task;
     int stream;              /* non-temporal stores for the output */
+    const int32_t *pbase, *prel;   /* the 2-D linear W step by permutes (cpu_wlin_perm), or NULL */
+    int64_t pblocks;
     const float *in;
     float *out;
 } sep_ctx_t;
@@ -396,6 +398,83 @@ static void sep2d_task(int64_t task, float *scratch, const void *vctx)
     sep2d_rows(c, c->in + p * t->in[1] * t->in[2], first, last, c->out + p * t->out[1] * t->out[2], scratch, c->stream);
 }
 
+/* 2-D linear with the W step by permutes: one input row at a time into one of two W-step rows
+ * (L1-sized), each computed once per task, then the H step of each output row from them. */
+static void perm_wrow(const sep_ctx_t *c, const float *row, float *dst)
+{
+    cpu_wlin_perm(row, c->pbase, c->prel, c->wp.w[0], c->wp.w[1], c->pblocks, dst);
+    const int32_t *i0 = c->wp.idx[0], *i1 = c->wp.idx[1];
+    const float *w0 = c->wp.w[0], *w1 = c->wp.w[1];
+    for (int64_t o = c->pblocks * 8; o < c->t->out[2]; o++) {
+        float a = row[i0[o]] * w0[o];
+        const float q = row[i1[o]] * w1[o];
+        dst[o] = a + q;
+    }
+}
+
+static void sep2d_perm_task(int64_t task, float *scratch, const void *vctx)
+{
+    const sep_ctx_t *c = vctx;
+    const axis_tables_t *t = c->t;
+    const int64_t W = t->in[2], OW = t->out[2], OH = t->out[1];
+    const int64_t p = task / c->chunks, first = (task % c->chunks) * c->rows_per_task;
+    const int64_t last = first + c->rows_per_task < OH ? first + c->rows_per_task : OH;
+    const float *src = c->in + p * t->in[1] * W;
+    float *dst = c->out + p * OH * OW;
+    float *slot[2] = {scratch, scratch + OW};
+    int32_t key[2] = {-1, -1};
+    for (int64_t oh = first; oh < last; oh++) {
+        const int32_t h[2] = {c->hidx[0][oh], c->hidx[1][oh]};
+        int s[2];
+        for (int k = 0; k < 2; k++) {
+            s[k] = key[0] == h[k] ? 0 : key[1] == h[k] ? 1 : -1;
+            if (s[k] < 0) {
+                s[k] = k == 1 ? 1 - s[0] : key[0] == h[1] ? 1 : 0;   /* keep the other tap's row */
+                perm_wrow(c, src + (int64_t)h[k] * W, slot[s[k]]);
+                key[s[k]] = h[k];
+
+            }
+        }
+        cpu_wsum2(slot[s[0]], slot[s[1]], c->hw[0][oh], c->hw[1][oh], OW, dst + oh * OW, c->stream);
+    }
+    if (c->stream)
+        cpu_store_fence();
+}
+
+/* The permute tables of the W step (block b of 8 outputs: base[2 b + k], rel[16 b + 8 k + j]),
+ * or false where some block's taps span 8 columns or more (downscaling) or the row is shorter
+ * than 8. */
+static bool perm_tables(const sep_ctx_t *c, int32_t **out)
+{
+    const int64_t W = c->t->in[2], nb = c->t->out[2] / 8;
+    *out = NULL;
+    if (W < 8 || nb == 0 || !cpu_wlin_perm_available())
+        return false;
+    int32_t *tb = vkr__malloc((size_t)(18 * nb) * sizeof(int32_t));
+    if (!tb)
+        return false;
+    int32_t *base = tb, *rel = tb + 2 * nb;
+    for (int64_t b = 0; b < nb; b++)
+        for (int k = 0; k < 2; k++) {
+            const int32_t *ix = c->wp.idx[k] + 8 * b;
+            int32_t lo = ix[0], hi = ix[0];
+            for (int j = 1; j < 8; j++) {
+                lo = ix[j] < lo ? ix[j] : lo;
+                hi = ix[j] > hi ? ix[j] : hi;
+            }
+            const int32_t bs = lo + 8 > W ? (int32_t)(W - 8) : lo;
+            if (lo < 0 || hi - bs >= 8) {
+                vkr__free(tb);
+                return false;
+            }
+            base[2 * b + k] = bs;
+            for (int j = 0; j < 8; j++)
+                rel[16 * b + 8 * k + j] = ix[j] - bs;
+        }
+    *out = tb;
+    return true;
+}
+
 /* trilinear: D-slices of the 2-D step, two kept, then the D step over whole slices. */
 static void sep3d_task(int64_t task, float *scratch, const void *vctx)
 {
@@ -483,8 +562,18 @@ static int run_separable(const axis_tables_t *t, family_t f, int spatial_rank, i
     if (rc)
         return rc;
     c.stream = planes * t->out[0] * t->out[1] * t->out[2] >= STREAM_FLOATS;
+    int32_t *ptab = NULL;
     if (spatial_rank == 1) {
         rc = run_rows(&c.wp, planes, t->in[2], in, out, err);
+    } else if (spatial_rank == 2 && f == FAMILY_LINEAR && perm_tables(&c, &ptab)) {
+        c.pbase = ptab;
+        c.pblocks = t->out[2] / 8;
+        c.prel = ptab + 2 * c.pblocks;
+        c.rows_per_task = 128;
+        while (c.rows_per_task > ROWS_PER_TASK && planes * ((t->out[1] + c.rows_per_task - 1) / c.rows_per_task) < 64)
+            c.rows_per_task /= 2;
+        c.chunks = (t->out[1] + c.rows_per_task - 1) / c.rows_per_task;
+        rc = run_tasks(planes * c.chunks, (size_t)(2 * t->out[2]), sep2d_perm_task, &c, "interpolation scratch rows", err);
     } else if (spatial_rank == 2) {
         /* long runs of output rows: a block of W-step rows shared by two runs is computed twice */
         c.rows_per_task = 128;
@@ -499,6 +588,7 @@ static int run_separable(const axis_tables_t *t, family_t f, int spatial_rank, i
                        err);
     }
     rowpass_free(&c.wp);
+    vkr__free(ptab);
     return rc;
 }
 

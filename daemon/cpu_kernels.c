@@ -562,3 +562,98 @@ void cpu_gs_bicubic(int nc, const float *const src[], const int32_t *const rc[8]
 #endif
     gs_bicubic_scalar(nc, src, rc, w, G, 0, n, dst);
 }
+
+/* ------------------------------------------------------------------ W step by permutes */
+#if CPU_X86 && defined(__GNUC__) && !defined(VKR_CPU_BASELINE)
+__attribute__((target("avx2"))) static void wlin_perm_avx2(const float *in, const int32_t *base, const int32_t *rel, const float *w0,
+                                                            const float *w1, int64_t nblocks, float *out)
+{
+    for (int64_t b = 0; b < nblocks; b++) {
+        const __m256 v0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(in + base[2 * b]),
+                                                   _mm256_loadu_si256((const __m256i *)(const void *)(rel + 16 * b)));
+        const __m256 v1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(in + base[2 * b + 1]),
+                                                   _mm256_loadu_si256((const __m256i *)(const void *)(rel + 16 * b + 8)));
+        __m256 acc = _mm256_mul_ps(v0, _mm256_loadu_ps(w0 + 8 * b));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(v1, _mm256_loadu_ps(w1 + 8 * b)));
+        _mm256_storeu_ps(out + 8 * b, acc);
+    }
+    _mm256_zeroupper();
+}
+
+/* dst[x] = r0[x] * w0 + r1[x] * w1; stream: non-temporal 32-byte stores, not fenced (the caller
+ * runs cpu_store_fence before the results are read by another thread). */
+__attribute__((target("avx2"))) static void wsum2_avx2(const float *r0, const float *r1, float w0, float w1, int64_t n, float *dst,
+                                                        int stream)
+{
+    const __m256 a = _mm256_set1_ps(w0), b = _mm256_set1_ps(w1);
+    int64_t x = 0;
+    if (stream && n >= 64) {
+        for (; ((uintptr_t)(dst + x) & 31) != 0; x++) {
+            float p = r0[x] * w0;
+            const float q = r1[x] * w1;
+            dst[x] = p + q;
+        }
+        for (; x + 16 <= n; x += 16) {
+            const __m256 u = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(r0 + x), a), _mm256_mul_ps(_mm256_loadu_ps(r1 + x), b));
+            const __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(r0 + x + 8), a), _mm256_mul_ps(_mm256_loadu_ps(r1 + x + 8), b));
+            _mm256_stream_ps(dst + x, u);
+            _mm256_stream_ps(dst + x + 8, v);
+        }
+        for (; x + 8 <= n; x += 8)
+            _mm256_stream_ps(dst + x, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(r0 + x), a), _mm256_mul_ps(_mm256_loadu_ps(r1 + x), b)));
+    }
+    for (; x + 8 <= n; x += 8)
+        _mm256_storeu_ps(dst + x, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(r0 + x), a), _mm256_mul_ps(_mm256_loadu_ps(r1 + x), b)));
+    _mm256_zeroupper();
+    for (; x < n; x++) {
+        float p = r0[x] * w0;
+        const float q = r1[x] * w1;
+        dst[x] = p + q;
+    }
+}
+#define CPU_HAVE_PERM 1
+#endif
+
+void cpu_store_fence(void)
+{
+#if CPU_X86
+    _mm_sfence();
+#endif
+}
+
+void cpu_wsum2(const float *r0, const float *r1, float w0, float w1, int64_t n, float *dst, int stream)
+{
+#ifdef CPU_HAVE_PERM
+    if (__builtin_cpu_supports("avx2")) {
+        wsum2_avx2(r0, r1, w0, w1, n, dst, stream);
+        return;
+    }
+#endif
+    const float *rows[2] = {r0, r1};
+    const float w[2] = {w0, w1};
+    cpu_wsum_rows(rows, w, 2, n, dst, stream);
+}
+
+int cpu_wlin_perm_available(void)
+{
+#ifdef CPU_HAVE_PERM
+    return __builtin_cpu_supports("avx2") != 0;
+#else
+    return 0;
+#endif
+}
+
+void cpu_wlin_perm(const float *in, const int32_t *base, const int32_t *rel, const float *w0, const float *w1, int64_t nblocks,
+                   float *out)
+{
+#ifdef CPU_HAVE_PERM
+    wlin_perm_avx2(in, base, rel, w0, w1, nblocks, out);
+#else
+    for (int64_t b = 0; b < nblocks; b++)
+        for (int j = 0; j < 8; j++) {
+            float a = in[base[2 * b] + rel[16 * b + j]] * w0[8 * b + j];
+            const float p = in[base[2 * b + 1] + rel[16 * b + 8 + j]] * w1[8 * b + j];
+            out[8 * b + j] = a + p;
+        }
+#endif
+}

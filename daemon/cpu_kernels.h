@@ -64,4 +64,18 @@ void cpu_gs_bilinear(int nc, const float *const src[], const int32_t *const off[
 void cpu_gs_bicubic(int nc, const float *const src[], const int32_t *const rc[8], const float *const w[8], int64_t G, int64_t n,
                     float *const dst[]);
 
+/* Linear taps along one row by permutes (AVX2; cpu_wlin_perm_available() says whether the fast
+ * kernel is there - without it cpu_wlin_perm runs scalar): for block b of 8 outputs, tap k's value
+ * for output 8 b + j is in[base[2 b + k] + rel[16 b + 8 k + j]] (0 <= rel < 8, base + 8 <= the row's
+ * length); out[8 b + j] = v0 * w0[8 b + j] + v1 * w1[8 b + j] (spec_mul, spec_madd). */
+int cpu_wlin_perm_available(void);
+void cpu_wlin_perm(const float *in, const int32_t *base, const int32_t *rel, const float *w0, const float *w1, int64_t nblocks,
+                   float *out);
+
+/* cpu_wsum_rows with K = 2 (AVX2 where there is one: 32-byte stores).  With stream != 0 its
+ * non-temporal stores are not fenced: call cpu_store_fence after the last one, before the output
+ * is handed to another thread. */
+void cpu_wsum2(const float *r0, const float *r1, float w0, float w1, int64_t n, float *dst, int stream);
+void cpu_store_fence(void);
+
 #endif
