@@ -46,7 +46,12 @@
  * next jobs instead of being freed.
  *
  * Batches (run_batch): several jobs of one plan prepared once and recorded into one command
- * buffer, one submission and one fence wait, each job with its own buffers. */
+ * buffer, one submission and one fence wait, each job with its own buffers.
+ *
+ * Work per invocation: nearest, linear and cubic write VKR_VK_PLANES_PER_INV planes at one
+ * output position (its decomposition, taps and weights computed or loaded once), with the
+ * position's divisions done as multiplications by host-computed magic numbers (fast_div_magic);
+ * the grid ops prepare a point once for all of a dispatch's channels. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -68,6 +73,8 @@
 #include "spec/interp_rules.h"
 
 #define VKR_VK_LOCAL_SIZE 64u                  /* invocations per workgroup (spec constant 0) */
+#define VKR_VK_PLANES_PER_INV 16u              /* nearest, linear, cubic: planes one invocation
+                                                * writes at its (od, oh, ow) (spec constant 3) */
 #define VKR_VK_SETS_PER_SUBMIT 64u             /* descriptor sets (= chunks) per submission */
 #define VKR_VK_BINDINGS 4u                     /* input, output, table A, table B (the minimum
                                                   maxPerStageDescriptorStorageBuffers is 4) */
@@ -96,8 +103,11 @@ typedef struct {
     uint32_t tab[3];              /* word of each axis's entry 0 in its table binding (mod 2^32) */
     uint32_t aux;                 /* antialias: weights per entry; area mean: elements per binding */
     uint32_t term0, term1;        /* area, antialias: the terms of each output's sum this dispatch adds */
+    uint32_t span;                /* nearest, linear, cubic: output elements of each plane of the chunk */
+    uint32_t planes;              /* nearest, linear, cubic: planes of the chunk (0: other shaders) */
+    uint32_t div_w[2], div_h[2], div_span[2];   /* nearest, linear, cubic: fast_div of out_w, out_h, span */
 } vkr_vk_push_t;
-_Static_assert(sizeof(vkr_vk_push_t) == 84, "push constants must match the shaders' Params block");
+_Static_assert(sizeof(vkr_vk_push_t) == 116, "push constants must match the shaders' Params block");
 
 /* Push constants of grid_sample.comp and affine_grid.comp; mirrors `GridParams` in
  * shaders/grid_params.glsl. */
@@ -130,7 +140,8 @@ static const char *const shader_names[SHADER_COUNT] = {"interpolate_nearest.comp
                                                        "interpolate_cubic.comp", "interpolate_area.comp",
                                                        "interpolate_antialias.comp", "grid_sample.comp",
                                                        "affine_grid.comp"};
-/* Pipeline = shader + specialisation constants 1 (EXACT, RANK or VERTICAL) and 2 (MEAN). */
+/* Pipeline = shader + specialisation constants 1 (EXACT, RANK or VERTICAL) and 2 (MEAN); 3 is
+ * VKR_VK_PLANES_PER_INV for every one (only nearest, linear and cubic declare it). */
 static const struct {
     int shader;
     uint32_t spec1, spec2;
@@ -804,8 +815,8 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
     }
     for (int p = 0; p < PIPE_COUNT; p++) {
         /* EXACT, VERTICAL and MEAN are VkBool32s, RANK an int; a shader ignores the ids it lacks */
-        const uint32_t data[3] = {VKR_VK_LOCAL_SIZE, pipe_defs[p].spec1, pipe_defs[p].spec2};
-        rc = create_pipe(b, modules[pipe_defs[p].shader], b->pipe_layout, data, 3, &b->pipes[p], err);
+        const uint32_t data[4] = {VKR_VK_LOCAL_SIZE, pipe_defs[p].spec1, pipe_defs[p].spec2, VKR_VK_PLANES_PER_INV};
+        rc = create_pipe(b, modules[pipe_defs[p].shader], b->pipe_layout, data, 4, &b->pipes[p], err);
         if (rc)
             goto out;
     }
@@ -1465,6 +1476,30 @@ static int job_prepare(const vk_backend_t *b, const vkr_interp_plan_t *plan, vk_
 
 /* ------------------------------------------------------------------ running a job (lock held) */
 
+/* Division by an invariant d >= 1 as the shaders' fast_div does it (interpolate_params.glsl):
+ * with l = ceil(log2 d), m = floor(2^32 (2^l - d) / d) + 1, t = (n * m) >> 32,
+ * n / d = (t + ((n - t) >> min(l, 1))) >> max(l - 1, 0) for every 32-bit n (Granlund and
+ * Montgomery, "Division by invariant integers using multiplication", fig. 4.1).  out[0] = m,
+ * out[1] = min(l, 1) | max(l - 1, 0) << 8.  llvmpipe has no vector integer division: it divides
+ * lane by lane. */
+static void fast_div_magic(uint64_t d, uint32_t out[2])
+{
+    if (d == 0)
+        d = 1;   /* never divided by: an empty chunk */
+    int l = 0;
+    while (l < 32 && (1ull << l) < d)
+        l++;
+    out[0] = (uint32_t)(((((uint64_t)1 << l) - d) << 32) / d + 1);
+    out[1] = (uint32_t)(l < 1 ? l : 1) | (uint32_t)(l > 1 ? l - 1 : 0) << 8;
+}
+
+/* The pipelines whose shaders write VKR_VK_PLANES_PER_INV planes per invocation (pc.span, pc.planes). */
+static bool pipe_multi_plane(int pipe)
+{
+    return pipe == PIPE_NEAREST || pipe == PIPE_NEAREST_EXACT || pipe == PIPE_LINEAR_1D || pipe == PIPE_LINEAR_2D ||
+           pipe == PIPE_LINEAR_3D || pipe == PIPE_CUBIC;
+}
+
 /* A binding of `bytes` from byte `first` of a buffer: the offset aligned down, the residual
  * returned in *residual (words). */
 static VkDescriptorBufferInfo bind_bytes(const vk_backend_t *b, const vk_buf_t *x, uint64_t first, uint64_t bytes,
@@ -1534,6 +1569,13 @@ static void chunk_setup(const vk_backend_t *b, const vk_job_t *j, const vk_pass_
     pc->out_base = (uint32_t)(r - e_off);
     pc->e_off = (uint32_t)e_off;
     pc->count = (uint32_t)count;
+    if (pipe_multi_plane(p->pipe)) {   /* count == k * span: whole planes (a0 = 0), or k = 1 */
+        pc->span = (uint32_t)((uint64_t)(a1 - a0) * p->out_inner);
+        pc->planes = (uint32_t)k;
+        fast_div_magic((uint64_t)p->out[2], pc->div_w);
+        fast_div_magic((uint64_t)p->out[1], pc->div_h);
+        fast_div_magic(pc->span, pc->div_span);
+    }
     if (p->mean_seg)
         return;
     /* Bindings a shader declares but this pass does not use still need a valid range: the input. */
@@ -1643,7 +1685,8 @@ static void record_chunk(vk_backend_t *b, VkDescriptorSet set, const vkr_vk_push
     pc.term0 = (uint32_t)(step * b->max_loop);
     pc.term1 = (uint32_t)min_u64((step + 1) * b->max_loop, UINT32_MAX);
     vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipe_layout, 0, 1, &set, 0, NULL);
-    const uint64_t count = pc.count;
+    /* nearest, linear, cubic: an invocation per element of a plane for every VKR_VK_PLANES_PER_INV planes */
+    const uint64_t count = pc.planes ? (pc.planes + VKR_VK_PLANES_PER_INV - 1) / VKR_VK_PLANES_PER_INV * (uint64_t)pc.span : pc.count;
     const uint64_t groups = (count + local - 1) / local;
     const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
     const uint64_t row = gx * local;

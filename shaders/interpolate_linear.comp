@@ -1,12 +1,15 @@
 #version 450
 // linear / bilinear / trilinear interpolate (RANK 1, 2, 3) from the host's per-axis tables.  One
-// invocation per output element of the chunk.  Combination order is PyTorch's separable
-// recursion: W first, then H, then D, each step the kernel spec's spec_lerp.
+// invocation per output position (od, oh, ow) of the chunk for each group of PLANES planes: the
+// position's taps are loaded once and applied to each of the group's planes.  Combination order
+// is PyTorch's separable recursion: W first, then H, then D, each step the kernel spec's
+// spec_lerp.
 #include "spec/interp_rules.h"
 #include "interpolate_params.glsl"
 
 layout(local_size_x_id = 0) in;             // workgroup size: the host's VKR_VK_LOCAL_SIZE
 layout(constant_id = 1) const int RANK = 2; // spatial axes
+layout(constant_id = 3) const uint PLANES = 4u;  // planes per invocation: VKR_VK_PLANES_PER_INV
 
 layout(std430, set = 0, binding = 0) readonly buffer In { float x[]; };
 layout(std430, set = 0, binding = 1) writeonly buffer Out { float y[]; };
@@ -41,21 +44,39 @@ float lerp_hw(uint slice, uvec4 h, uvec4 w)
 
 void main()
 {
-    uint e, plane, od, oh, ow;
-    if (!chunk_element(e))
+    uint e, p0, od, oh, ow;
+    if (!chunk_group(PLANES, e, p0))
         return;
-    decompose(e, plane, od, oh, ow);
+    decompose_in_plane(e, od, oh, ow);
     uint hw = uint(pc.in_h) * uint(pc.in_w);
-    uint src = pc.in_base + plane * uint(pc.in_d) * hw;
-    float v;
+    uint in_plane = uint(pc.in_d) * hw;
+    uint out_plane = uint(pc.out_d) * uint(pc.out_h) * uint(pc.out_w);
+    uvec4 d = uvec4(0u), h = uvec4(0u), w;
     if (RANK == 1) {
-        v = lerp_w(src, tap_a(pc.tab_w, ow));
+        w = tap_a(pc.tab_w, ow);
     } else if (RANK == 2) {
-        v = lerp_hw(src, tap_a(pc.tab_h, oh), tap_b(pc.tab_w, ow));
+        h = tap_a(pc.tab_h, oh);
+        w = tap_b(pc.tab_w, ow);
     } else {
-        uvec4 d = tap_a(pc.tab_d, od), h = tap_b(pc.tab_h, oh), w = tap_b(pc.tab_w, ow);
-        v = spec_lerp(lerp_hw(src + d.x * hw, h, w), lerp_hw(src + d.y * hw, h, w),
-                      uintBitsToFloat(d.z), uintBitsToFloat(d.w));
+        d = tap_a(pc.tab_d, od);
+        h = tap_b(pc.tab_h, oh);
+        w = tap_b(pc.tab_w, ow);
     }
-    y[pc.out_base + e] = v;
+    uint src = pc.in_base + p0 * in_plane, dst = pc.out_base + p0 * out_plane + e;
+    // A loop of a uniform trip count, not one unrolled to PLANES with a break: llvmpipe would run
+    // every unrolled step (masked) whatever the chunk's plane count.
+    uint n = min(PLANES, pc.planes - p0);
+    for (uint j = 0u; j < n; j++) {
+        float v;
+        if (RANK == 1)
+            v = lerp_w(src, w);
+        else if (RANK == 2)
+            v = lerp_hw(src, h, w);
+        else
+            v = spec_lerp(lerp_hw(src + d.x * hw, h, w), lerp_hw(src + d.y * hw, h, w),
+                          uintBitsToFloat(d.z), uintBitsToFloat(d.w));
+        y[dst] = v;
+        src += in_plane;
+        dst += out_plane;
+    }
 }

@@ -1,5 +1,5 @@
 // Shared by every interpolate_*.comp: the push-constant block (mirrors vkr_vk_push_t in
-// daemon/backend_vulkan.c, 84 bytes) and the mapping of an invocation to its output element.
+// daemon/backend_vulkan.c, 116 bytes) and the mapping of an invocation to its output element.
 //
 // A dispatch covers one chunk: whole N*C planes, or one plane's range of indices along its
 // outermost spatial axis (the split axis).  Offsets into the bound ranges are uint arithmetic
@@ -22,7 +22,22 @@ layout(push_constant) uniform Params {
     uint term0, term1;      // area, antialias: this dispatch adds terms [term0, term1) of each
                             // output's sequential sum, the partial sum kept in the output between
                             // dispatches (lavapipe ends any loop after 65535 iterations)
+    uint span;              // nearest, linear, cubic: output elements of each plane of the chunk
+    uint planes;            // nearest, linear, cubic: planes of the chunk
+    uint div_w_m, div_w_s;  // nearest, linear, cubic: fast_div's (magic, shifts) of out_w,
+    uint div_h_m, div_h_s;  // out_h and span (the host's fast_div_magic; single words: a uvec2
+    uint div_span_m, div_span_s;  // would be 8-byte aligned)
 } pc;
+
+// n / d for the d whose (magic, shifts) the host gave (Granlund and Montgomery's division by an
+// invariant integer, exact for every 32-bit n): llvmpipe has no vector integer division and
+// divides lane by lane, a GPU expands it to a long sequence; this is a multiply and shifts.
+uint fast_div(uint n, uvec2 d)
+{
+    uint t, lo;
+    umulExtended(n, d.x, t, lo);
+    return (t + ((n - t) >> (d.y & 0xffu))) >> (d.y >> 8u);
+}
 
 // The chunk-relative output element of this invocation, offset by e_off (so that it decomposes
 // into plane-global coordinates); false past the chunk's end.
@@ -31,6 +46,28 @@ bool chunk_element(out uint e)
     uint i = pc.first + gl_GlobalInvocationID.y * pc.row + gl_GlobalInvocationID.x;
     e = pc.e_off + i;
     return i < pc.count;
+}
+
+// Nearest, linear, cubic: an invocation per element of a plane's span for each group of
+// `per` planes (the host dispatches ceil(planes / per) * span invocations).  e: the
+// plane-relative output element (offset by e_off), p0: the group's first plane within the chunk;
+// false past the chunk's end.  The caller writes planes p0 .. min(p0 + per, pc.planes) - 1.
+bool chunk_group(uint per, out uint e, out uint p0)
+{
+    uint i = pc.first + gl_GlobalInvocationID.y * pc.row + gl_GlobalInvocationID.x;
+    uint g = fast_div(i, uvec2(pc.div_span_m, pc.div_span_s));
+    e = pc.e_off + (i - g * pc.span);
+    p0 = g * per;
+    return p0 < pc.planes;
+}
+
+// A plane-relative e (< out_d * out_h * out_w) -> (od, oh, ow).
+void decompose_in_plane(uint e, out uint od, out uint oh, out uint ow)
+{
+    uint t = fast_div(e, uvec2(pc.div_w_m, pc.div_w_s));
+    ow = e - t * uint(pc.out_w);
+    od = fast_div(t, uvec2(pc.div_h_m, pc.div_h_s));
+    oh = t - od * uint(pc.out_h);
 }
 
 // e -> (plane within the chunk, od, oh, ow).
