@@ -572,6 +572,17 @@ static void job_run_alone(job_t *j)
         mark_vulkan_lost(j);
         if (move_to_cpu(j))
             run_on_backend(j);
+    } else if (j->backend == vulkan && vulkan != NULL && j->job.backend == VKR_BACKEND_AUTO && s->cfg->cpu != NULL &&
+               (j->status == VKR_E_TOO_LARGE || j->status == VKR_E_UNSUPPORTED)) {
+        /* 'auto' promised an answer from whichever backend can give it: a job beyond this device
+         * (e.g. llvmpipe's loop limit) runs on the CPU; one that asked for 'vulkan' keeps the refusal */
+        vkr__log(VKR_LOG_DEBUG, "client %u: request %u: vulkan refused it (%s: %s); 'auto' runs it on the cpu backend", j->client->id,
+                 j->request_id, j->error.field, j->error.message);
+        j->backend = s->cfg->cpu;
+        j->backend_id = VKR_BACKEND_CPU;
+        j->status = VKR_OK;
+        memset(&j->error, 0, sizeof j->error);
+        run_on_backend(j);
     }
 }
 

@@ -9,7 +9,8 @@ outermost axis, each range bound with just the source rows it reads), many plane
 are over it (whole planes per chunk), area windows of millions of elements (summed over several
 dispatches: llvmpipe ends any shader loop after 65535 iterations), and area's global mean of a
 plane over 128 MiB (two bindings; on llvmpipe refused as too large, since its one-invocation
-cascade sum would run past that loop limit).  The daemon runs with -v so that its per-job debug
+cascade sum would run past that loop limit; the same job with backend 'auto' is then answered by
+the CPU backend).  The daemon runs with -v so that its per-job debug
 line shows which jobs split planes.  Reports each job's time, the daemon's and this process's
 peak RSS (must stay under 3 GiB together) and the total runtime (must stay under 60 s).
 
@@ -77,6 +78,13 @@ def main():
                     refused_ok = mean and llvmpipe and e.code == vkresample.VKR_E_TOO_LARGE and 'loop' in e.message
                     tap.check(refused_ok, '%s %s: vulkan refused: %s%s' % (
                         what, list(x.shape), e, ' (expected on llvmpipe)' if refused_ok else ''))
+                    # the same job asked with 'auto' is answered, by the CPU backend, bit-exact
+                    got = client.interpolate(x, backend='auto', **kw)
+                    ran_on = client.last_backend
+                    want = client.interpolate(x, backend='cpu', **kw)
+                    same = np.array_equal(got.view(np.uint32), want.view(np.uint32))
+                    tap.check(ran_on == 'cpu' and same, "%s with backend 'auto': answered by %s, %s" % (
+                        what, ran_on, 'bit-exact' if same else 'DIFFERENT'))
                     continue
                 t1 = time.monotonic()
                 ran_on = client.last_backend
