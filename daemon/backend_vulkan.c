@@ -1675,32 +1675,40 @@ static void write_set(vk_backend_t *b, VkDescriptorSet set, const VkDescriptorBu
     vkUpdateDescriptorSets(b->device, 1, &w, 0, NULL);
 }
 
-/* Record step `step` of one interpolate chunk (its set and push constants from chunk_setup): gx
- * workgroups per row, up to max_groups[1] rows per dispatch, more dispatches (pc.first) when even
- * that is not enough. */
-static void record_chunk(vk_backend_t *b, VkDescriptorSet set, const vkr_vk_push_t *chunk_pc, uint64_t step, uint64_t *dispatches)
+/* Record `count` invocations as gx workgroups (of VKR_VK_LOCAL_SIZE) per row, up to max_groups[1]
+ * rows per dispatch, more dispatches when even that is not enough: each gets its push constants
+ * pc (pc_bytes, on layout) with its first element in *row / *first (fields of pc). */
+static void record_rows(vk_backend_t *b, VkPipelineLayout layout, void *pc, size_t pc_bytes, uint32_t *row_field,
+                        uint32_t *first_field, uint64_t count, uint64_t *dispatches)
 {
     const uint64_t local = VKR_VK_LOCAL_SIZE;
+    const uint64_t groups = (count + local - 1) / local;
+    const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
+    const uint64_t row = gx * local;
+    const uint64_t rows = (count + row - 1) / row;
+
+    *row_field = (uint32_t)row;
+    for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
+        const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
+        /* No barrier between dispatches of a step: each writes its own elements only (chunks'
+         * bound ranges may overlap by an alignment residual, the elements written never do). */
+        *first_field = (uint32_t)(r0 * row);
+        vkCmdPushConstants(b->cmd, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, (uint32_t)pc_bytes, pc);
+        vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+        (*dispatches)++;
+    }
+}
+
+/* Record step `step` of one interpolate chunk (its set and push constants from chunk_setup). */
+static void record_chunk(vk_backend_t *b, VkDescriptorSet set, const vkr_vk_push_t *chunk_pc, uint64_t step, uint64_t *dispatches)
+{
     vkr_vk_push_t pc = *chunk_pc;
     pc.term0 = (uint32_t)(step * b->max_loop);
     pc.term1 = (uint32_t)min_u64((step + 1) * b->max_loop, UINT32_MAX);
     vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->pipe_layout, 0, 1, &set, 0, NULL);
     /* nearest, linear, cubic: an invocation per element of a plane for every VKR_VK_PLANES_PER_INV planes */
     const uint64_t count = pc.planes ? (pc.planes + VKR_VK_PLANES_PER_INV - 1) / VKR_VK_PLANES_PER_INV * (uint64_t)pc.span : pc.count;
-    const uint64_t groups = (count + local - 1) / local;
-    const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
-    const uint64_t row = gx * local;
-    const uint64_t rows = (count + row - 1) / row;
-    pc.row = (uint32_t)row;
-    for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
-        const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
-        /* No barrier between dispatches of a step: each writes its own elements only (chunks'
-         * bound ranges may overlap by an alignment residual, the elements written never do). */
-        pc.first = (uint32_t)(r0 * row);
-        vkCmdPushConstants(b->cmd, b->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
-        vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
-        (*dispatches)++;
-    }
+    record_rows(b, b->pipe_layout, &pc, sizeof pc, &pc.row, &pc.first, count, dispatches);
 }
 
 /* Record, submit and wait for chunks [c0, c0 + n) of pass pi (n <= VKR_VK_SETS_PER_SUBMIT). */
@@ -2146,19 +2154,12 @@ static void grid_chunk_setup(const vk_backend_t *b, const vk_grid_job_t *j, uint
         info[0] = info[2];   /* not read: any valid range */
 }
 
-/* Record one grid chunk (its set, push constants and channels from grid_chunk_setup): gx
- * workgroups per row, up to max_groups[1] rows per dispatch, more dispatches (pc.first) when even
- * that is not enough; each group of channels again. */
+/* Record one grid chunk (its set, push constants and channels from grid_chunk_setup), each group
+ * of channels again. */
 static void grid_record_chunk(vk_backend_t *b, const vk_grid_job_t *j, VkDescriptorSet set, const vkr_vk_grid_push_t *chunk_pc,
                               uint64_t nc, uint64_t *dispatches)
 {
-    const uint64_t local = VKR_VK_LOCAL_SIZE;
     vkCmdBindDescriptorSets(b->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, b->grid_layout, 0, 1, &set, 0, NULL);
-    const uint64_t count = chunk_pc->count;
-    const uint64_t groups = (count + local - 1) / local;
-    const uint64_t gx = groups < b->max_groups[0] ? groups : b->max_groups[0];
-    const uint64_t row = gx * local;
-    const uint64_t rows = (count + row - 1) / row;
     for (uint64_t step = 0; step < j->steps; step++) {
         vkr_vk_grid_push_t pc = *chunk_pc;
         const uint64_t ch0 = step * j->per_dispatch;
@@ -2169,15 +2170,7 @@ static void grid_record_chunk(vk_backend_t *b, const vk_grid_job_t *j, VkDescrip
             pc.in_base = (uint32_t)(pc.in_base + ch0 * j->in_plane);
             pc.out_base = (uint32_t)(pc.out_base + ch0 * j->points);
         }
-        pc.row = (uint32_t)row;
-        for (uint64_t r0 = 0; r0 < rows; r0 += b->max_groups[1]) {
-            const uint64_t gy = rows - r0 < b->max_groups[1] ? rows - r0 : b->max_groups[1];
-            /* No barrier between dispatches: each writes its own elements only. */
-            pc.first = (uint32_t)(r0 * row);
-            vkCmdPushConstants(b->cmd, b->grid_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
-            vkCmdDispatch(b->cmd, (uint32_t)gx, (uint32_t)gy, 1);
-            (*dispatches)++;
-        }
+        record_rows(b, b->grid_layout, &pc, sizeof pc, &pc.row, &pc.first, chunk_pc->count, dispatches);
     }
 }
 
