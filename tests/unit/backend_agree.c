@@ -16,21 +16,20 @@
  * split cases that must not be refused; on the real limits, sums and channel loops longer than
  * llvmpipe's 65535 loop iterations per invocation; concurrent jobs from several threads;
  * refusals (a row too large for the limited bindings, a grid input plane too large for them,
- * 3-D bicubic plans, bad device index); and zero validation messages, counted here (this test
- * provides vkr__log) so that messages during destroy count too.  TAP on stdout (tap.h: the plan
+ * 3-D bicubic plans, bad device index); and zero validation messages, counted by the test's
+ * logger (tests/support/log_capture.c) so that messages during destroy count too.  TAP on stdout (tap.h: the plan
  * comes last).
  * Environment: VKR_TEST_SEED (default 20240611), VKR_TEST_CASES (default 400), VKR_TEST_GRID_CASES
  * (default 400). */
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "log_capture.h"
 #include "log.h"
 #include "tap.h"
 
@@ -62,10 +61,7 @@ static int family_of(const vkr_interp_plan_t *p)
     }
 }
 
-/* ------------------------------------------------------------------ logging (replaces log.c) */
-int vkr__log_level = VKR_LOG_DEBUG;
-static atomic_uint logged_validation;
-
+/* ------------------------------------------------------------------ logging (log_capture.c) */
 /* What the backend's debug line said about the last job run on this thread. */
 typedef struct {
     bool seen;
@@ -74,32 +70,18 @@ typedef struct {
 } job_stats_t;
 static _Thread_local job_stats_t last_job;
 
-void vkr__log(int level, const char *fmt, ...)
+void log_capture_line(int level, const char *line)
 {
-    if (level > vkr__log_level)
-        return;
-    char buf[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (strncmp(buf, "vulkan validation:", 18) == 0)
-        atomic_fetch_add(&logged_validation, 1u);
     if (level == VKR_LOG_DEBUG) {
-        const char *s = strstr(buf, " job: passes ");
+        const char *s = strstr(line, " job: passes ");
         job_stats_t st = {.seen = true};
-        if (strncmp(buf, "vulkan: ", 8) == 0 && s &&
+        if (strncmp(line, "vulkan: ", 8) == 0 && s &&
             sscanf(s, " job: passes %d, splitting planes %d, steps %llu, chunks %llu, submits %llu, dispatches %llu",
                    &st.passes, &st.split, &st.steps, &st.chunks, &st.submits, &st.dispatches) == 6)
             last_job = st;
         return;   /* one per job: not printed */
     }
-    for (char *p = buf; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
-    static const char *const names[] = {"error", "warn", "info", "debug"};
-    printf("# %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], buf);
-    fflush(stdout);
+    log_capture_print(level, line);
 }
 
 /* ------------------------------------------------------------------ cases */
@@ -1108,7 +1090,7 @@ int main(void)
     vk_split->destroy(vk_split);
     vk->destroy(vk);
     cpu->destroy(cpu);
-    unsigned logged = atomic_load(&logged_validation);
+    unsigned logged = log_capture_validation_messages();
     tap_check(logged == 0, "no validation message logged through destroy (got %u)", logged);
 
     for (int i = 0; i < n_cases + n_thread_cases + n_fixed + n_long; i++) {

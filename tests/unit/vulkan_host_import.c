@@ -7,10 +7,8 @@
  * with its pointer given (vkr_host_region_t.data) is staged while the others are imported, one
  * without is VKR_E_UNSUPPORTED; the cache of persistent imports is bounded (the least recently
  * used one goes); release_mapped of something never imported is harmless; and not one validation
- * message, destroy included.  Reads the backend's per-job debug line (this test provides
- * vkr__log).  TAP on stdout. */
-#include <stdarg.h>
-#include <stdatomic.h>
+ * message, destroy included.  Reads the backend's per-job debug line (through
+ * tests/support/log_capture.c).  TAP on stdout. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,33 +19,29 @@
 
 #include "backend.h"
 #include "log.h"
+#include "log_capture.h"
 #include "tap.h"
 
-/* ------------------------------------------------------------------ logging (replaces log.c) */
-int vkr__log_level = VKR_LOG_DEBUG;
-static atomic_uint logged_validation;
+/* ------------------------------------------------------------------ logging (log_capture.c) */
 static char last_memfd_line[2048];      /* the backend's last "memfd job" debug line */
 static char summary_line[2048];        /* its "memfd jobs: ..." line at destroy */
 
-void vkr__log(int level, const char *fmt, ...)
+static void keep_line(char *dst, size_t size, const char *line)
 {
-    if (level > vkr__log_level)
-        return;
-    char buf[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (strncmp(buf, "vulkan validation:", 18) == 0)
-        atomic_fetch_add(&logged_validation, 1u);
-    if (strstr(buf, " memfd job: "))
-        snprintf(last_memfd_line, sizeof last_memfd_line, "%s", buf);
-    if (strstr(buf, "vulkan: memfd jobs: "))
-        snprintf(summary_line, sizeof summary_line, "%s", buf);
-    if (level == VKR_LOG_DEBUG)
-        return;
-    printf("# %s\n", buf);
-    fflush(stdout);
+    size_t len = strnlen(line, size - 1);
+
+    memcpy(dst, line, len);
+    dst[len] = '\0';
+}
+
+void log_capture_line(int level, const char *line)
+{
+    if (strstr(line, " memfd job: "))
+        keep_line(last_memfd_line, sizeof last_memfd_line, line);
+    if (strstr(line, "vulkan: memfd jobs: "))
+        keep_line(summary_line, sizeof summary_line, line);
+    if (level != VKR_LOG_DEBUG)
+        log_capture_print(level, line);
 }
 
 /* ------------------------------------------------------------------ memfd mappings */
@@ -249,8 +243,8 @@ int main(void)
     unsigned counted = vk->validation_messages(vk);
     vk->destroy(vk);
     tap_check(strstr(summary_line, "memfd jobs: ") != NULL, "destroy logs the summary (%s)", summary_line);
-    tap_check(counted == 0 && atomic_load(&logged_validation) == 0, "no validation message, destroy included (%u, %u)", counted,
-              atomic_load(&logged_validation));
+    tap_check(counted == 0 && log_capture_validation_messages() == 0, "no validation message, destroy included (%u, %u)", counted,
+              log_capture_validation_messages());
     free(in);
     free(want);
     free(heap_out);
