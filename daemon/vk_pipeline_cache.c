@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "le_bytes.h"
+
 static const uint8_t pcache_magic[8] = {'V', 'K', 'R', 'P', 'L', 'C', 'H', 0};
 #define PCACHE_VERSION 1u
 #define VK_HEADER_BYTES 32u   /* VkPipelineCacheHeaderVersionOne */
@@ -25,25 +27,6 @@ uint64_t vkr__pcache_fnv1a64(const void *data, size_t n)
     }
     return h;
 }
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 static void uuid_hex(const uint8_t uuid[16], char out[33])
 {
@@ -67,31 +50,31 @@ static void header_encode(const vkr__pcache_key_t *key, const void *blob, size_t
 {
     memset(h, 0, VKR__PCACHE_HEADER_BYTES);
     memcpy(h, pcache_magic, sizeof pcache_magic);
-    put_u32(h + 8, PCACHE_VERSION);
-    put_u32(h + 12, VKR__PCACHE_HEADER_BYTES);
-    put_u32(h + 16, key->vendor_id);
-    put_u32(h + 20, key->device_id);
-    put_u32(h + 24, key->driver_version);
+    vkr_le_put_u32(h + 8, PCACHE_VERSION);
+    vkr_le_put_u32(h + 12, VKR__PCACHE_HEADER_BYTES);
+    vkr_le_put_u32(h + 16, key->vendor_id);
+    vkr_le_put_u32(h + 20, key->device_id);
+    vkr_le_put_u32(h + 24, key->driver_version);
     memcpy(h + 32, key->pipeline_cache_uuid, 16);
     memcpy(h + 48, key->device_uuid, 16);
-    put_u64(h + 64, key->sources_hash);
-    put_u64(h + 72, (uint64_t)blob_len);
-    put_u64(h + 80, vkr__pcache_fnv1a64(blob, blob_len));
-    put_u64(h + 88, vkr__pcache_fnv1a64(h, 88));
+    vkr_le_put_u64(h + 64, key->sources_hash);
+    vkr_le_put_u64(h + 72, (uint64_t)blob_len);
+    vkr_le_put_u64(h + 80, vkr__pcache_fnv1a64(blob, blob_len));
+    vkr_le_put_u64(h + 88, vkr__pcache_fnv1a64(h, 88));
 }
 
 /* Why the file's key (header bytes 16..71) is not key's; NULL when it is. */
 static const char *key_mismatch(const uint8_t *h, const vkr__pcache_key_t *key)
 {
-    if (get_u32(h + 16) != key->vendor_id || get_u32(h + 20) != key->device_id)
+    if (vkr_le_get_u32(h + 16) != key->vendor_id || vkr_le_get_u32(h + 20) != key->device_id)
         return "another device (vendorID / deviceID)";
     if (memcmp(h + 48, key->device_uuid, 16) != 0)
         return "another device (deviceUUID)";
-    if (get_u32(h + 24) != key->driver_version)
+    if (vkr_le_get_u32(h + 24) != key->driver_version)
         return "another driver version";
     if (memcmp(h + 32, key->pipeline_cache_uuid, 16) != 0)
         return "another driver build (pipelineCacheUUID)";
-    if (get_u64(h + 64) != key->sources_hash)
+    if (vkr_le_get_u64(h + 64) != key->sources_hash)
         return "other shader sources (another vkresample build)";
     return NULL;
 }
@@ -101,12 +84,12 @@ static const char *vk_header_mismatch(const uint8_t *b, size_t n, const vkr__pca
 {
     if (n < VK_HEADER_BYTES)
         return "its Vulkan header is truncated";
-    const uint32_t size = get_u32(b);
+    const uint32_t size = vkr_le_get_u32(b);
     if (size < VK_HEADER_BYTES || size > n)
         return "its Vulkan header's size is wrong";
-    if (get_u32(b + 4) != VK_HEADER_VERSION_ONE)
+    if (vkr_le_get_u32(b + 4) != VK_HEADER_VERSION_ONE)
         return "its Vulkan header is not VK_PIPELINE_CACHE_HEADER_VERSION_ONE";
-    if (get_u32(b + 8) != key->vendor_id || get_u32(b + 12) != key->device_id)
+    if (vkr_le_get_u32(b + 8) != key->vendor_id || vkr_le_get_u32(b + 12) != key->device_id)
         return "its Vulkan header names another device (vendorID / deviceID)";
     if (memcmp(b + 16, key->pipeline_cache_uuid, 16) != 0)
         return "its Vulkan header names another driver build (pipelineCacheUUID)";
@@ -163,12 +146,12 @@ vkr__pcache_status_t vkr__pcache_load(const char *path, const vkr__pcache_key_t 
         snprintf(why, why_len, "not a vkresample pipeline cache (bad magic)");
         goto out;
     }
-    if (get_u32(buf + 8) != PCACHE_VERSION || get_u32(buf + 12) != VKR__PCACHE_HEADER_BYTES) {
-        snprintf(why, why_len, "format version %u with a %u-byte header (this build reads version %u, %u bytes)", get_u32(buf + 8),
-                 get_u32(buf + 12), PCACHE_VERSION, VKR__PCACHE_HEADER_BYTES);
+    if (vkr_le_get_u32(buf + 8) != PCACHE_VERSION || vkr_le_get_u32(buf + 12) != VKR__PCACHE_HEADER_BYTES) {
+        snprintf(why, why_len, "format version %u with a %u-byte header (this build reads version %u, %u bytes)", vkr_le_get_u32(buf + 8),
+                 vkr_le_get_u32(buf + 12), PCACHE_VERSION, VKR__PCACHE_HEADER_BYTES);
         goto out;
     }
-    if (get_u64(buf + 88) != vkr__pcache_fnv1a64(buf, 88)) {
+    if (vkr_le_get_u64(buf + 88) != vkr__pcache_fnv1a64(buf, 88)) {
         snprintf(why, why_len, "corrupt: the header's checksum does not match");
         goto out;
     }
@@ -177,7 +160,7 @@ vkr__pcache_status_t vkr__pcache_load(const char *path, const vkr__pcache_key_t 
         snprintf(why, why_len, "written for %s", foreign);
         goto out;
     }
-    const uint64_t payload = get_u64(buf + 72);
+    const uint64_t payload = vkr_le_get_u64(buf + 72);
     if (payload != got - VKR__PCACHE_HEADER_BYTES) {
         snprintf(why, why_len, "%s: the header promises %llu bytes of pipeline data, the file holds %zu",
                  payload > got - VKR__PCACHE_HEADER_BYTES ? "truncated" : "corrupt", (unsigned long long)payload,
@@ -185,7 +168,7 @@ vkr__pcache_status_t vkr__pcache_load(const char *path, const vkr__pcache_key_t 
         goto out;
     }
     const uint8_t *data = buf + VKR__PCACHE_HEADER_BYTES;
-    if (get_u64(buf + 80) != vkr__pcache_fnv1a64(data, (size_t)payload)) {
+    if (vkr_le_get_u64(buf + 80) != vkr__pcache_fnv1a64(data, (size_t)payload)) {
         snprintf(why, why_len, "corrupt: the pipeline data's checksum does not match");
         goto out;
     }

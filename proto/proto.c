@@ -8,42 +8,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "le_bytes.h"
+
 /* ---------------------------------------------------------------- little-endian helpers */
-static void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 static void put_f64(uint8_t *p, double d)
 {
     uint64_t v;
     memcpy(&v, &d, sizeof v);
-    put_u64(p, v);
+    vkr_le_put_u64(p, v);
 }
 static double get_f64(const uint8_t *p)
 {
-    uint64_t v = get_u64(p);
+    uint64_t v = vkr_le_get_u64(p);
     double d;
     memcpy(&d, &v, sizeof d);
     return d;
@@ -181,27 +157,27 @@ unsigned vkr_op_tensors(int op)
 /* ---------------------------------------------------------------- header */
 void vkr_header_encode(const vkr_frame_header_t *h, uint8_t out[VKR_FRAME_HEADER_BYTES])
 {
-    put_u32(out + 0, h->magic);
-    put_u16(out + 4, h->version);
-    put_u16(out + 6, h->type);
-    put_u32(out + 8, h->flags);
-    put_u32(out + 12, h->request_id);
-    put_u32(out + 16, h->n_fds);
-    put_u32(out + 20, h->reserved);
-    put_u64(out + 24, h->body_len);
+    vkr_le_put_u32(out + 0, h->magic);
+    vkr_le_put_u16(out + 4, h->version);
+    vkr_le_put_u16(out + 6, h->type);
+    vkr_le_put_u32(out + 8, h->flags);
+    vkr_le_put_u32(out + 12, h->request_id);
+    vkr_le_put_u32(out + 16, h->n_fds);
+    vkr_le_put_u32(out + 20, h->reserved);
+    vkr_le_put_u64(out + 24, h->body_len);
 }
 
 int vkr_header_decode(const uint8_t in[VKR_FRAME_HEADER_BYTES], uint64_t max_submit_body,
                       uint64_t max_result_body, vkr_frame_header_t *h, vkr_error_t *err)
 {
-    h->magic = get_u32(in + 0);
-    h->version = get_u16(in + 4);
-    h->type = get_u16(in + 6);
-    h->flags = get_u32(in + 8);
-    h->request_id = get_u32(in + 12);
-    h->n_fds = get_u32(in + 16);
-    h->reserved = get_u32(in + 20);
-    h->body_len = get_u64(in + 24);
+    h->magic = vkr_le_get_u32(in + 0);
+    h->version = vkr_le_get_u16(in + 4);
+    h->type = vkr_le_get_u16(in + 6);
+    h->flags = vkr_le_get_u32(in + 8);
+    h->request_id = vkr_le_get_u32(in + 12);
+    h->n_fds = vkr_le_get_u32(in + 16);
+    h->reserved = vkr_le_get_u32(in + 20);
+    h->body_len = vkr_le_get_u64(in + 24);
 
     if (h->magic != VKR_PROTO_MAGIC)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "magic", "bad magic 0x%08x (expected 0x%08x, \"VKR1\")",
@@ -259,15 +235,15 @@ bool vkr_shape_elements(const int64_t *shape, unsigned rank, uint64_t limit, uin
 static void tensor_desc_encode(const vkr_tensor_desc_t *t, uint8_t *p)
 {
     memset(p, 0, VKR_TENSOR_DESC_BYTES);
-    put_u16(p + 0, t->dtype);
-    put_u16(p + 2, t->layout);
+    vkr_le_put_u16(p + 0, t->dtype);
+    vkr_le_put_u16(p + 2, t->layout);
     p[4] = t->rank;
     p[5] = t->storage;
-    put_u16(p + 6, t->storage == VKR_STORAGE_MEMFD ? t->fd_index : 0);
+    vkr_le_put_u16(p + 6, t->storage == VKR_STORAGE_MEMFD ? t->fd_index : 0);
     for (unsigned i = 0; i < VKR_MAX_RANK; i++)
-        put_u64(p + 8 + 8 * i, i < t->rank ? (uint64_t)t->shape[i] : 0);
-    put_u64(p + 72, t->data_offset);
-    put_u64(p + 80, t->data_bytes);
+        vkr_le_put_u64(p + 8 + 8 * i, i < t->rank ? (uint64_t)t->shape[i] : 0);
+    vkr_le_put_u64(p + 72, t->data_offset);
+    vkr_le_put_u64(p + 80, t->data_bytes);
 }
 
 /* Where a decoded descriptor's bytes may be: a SUBMIT's inputs (INLINE or MEMFD with an index
@@ -286,11 +262,11 @@ static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t bo
     char field[VKR_ERROR_FIELD_MAX + 1];
 #define FIELD(name) (snprintf(field, sizeof field, "%s.%s", prefix, name), field)
     memset(t, 0, sizeof *t);
-    t->dtype = get_u16(p + 0);
-    t->layout = get_u16(p + 2);
+    t->dtype = vkr_le_get_u16(p + 0);
+    t->layout = vkr_le_get_u16(p + 2);
     t->rank = p[4];
     t->storage = p[5];
-    t->fd_index = get_u16(p + 6);
+    t->fd_index = vkr_le_get_u16(p + 6);
     if (t->dtype != VKR_DTYPE_F32)
         return vkr_proto_error_set(err, VKR_E_DTYPE, FIELD("dtype"), "dtype %u is not supported: vkresample takes float32 (dtype 1)", t->dtype);
     if (t->layout != VKR_LAYOUT_CONTIGUOUS)
@@ -304,7 +280,7 @@ static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t bo
     if (t->rank < 1 || t->rank > VKR_MAX_RANK)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("rank"), "rank %u is out of range 1..%u", t->rank, VKR_MAX_RANK);
     for (unsigned i = 0; i < VKR_MAX_RANK; i++) {
-        uint64_t d = get_u64(p + 8 + 8 * i);
+        uint64_t d = vkr_le_get_u64(p + 8 + 8 * i);
         if (i >= t->rank) {
             if (d != 0)
                 return vkr_proto_error_set(err, VKR_E_PROTOCOL, FIELD("shape"), "shape[%u] = %llu beyond rank %u must be 0", i,
@@ -316,8 +292,8 @@ static int tensor_desc_decode(const uint8_t *p, const uint8_t *body, uint64_t bo
                                        (unsigned long long)d, (long long)VKR_MAX_DIM_EXTENT);
         t->shape[i] = (int64_t)d;
     }
-    t->data_offset = get_u64(p + 72);
-    t->data_bytes = get_u64(p + 80);
+    t->data_offset = vkr_le_get_u64(p + 72);
+    t->data_bytes = vkr_le_get_u64(p + 80);
     uint64_t elements;
     if (!vkr_shape_elements(t->shape, t->rank, max_tensor_bytes / sizeof(float), &elements))
         return vkr_proto_error_set(err, VKR_E_TOO_LARGE, FIELD("shape"), "tensor of this shape is over the limit of %llu bytes",
@@ -373,31 +349,31 @@ uint64_t vkr_submit_encode_fixed(vkr_job_t *job, uint8_t out[VKR_SUBMIT_MAX_FIXE
     unsigned n = job->n_tensors > VKR_MAX_TENSORS ? VKR_MAX_TENSORS : job->n_tensors;
     size_t fixed = VKR_JOB_HEADER_BYTES + VKR_INTERP_PARAMS_BYTES + n * VKR_TENSOR_DESC_BYTES;
     memset(out, 0, fixed);
-    put_u16(out + 0, job->op);
-    put_u16(out + 2, job->backend);
-    put_u16(out + 4, job->n_tensors);
-    put_u16(out + 6, job->result_storage);
+    vkr_le_put_u16(out + 0, job->op);
+    vkr_le_put_u16(out + 2, job->backend);
+    vkr_le_put_u16(out + 4, job->n_tensors);
+    vkr_le_put_u16(out + 6, job->result_storage);
     uint8_t *p = out + VKR_JOB_HEADER_BYTES;
     if (job->op == VKR_OP_INTERPOLATE) {
         const vkr_interp_params_t *ip = &job->interp;
-        put_u16(p + 0, ip->mode);
+        vkr_le_put_u16(p + 0, ip->mode);
         p[2] = ip->align_corners;
         p[3] = ip->recompute_scale_factor;
         p[4] = ip->antialias;
         p[5] = ip->n_size;
         p[6] = ip->n_scale;
         for (unsigned i = 0; i < VKR_MAX_SPATIAL; i++) {
-            put_u64(p + 8 + 8 * i, (uint64_t)ip->size[i]);
+            vkr_le_put_u64(p + 8 + 8 * i, (uint64_t)ip->size[i]);
             put_f64(p + 32 + 8 * i, ip->scale_factor[i]);
         }
     } else {
         const vkr_grid_params_t *gp = &job->grid;
-        put_u16(p + 0, gp->mode);
-        put_u16(p + 2, gp->padding_mode);
+        vkr_le_put_u16(p + 0, gp->mode);
+        vkr_le_put_u16(p + 2, gp->padding_mode);
         p[4] = gp->align_corners;
         p[5] = gp->n_size;
         for (unsigned i = 0; i < 5; i++)
-            put_u64(p + 8 + 8 * i, (uint64_t)gp->size[i]);
+            vkr_le_put_u64(p + 8 + 8 * i, (uint64_t)gp->size[i]);
     }
     vkr_tensor_desc_t *tensors[VKR_MAX_TENSORS] = {&job->input, &job->aux};
     uint64_t offset = fixed;
@@ -424,7 +400,7 @@ static int opt_bool_check(uint8_t v, const char *field, vkr_error_t *err)
 static int interp_params_decode(const uint8_t *p, vkr_interp_params_t *ip, vkr_error_t *err)
 {
     int rc;
-    ip->mode = get_u16(p + 0);
+    ip->mode = vkr_le_get_u16(p + 0);
     ip->align_corners = p[2];
     ip->recompute_scale_factor = p[3];
     ip->antialias = p[4];
@@ -444,7 +420,7 @@ static int interp_params_decode(const uint8_t *p, vkr_interp_params_t *ip, vkr_e
     if (p[7] != 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved parameter byte must be 0");
     for (unsigned i = 0; i < VKR_MAX_SPATIAL; i++) {
-        ip->size[i] = (int64_t)get_u64(p + 8 + 8 * i);
+        ip->size[i] = (int64_t)vkr_le_get_u64(p + 8 + 8 * i);
         ip->scale_factor[i] = get_f64(p + 32 + 8 * i);
         if (i >= ip->n_size && ip->size[i] != 0)
             return vkr_proto_error_set(err, VKR_E_PROTOCOL, "size", "size[%u] = %lld beyond n_size %u must be 0", i, (long long)ip->size[i], ip->n_size);
@@ -458,8 +434,8 @@ static int interp_params_decode(const uint8_t *p, vkr_interp_params_t *ip, vkr_e
 
 static int grid_params_decode(const uint8_t *p, int op, vkr_grid_params_t *gp, vkr_error_t *err)
 {
-    gp->mode = get_u16(p + 0);
-    gp->padding_mode = get_u16(p + 2);
+    gp->mode = vkr_le_get_u16(p + 0);
+    gp->padding_mode = vkr_le_get_u16(p + 2);
     gp->align_corners = p[4];
     gp->n_size = p[5];
     const bool samples = op != VKR_OP_AFFINE_GRID;
@@ -478,10 +454,10 @@ static int grid_params_decode(const uint8_t *p, int op, vkr_grid_params_t *gp, v
     unsigned max_size = op == VKR_OP_GRID_SAMPLE ? 0 : op == VKR_OP_AFFINE_GRID ? 5 : VKR_MAX_SPATIAL;
     if (gp->n_size > max_size)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "n_size", "n_size = %u is over %u for this op", gp->n_size, max_size);
-    if (get_u16(p + 6) != 0 || get_u64(p + 48) != 0)
+    if (vkr_le_get_u16(p + 6) != 0 || vkr_le_get_u64(p + 48) != 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved parameter bytes must be 0");
     for (unsigned i = 0; i < 5; i++) {
-        gp->size[i] = (int64_t)get_u64(p + 8 + 8 * i);
+        gp->size[i] = (int64_t)vkr_le_get_u64(p + 8 + 8 * i);
         if (i >= gp->n_size && gp->size[i] != 0)
             return vkr_proto_error_set(err, VKR_E_PROTOCOL, "size", "size[%u] = %lld beyond n_size %u must be 0", i, (long long)gp->size[i], gp->n_size);
     }
@@ -500,10 +476,10 @@ int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tenso
     if (body_len < VKR_SUBMIT_FIXED_BYTES)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "SUBMIT body of %llu bytes is shorter than its %u-byte descriptors",
                                    (unsigned long long)body_len, VKR_SUBMIT_FIXED_BYTES);
-    job->op = get_u16(body + 0);
-    job->backend = get_u16(body + 2);
-    job->n_tensors = get_u16(body + 4);
-    job->result_storage = get_u16(body + 6);
+    job->op = vkr_le_get_u16(body + 0);
+    job->backend = vkr_le_get_u16(body + 2);
+    job->n_tensors = vkr_le_get_u16(body + 4);
+    job->result_storage = vkr_le_get_u16(body + 6);
     const unsigned n = vkr_op_tensors(job->op);
     if (!n)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "op", "unknown op %u (1 interpolate, 2 grid_sample, 3 affine_grid, 4 affine_sample)", job->op);
@@ -553,7 +529,7 @@ int vkr_submit_decode(const uint8_t *body, uint64_t body_len, uint64_t max_tenso
 uint64_t vkr_result_encode_fixed(vkr_result_t *res, uint8_t out[VKR_RESULT_FIXED_BYTES])
 {
     memset(out, 0, VKR_RESULT_FIXED_BYTES);
-    put_u16(out + 0, res->backend_used);
+    vkr_le_put_u16(out + 0, res->backend_used);
     uint64_t elements = 1;
     for (unsigned i = 0; i < res->output.rank && i < VKR_MAX_RANK; i++)
         elements *= (uint64_t)res->output.shape[i];
@@ -573,10 +549,10 @@ int vkr_result_decode(const uint8_t *body, uint64_t body_len, unsigned n_fds, vk
     if (body_len < VKR_RESULT_FIXED_BYTES)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "RESULT body of %llu bytes is shorter than %u",
                                    (unsigned long long)body_len, VKR_RESULT_FIXED_BYTES);
-    res->backend_used = get_u16(body);
+    res->backend_used = vkr_le_get_u16(body);
     if (res->backend_used < VKR_BACKEND_VULKAN || res->backend_used > VKR_BACKEND_CPU)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "backend_used", "backend_used = %u", res->backend_used);
-    if (get_u16(body + 2) != 0 || get_u32(body + 4) != 0)
+    if (vkr_le_get_u16(body + 2) != 0 || vkr_le_get_u32(body + 4) != 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved RESULT bytes must be 0");
     const desc_rules_t rules = {.result = true, .n_fds = n_fds};
     int rc = tensor_desc_decode(body + 8, body, body_len, VKR_RESULT_FIXED_BYTES, UINT64_MAX, &rules, "output", &res->output, err);
@@ -596,9 +572,9 @@ size_t vkr_error_encode(const vkr_error_t *e, uint8_t out[VKR_ERROR_BODY_MAX])
 {
     size_t fl = strnlen(e->field, VKR_ERROR_FIELD_MAX);
     size_t ml = strnlen(e->message, VKR_ERROR_MESSAGE_MAX);
-    put_u32(out + 0, (uint32_t)e->code);
-    put_u16(out + 4, (uint16_t)fl);
-    put_u16(out + 6, (uint16_t)ml);
+    vkr_le_put_u32(out + 0, (uint32_t)e->code);
+    vkr_le_put_u16(out + 4, (uint16_t)fl);
+    vkr_le_put_u16(out + 6, (uint16_t)ml);
     memcpy(out + 8, e->field, fl);
     memcpy(out + 8 + fl, e->message, ml);
     return 8 + fl + ml;
@@ -609,8 +585,8 @@ int vkr_error_decode(const uint8_t *body, uint64_t body_len, vkr_error_t *out, v
     memset(out, 0, sizeof *out);
     if (body_len < 8)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "ERROR body of %llu bytes is shorter than 8", (unsigned long long)body_len);
-    int32_t code = (int32_t)get_u32(body);
-    uint16_t fl = get_u16(body + 4), ml = get_u16(body + 6);
+    int32_t code = (int32_t)vkr_le_get_u32(body);
+    uint16_t fl = vkr_le_get_u16(body + 4), ml = vkr_le_get_u16(body + 6);
     if (code >= 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "code", "ERROR code %d is not negative", code);
     if (fl > VKR_ERROR_FIELD_MAX || ml > VKR_ERROR_MESSAGE_MAX || body_len != 8u + fl + ml)
@@ -626,9 +602,9 @@ int vkr_error_decode(const uint8_t *body, uint64_t body_len, vkr_error_t *out, v
 size_t vkr_pong_encode(const vkr_pong_t *p, uint8_t out[VKR_PONG_BODY_MAX])
 {
     size_t nl = strnlen(p->device_name, VKR_DEVICE_NAME_MAX);
-    put_u32(out + 0, p->backend_mask);
-    put_u16(out + 4, p->default_backend);
-    put_u16(out + 6, (uint16_t)nl);
+    vkr_le_put_u32(out + 0, p->backend_mask);
+    vkr_le_put_u16(out + 4, p->default_backend);
+    vkr_le_put_u16(out + 6, (uint16_t)nl);
     memcpy(out + 8, p->device_name, nl);
     return 8 + nl;
 }
@@ -638,9 +614,9 @@ int vkr_pong_decode(const uint8_t *body, uint64_t body_len, vkr_pong_t *out, vkr
     memset(out, 0, sizeof *out);
     if (body_len < 8)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "PONG body of %llu bytes is shorter than 8", (unsigned long long)body_len);
-    out->backend_mask = get_u32(body);
-    out->default_backend = get_u16(body + 4);
-    uint16_t nl = get_u16(body + 6);
+    out->backend_mask = vkr_le_get_u32(body);
+    out->default_backend = vkr_le_get_u16(body + 4);
+    uint16_t nl = vkr_le_get_u16(body + 6);
     if (nl > VKR_DEVICE_NAME_MAX || body_len != 8u + nl)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "PONG name length %u does not match body_len %llu", nl,
                                    (unsigned long long)body_len);
@@ -654,34 +630,34 @@ size_t vkr_stats_encode(const vkr_stats_t *s, uint8_t out[VKR_STATS_BODY_MAX])
     const unsigned n_rows = s->n_rows > VKR_STATS_MAX_ROWS ? VKR_STATS_MAX_ROWS : s->n_rows;
     const size_t nl = strnlen(s->device_name, VKR_DEVICE_NAME_MAX);
     memset(out, 0, VKR_STATS_FIXED_BYTES + n_rows * VKR_STATS_ROW_BYTES);
-    put_u64(out + 0, s->uptime_ms);
-    put_u64(out + 8, s->bytes_in);
-    put_u64(out + 16, s->bytes_out);
-    put_u64(out + 24, s->memfd_bytes_in);
-    put_u64(out + 32, s->memfd_bytes_out);
-    put_u32(out + 40, s->queued);
-    put_u32(out + 44, s->running);
-    put_u32(out + 48, s->clients);
-    put_u32(out + 52, s->workers);
-    put_u64(out + 56, s->latency_p50_us);
-    put_u64(out + 64, s->latency_p99_us);
-    put_u64(out + 72, s->jobs_busy);
-    put_u64(out + 80, s->jobs_cancelled);
-    put_u64(out + 88, s->frames_refused);
-    put_u16(out + 96, (uint16_t)n_rows);
-    put_u16(out + 98, (uint16_t)nl);
-    put_u32(out + 100, s->flags);
-    put_u64(out + 104, s->jobs_moved_to_cpu);
-    put_u64(out + 112, s->connections_refused);
-    put_u64(out + 120, s->connections_timed_out);
-    put_u64(out + 128, s->accept_pauses);
+    vkr_le_put_u64(out + 0, s->uptime_ms);
+    vkr_le_put_u64(out + 8, s->bytes_in);
+    vkr_le_put_u64(out + 16, s->bytes_out);
+    vkr_le_put_u64(out + 24, s->memfd_bytes_in);
+    vkr_le_put_u64(out + 32, s->memfd_bytes_out);
+    vkr_le_put_u32(out + 40, s->queued);
+    vkr_le_put_u32(out + 44, s->running);
+    vkr_le_put_u32(out + 48, s->clients);
+    vkr_le_put_u32(out + 52, s->workers);
+    vkr_le_put_u64(out + 56, s->latency_p50_us);
+    vkr_le_put_u64(out + 64, s->latency_p99_us);
+    vkr_le_put_u64(out + 72, s->jobs_busy);
+    vkr_le_put_u64(out + 80, s->jobs_cancelled);
+    vkr_le_put_u64(out + 88, s->frames_refused);
+    vkr_le_put_u16(out + 96, (uint16_t)n_rows);
+    vkr_le_put_u16(out + 98, (uint16_t)nl);
+    vkr_le_put_u32(out + 100, s->flags);
+    vkr_le_put_u64(out + 104, s->jobs_moved_to_cpu);
+    vkr_le_put_u64(out + 112, s->connections_refused);
+    vkr_le_put_u64(out + 120, s->connections_timed_out);
+    vkr_le_put_u64(out + 128, s->accept_pauses);
     uint8_t *r = out + VKR_STATS_FIXED_BYTES;
     for (unsigned i = 0; i < n_rows; i++, r += VKR_STATS_ROW_BYTES) {
-        put_u16(r + 0, s->rows[i].op);
-        put_u16(r + 2, s->rows[i].backend);
-        put_u64(r + 8, s->rows[i].done);
-        put_u64(r + 16, s->rows[i].failed);
-        put_u64(r + 24, s->rows[i].in_flight);
+        vkr_le_put_u16(r + 0, s->rows[i].op);
+        vkr_le_put_u16(r + 2, s->rows[i].backend);
+        vkr_le_put_u64(r + 8, s->rows[i].done);
+        vkr_le_put_u64(r + 16, s->rows[i].failed);
+        vkr_le_put_u64(r + 24, s->rows[i].in_flight);
     }
     memcpy(r, s->device_name, nl);
     return (size_t)(r - out) + nl;
@@ -693,9 +669,9 @@ int vkr_stats_decode(const uint8_t *body, uint64_t body_len, vkr_stats_t *out, v
     if (body_len < VKR_STATS_FIXED_BYTES)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "STATS_REPLY body of %llu bytes is shorter than %u",
                                    (unsigned long long)body_len, VKR_STATS_FIXED_BYTES);
-    out->n_rows = get_u16(body + 96);
-    const uint16_t nl = get_u16(body + 98);
-    out->flags = get_u32(body + 100);
+    out->n_rows = vkr_le_get_u16(body + 96);
+    const uint16_t nl = vkr_le_get_u16(body + 98);
+    out->flags = vkr_le_get_u32(body + 100);
     if ((out->flags & ~VKR_STATS_VULKAN_LOST) != 0)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "flags", "STATS_REPLY flags 0x%x: only bit 0 (vulkan lost) is defined",
                                    (unsigned)out->flags);
@@ -704,33 +680,33 @@ int vkr_stats_decode(const uint8_t *body, uint64_t body_len, vkr_stats_t *out, v
     if (nl > VKR_DEVICE_NAME_MAX || body_len != VKR_STATS_FIXED_BYTES + (uint64_t)out->n_rows * VKR_STATS_ROW_BYTES + nl)
         return vkr_proto_error_set(err, VKR_E_PROTOCOL, "body_len", "STATS_REPLY with %u rows and a %u-byte name does not match body_len %llu",
                                    out->n_rows, nl, (unsigned long long)body_len);
-    out->uptime_ms = get_u64(body + 0);
-    out->bytes_in = get_u64(body + 8);
-    out->bytes_out = get_u64(body + 16);
-    out->memfd_bytes_in = get_u64(body + 24);
-    out->memfd_bytes_out = get_u64(body + 32);
-    out->queued = get_u32(body + 40);
-    out->running = get_u32(body + 44);
-    out->clients = get_u32(body + 48);
-    out->workers = get_u32(body + 52);
-    out->latency_p50_us = get_u64(body + 56);
-    out->latency_p99_us = get_u64(body + 64);
-    out->jobs_busy = get_u64(body + 72);
-    out->jobs_cancelled = get_u64(body + 80);
-    out->frames_refused = get_u64(body + 88);
-    out->jobs_moved_to_cpu = get_u64(body + 104);
-    out->connections_refused = get_u64(body + 112);
-    out->connections_timed_out = get_u64(body + 120);
-    out->accept_pauses = get_u64(body + 128);
+    out->uptime_ms = vkr_le_get_u64(body + 0);
+    out->bytes_in = vkr_le_get_u64(body + 8);
+    out->bytes_out = vkr_le_get_u64(body + 16);
+    out->memfd_bytes_in = vkr_le_get_u64(body + 24);
+    out->memfd_bytes_out = vkr_le_get_u64(body + 32);
+    out->queued = vkr_le_get_u32(body + 40);
+    out->running = vkr_le_get_u32(body + 44);
+    out->clients = vkr_le_get_u32(body + 48);
+    out->workers = vkr_le_get_u32(body + 52);
+    out->latency_p50_us = vkr_le_get_u64(body + 56);
+    out->latency_p99_us = vkr_le_get_u64(body + 64);
+    out->jobs_busy = vkr_le_get_u64(body + 72);
+    out->jobs_cancelled = vkr_le_get_u64(body + 80);
+    out->frames_refused = vkr_le_get_u64(body + 88);
+    out->jobs_moved_to_cpu = vkr_le_get_u64(body + 104);
+    out->connections_refused = vkr_le_get_u64(body + 112);
+    out->connections_timed_out = vkr_le_get_u64(body + 120);
+    out->accept_pauses = vkr_le_get_u64(body + 128);
     const uint8_t *r = body + VKR_STATS_FIXED_BYTES;
     for (unsigned i = 0; i < out->n_rows; i++, r += VKR_STATS_ROW_BYTES) {
-        if (get_u32(r + 4) != 0)
+        if (vkr_le_get_u32(r + 4) != 0)
             return vkr_proto_error_set(err, VKR_E_PROTOCOL, "reserved", "reserved bytes of STATS_REPLY row %u must be 0", i);
-        out->rows[i].op = get_u16(r + 0);
-        out->rows[i].backend = get_u16(r + 2);
-        out->rows[i].done = get_u64(r + 8);
-        out->rows[i].failed = get_u64(r + 16);
-        out->rows[i].in_flight = get_u64(r + 24);
+        out->rows[i].op = vkr_le_get_u16(r + 0);
+        out->rows[i].backend = vkr_le_get_u16(r + 2);
+        out->rows[i].done = vkr_le_get_u64(r + 8);
+        out->rows[i].failed = vkr_le_get_u64(r + 16);
+        out->rows[i].in_flight = vkr_le_get_u64(r + 24);
     }
     memcpy(out->device_name, r, nl);
     return VKR_OK;
