@@ -111,6 +111,17 @@ def shared_dir():
     return d
 
 
+def shared_cli(d, cli):
+    """A copy of the CLI and the libvkresample.so beside it (its RUNPATH is $ORIGIN) in the shared
+    directory d: the checkout may not be reachable by another uid (a clone under a 0700 mktemp
+    directory).  Returns the copy's path."""
+    for name in (os.path.basename(cli), 'libvkresample.so'):
+        dst = os.path.join(d, name)
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(cli)), name), dst)
+        os.chmod(dst, 0o755)
+    return os.path.join(d, os.path.basename(cli))
+
+
 def run_as(d, sock, what, uid=NOBODY, gid=NOBODY, groups=None):
     """Run the client script as uid/gid (with supplementary groups, or none); its JSON."""
     cmd = ['setpriv', '--reuid=%d' % uid, '--regid=%d' % gid]
@@ -246,7 +257,7 @@ def test_peer_credentials(tap, binary, cli):
         py = run_as(d, sock, 'job')
         err = py.get('error') or [0, '', '']
         tap.check(err[0] == v.VKR_E_PERMISSION and '65534' in err[2] and 'ping' not in py, '%s (%s)' % (names[1], py))
-        r = subprocess.run(['setpriv', '--reuid=%d' % NOBODY, '--regid=%d' % NOBODY, '--clear-groups', os.path.abspath(cli),
+        r = subprocess.run(['setpriv', '--reuid=%d' % NOBODY, '--regid=%d' % NOBODY, '--clear-groups', shared_cli(d, cli),
                             '--socket', sock, 'ping'], capture_output=True, text=True, timeout=60, env={'PATH': '/usr/bin:/bin'})
         tap.check(r.returncode == 1 and 'VKR_E_PERMISSION' in r.stderr and 'uid %d' % NOBODY in r.stderr,
                   '%s (exit %d: %s)' % (names[2], r.returncode, r.stderr.strip()[-200:]))
