@@ -756,6 +756,32 @@ static vkr_backend_s *choose_backend(server_t *s, int requested, int *chosen, bo
     return b;
 }
 
+/* An output written into the client's memfd must not share a byte with an input read from the
+ * same memfd (the same file, whichever descriptor brought it): the kernels read inputs while they
+ * write the output, so an overlap gives a wrong answer, and torch refuses such aliasing too.  The
+ * output always starts at offset 0 of its memfd. */
+static int refuse_aliased_output(const job_t *j, const char *const names[VKR_MAX_TENSORS], vkr_error_t *err)
+{
+    const vkr_tensor_desc_t *t[VKR_MAX_TENSORS] = {&j->job.input, &j->job.aux};
+    const vkr_host_region_t *out = &j->regions[2];
+    const uint64_t out_bytes = j->plan.out_elements * sizeof(float);
+
+    for (unsigned k = 0; k < j->job.n_tensors; k++) {
+        const vkr_host_region_t *in = &j->regions[k];
+
+        if (t[k]->storage != VKR_STORAGE_MEMFD || t[k]->data_bytes == 0 || out_bytes == 0 || in->dev != out->dev ||
+            in->ino != out->ino)
+            continue;
+        if (t[k]->data_offset < out_bytes)   /* [offset, offset + bytes) meets [0, out_bytes) */
+            return vkr_proto_error_set(err, VKR_E_FD, "output",
+                                       "the output's bytes [0, %llu) of its memfd overlap the %s's bytes [%llu, %llu) of the same "
+                                       "memfd (inode %llu): an output may not alias an input (pass separate ranges)",
+                                       (unsigned long long)out_bytes, names[k], (unsigned long long)t[k]->data_offset,
+                                       (unsigned long long)(t[k]->data_offset + t[k]->data_bytes), (unsigned long long)in->ino);
+    }
+    return VKR_OK;
+}
+
 /* Map the job's memfd tensors (inputs read-only, the output memfd writable), through the client's
  * kept mappings where one covers the tensor (persistent regions), and describe every tensor for
  * the backend's zero-copy hook (inline ones by their data).  fds are the frame's; the caller
@@ -786,6 +812,9 @@ static int map_tensors(job_t *j, const int *fds, unsigned n_fds, vkr_error_t *er
     switch (j->job.result_storage) {
     case VKR_RESULT_INTO_FD:
         rc = map_memfd_tensor(j, fds[n_fds - 1], 0, out_bytes, true, "output", &j->out_map, &j->out_kept, &data, &j->regions[2], err);
+        if (rc != VKR_OK)
+            return rc;
+        rc = refuse_aliased_output(j, names, err);
         if (rc != VKR_OK)
             return rc;
         j->out = (float *)(void *)data;

@@ -105,6 +105,35 @@ def main():
             os.close(fd)
         tap.check(ok, 'interpolate on the %s backend with memfd input and output: byte-identical to inline (%s)' % (args.backend, detail))
 
+        # input and output in one memfd (issue 11): overlapping ranges are refused on every backend,
+        # whether the same descriptor comes twice or a dup() of it brings the output; disjoint ranges
+        # of one memfd are served and exact
+        want = c.interpolate(x, scale_factor=2, mode='bicubic', align_corners=False)
+        for what, in_offset, dup in (('overlapping at 0, the same descriptor twice', 0, False),
+                                     ('overlapping in the middle, the output through a dup()', want.nbytes // 2, True),
+                                     ('overlapping in its last float', want.nbytes - 4, False),
+                                     ('disjoint: the input right after the output', want.nbytes, True)):
+            shared = memfd(size=in_offset + x.nbytes + want.nbytes)
+            with mmap.mmap(shared, in_offset + x.nbytes) as m:
+                m[in_offset:in_offset + x.nbytes] = x.tobytes()
+            body = v.pack_submit_body(x.shape, b'', mode='bicubic', scale_factor=2, align_corners=False, storage=v.STORAGE_MEMFD,
+                                      fd_index=0, data_offset=in_offset, data_bytes=x.nbytes, result_storage=v.RESULT_INTO_FD,
+                                      backend=args.backend)
+            fds = [shared, os.dup(shared) if dup else shared]
+            f = exchange(c, v.pack_header(v.MSG_SUBMIT, 150 + in_offset % 97, len(body), n_fds=len(fds)) + body, fds)
+            if in_offset >= want.nbytes:
+                ok = f is not None and f.type == v.MSG_RESULT
+                got = np.frombuffer(read_fd(shared, want.nbytes), '<f4').reshape(want.shape) if ok else None
+                ok = ok and np.array_equal(got, want)
+                tap.check(ok, 'input and output in one memfd, %s: served, byte-identical to inline' % what)
+            else:
+                got = v.unpack_error(f.body) if f is not None and f.type == v.MSG_ERROR else f
+                ranges = '[0, %d)' % want.nbytes, '[%d, %d)' % (in_offset, in_offset + x.nbytes)
+                ok = got is not None and got[0] == v.VKR_E_FD and got[1] == 'output' and all(r in got[2] for r in ranges)
+                tap.check(ok, 'input and output in one memfd, %s -> VKR_E_FD [output] naming both ranges (%s)' % (what, got))
+            for fd in set(fds):
+                os.close(fd)
+
         # refusals: each VKR_E_FD, and the connection carries on
         cases = []
         unsealed = memfd(x.tobytes(), seals=0)
