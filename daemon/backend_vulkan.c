@@ -1164,6 +1164,10 @@ static void src_range(const vk_job_t *j, const vk_pass_t *p, int64_t i, int64_t 
         *lo = e[0];
         *hi = (int64_t)e[0] + (int64_t)e[1] - 1;
         break;
+    default:   /* no other family exists; an empty range keeps every caller's arithmetic defined */
+        *lo = 0;
+        *hi = -1;
+        break;
     }
 }
 

@@ -27,7 +27,8 @@ deps() {
 }
 
 build() {
-    [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD"
+    # warnings are fatal for developers and CI; meson's own default (for packagers) leaves them warnings
+    [ -f "$BUILD/build.ninja" ] || meson setup -Dwerror=true "$BUILD"
     ninja -C "$BUILD"
 }
 
