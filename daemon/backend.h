@@ -11,6 +11,12 @@
 
 typedef struct vkr_backend_s vkr_backend_s;
 
+/* The uid on whose behalf the calling thread runs a job now: set by the daemon's queue around
+ * every job it runs (queue.h), VKR__NO_UID anywhere else (in-process tests, start-up).  A backend
+ * that shares one device among uids reads it (the Vulkan backend's device gate). */
+#define VKR__NO_UID 0xFFFFFFFFu
+extern _Thread_local unsigned vkr__job_uid;
+
 /* A job tensor that lives in a mapping of a memfd (the zero-copy path: the client's memfd, or the
  * daemon's output memfd).  A zeroed entry means ordinary heap memory.  The last two fields were
  * added after the first five (a server that fills only those leaves them zero, which is safe):

@@ -14,6 +14,8 @@
 #include "spec/grid_rules.h"
 #include "spec/interp_rules.h"
 
+_Thread_local unsigned vkr__job_uid = VKR__NO_UID;   /* backend.h: here, in the one backend always built */
+
 typedef enum { FAMILY_NEAREST, FAMILY_LINEAR, FAMILY_CUBIC, FAMILY_AREA, FAMILY_ANTIALIAS } family_t;
 
 /* Per-axis tables of one job, padded to three axes (D, H, W); absent outer axes have extent 1. */

@@ -170,6 +170,25 @@ typedef struct vk_import_s {
     uint64_t last_use;               /* b->import_clock when a job last took it */
 } vk_import_t;
 
+/* A job at the device gate (device_enter .. device_leave): on its worker thread's stack. */
+typedef struct vk_turn_s {
+    struct vk_turn_s *next;          /* the gate's jobs, in arrival order */
+    unsigned uid;                    /* vkr__job_uid when it came */
+    uint64_t seq;                    /* its arrival (kept through device_yield) */
+    uint64_t last;                   /* the grant at which its uid last had the device (0: not while here) */
+    bool granted;                    /* it holds the gate */
+} vk_turn_t;
+
+/* The device gate (see device_enter): who runs on the device next. */
+typedef struct {
+    pthread_mutex_t lock;            /* everything below */
+    pthread_cond_t cond;             /* a grant was made */
+    bool ready;
+    vk_turn_t *turns;                /* the holder and every waiter */
+    vk_turn_t *holder;               /* NULL: free (then no job waits) */
+    uint64_t seq, grants;
+} vk_gate_t;
+
 typedef struct {
     vkr_backend_s base;
     atomic_uint validation_count;
@@ -209,6 +228,7 @@ typedef struct {
     VkFence fence;
     pthread_mutex_t lock;           /* one job at a time on everything below `device` */
     bool lock_ready;
+    vk_gate_t gate;                 /* which job takes `lock` next (device_enter) */
     /* start-up: the pipeline cache and the time it took */
     VkPipelineCache pcache;         /* VK_NULL_HANDLE: none (no --cache-dir, or it failed) */
     char *pcache_dir, *pcache_path; /* NULL: no cache on disk */
@@ -353,6 +373,126 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ------------------------------------------------------------------ the device gate */
+/* Fair share of the device among uids (issue 11).  Every job takes the gate before b->lock and
+ * gives both back at its end (device_enter, device_leave); between two submissions of its own a
+ * job passes the device on when a job of another uid waits (device_yield).  The gate goes to the
+ * waiting job whose uid had it least recently (a uid with no job at the gate counts as never:
+ * first), the oldest of that uid's jobs first: round-robin across uids at submission boundaries,
+ * first-come first-served within a uid.  So a uid with many jobs at the gate holds another uid's
+ * job back by at most one submission of each uid waiting (a job of one submission: the rest of
+ * it), not by all its jobs.  Bounded: one vk_turn_t per job at the gate (at most one per worker
+ * thread), on that thread's stack.  The uid is vkr__job_uid (backend.h): outside the daemon's
+ * queue every job has VKR__NO_UID and the gate is a first-come first-served lock. */
+
+static _Thread_local vk_turn_t *my_turn;   /* this thread's job at the gate, NULL: none */
+
+static int gate_init(vk_gate_t *g)
+{
+    memset(g, 0, sizeof *g);
+    if (pthread_mutex_init(&g->lock, NULL) != 0)
+        return -1;
+    if (pthread_cond_init(&g->cond, NULL) != 0) {
+        pthread_mutex_destroy(&g->lock);
+        return -1;
+    }
+    g->ready = true;
+    return 0;
+}
+
+static void gate_destroy(vk_gate_t *g)
+{
+    if (!g->ready)
+        return;
+    pthread_cond_destroy(&g->cond);
+    pthread_mutex_destroy(&g->lock);
+    g->ready = false;
+}
+
+/* With g->lock held and the gate free: grant it to the waiter whose uid had it least recently,
+ * the oldest first among equals, and wake the waiters. */
+static void gate_grant_next(vk_gate_t *g)
+{
+    vk_turn_t *best = NULL;
+    for (vk_turn_t *t = g->turns; t != NULL; t = t->next)
+        if (!t->granted && (best == NULL || t->last < best->last || (t->last == best->last && t->seq < best->seq)))
+            best = t;
+    g->holder = best;
+    if (best == NULL)
+        return;
+    best->granted = true;
+    g->grants++;
+    for (vk_turn_t *t = g->turns; t != NULL; t = t->next)
+        if (t->uid == best->uid)
+            t->last = g->grants;
+    pthread_cond_broadcast(&g->cond);
+}
+
+/* Take the device for the calling thread's job (its uid from vkr__job_uid): wait for the gate's
+ * grant, then b->lock.  t lives on the caller's stack until device_leave. */
+static void device_enter(vk_backend_t *b, vk_turn_t *t)
+{
+    vk_gate_t *g = &b->gate;
+    vk_turn_t **end = &g->turns;
+
+    pthread_mutex_lock(&g->lock);
+    *t = (vk_turn_t){.uid = vkr__job_uid, .seq = ++g->seq};
+    for (; *end != NULL; end = &(*end)->next)
+        if ((*end)->uid == t->uid)
+            t->last = (*end)->last;   /* its uid's jobs here share one */
+    *end = t;
+    if (g->holder == NULL)
+        gate_grant_next(g);
+    while (!t->granted)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    my_turn = t;
+    pthread_mutex_lock(&b->lock);
+}
+
+/* Give back b->lock and the gate taken by device_enter(b, t). */
+static void device_leave(vk_backend_t *b, vk_turn_t *t)
+{
+    vk_gate_t *g = &b->gate;
+
+    pthread_mutex_unlock(&b->lock);
+    my_turn = NULL;
+    pthread_mutex_lock(&g->lock);
+    for (vk_turn_t **p = &g->turns; *p != NULL; p = &(*p)->next)
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    gate_grant_next(g);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Between two submissions of the calling thread's job (b->lock held, nothing of its own in flight
+ * on the device): if a job of another uid waits at the gate, let it have the device first (its
+ * uid had it less recently), then take it back.  Otherwise (or outside device_enter) nothing. */
+static void device_yield(vk_backend_t *b)
+{
+    vk_gate_t *g = &b->gate;
+    vk_turn_t *t = my_turn;
+    bool other = false;
+
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&g->lock);
+    for (vk_turn_t *u = g->turns; u != NULL && !other; u = u->next)
+        other = !u->granted && u->uid != t->uid;
+    if (other) {
+        pthread_mutex_unlock(&b->lock);
+        t->granted = false;
+        gate_grant_next(g);
+        while (!t->granted)
+            pthread_cond_wait(&g->cond, &g->lock);
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (other)
+        pthread_mutex_lock(&b->lock);
 }
 
 /* ------------------------------------------------------------------ instance and device */
@@ -1844,6 +1984,8 @@ static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out
         const vk_pass_t *p = &j->pass[pi];
         for (uint64_t c0 = 0; c0 < p->chunks; c0 += VKR_VK_SETS_PER_SUBMIT) {
             uint32_t n = (uint32_t)min_u64(p->chunks - c0, VKR_VK_SETS_PER_SUBMIT);
+            if (submits > 0)
+                device_yield(b);   /* another uid's job may go between two submissions */
             rc = run_chunks(b, j, pi, bufs, c0, n, &dispatches, err);
             if (rc)
                 goto out;
@@ -1870,9 +2012,10 @@ static int vk_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, co
     vk_job_t j;
     int rc = job_prepare(b, plan, &j, err);
     if (rc == VKR_OK && j.n_pass > 0) {
-        pthread_mutex_lock(&b->lock);
+        vk_turn_t turn;
+        device_enter(b, &turn);
         rc = run_job(b, &j, (vk_src_t){in, NULL}, (vk_src_t){out, NULL}, err);
-        pthread_mutex_unlock(&b->lock);
+        device_leave(b, &turn);
     }
     job_free(&j);
     return rc;
@@ -2266,6 +2409,8 @@ static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image,
     uint64_t submits = 0, dispatches = 0;
     for (uint64_t c0 = 0; c0 < j->chunks; c0 += VKR_VK_SETS_PER_SUBMIT) {
         const uint32_t n = (uint32_t)min_u64(j->chunks - c0, VKR_VK_SETS_PER_SUBMIT);
+        if (submits > 0)
+            device_yield(b);   /* another uid's job may go between two submissions */
         rc = grid_run_chunks(b, j, bufs, coords, c0, n, &dispatches, err);
         if (rc)
             goto out;
@@ -2290,9 +2435,10 @@ static int vk_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float
     vk_grid_job_t j;
     int rc = grid_prepare(b, plan, &j, err);
     if (rc == VKR_OK && j.chunks > 0) {
-        pthread_mutex_lock(&b->lock);
+        vk_turn_t turn;
+        device_enter(b, &turn);
         rc = grid_run_job(b, &j, (vk_src_t){image, NULL}, (vk_src_t){coords, NULL}, (vk_src_t){out, NULL}, err);
-        pthread_mutex_unlock(&b->lock);
+        device_leave(b, &turn);
     }
     grid_job_free(&j);
     return rc;
@@ -2344,7 +2490,8 @@ static int vk_run_batch(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n,
     const unsigned per_submit = (unsigned)(VKR_VK_SETS_PER_SUBMIT / sets);
     uint64_t dispatches = 0, submits = 0;
     unsigned n_live = 0, ran = 0;
-    pthread_mutex_lock(&b->lock);
+    vk_turn_t turn;
+    device_enter(b, &turn);
     for (unsigned k = 0; k < n; k++) {
         const vk_src_t out = {outputs[k], NULL};
         if (interp) {
@@ -2361,6 +2508,8 @@ static int vk_run_batch(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n,
     /* groups of per_submit live jobs, their buffers side by side */
     for (unsigned g0 = 0; g0 < n_live; g0 += per_submit) {
         const unsigned g = n_live - g0 < per_submit ? n_live - g0 : per_submit;
+        if (g0 > 0)
+            device_yield(b);   /* another uid's job may go between two submissions */
         vk_buf_t group_bufs[VKR_VK_SETS_PER_SUBMIT][VK_JOB_BUFS];
         const float *group_thetas[VKR_VK_SETS_PER_SUBMIT];
         vkr_error_t err;
@@ -2388,7 +2537,7 @@ static int vk_run_batch(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n,
             job_bufs_destroy(b, bufs[k]);
         else
             grid_bufs_destroy(b, bufs[k]);
-    pthread_mutex_unlock(&b->lock);
+    device_leave(b, &turn);
     if (n > 1) {
         atomic_fetch_add(&b->batches, 1ul);
         atomic_fetch_add(&b->batched_jobs, (unsigned long)n);
@@ -2687,7 +2836,8 @@ static int vk_run_mapped(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_
     char what[VKR_HOST_REGIONS][160];
     unsigned n_big = 0, n_imported = 0;
     if (work) {
-        pthread_mutex_lock(&b->lock);
+        vk_turn_t turn;
+        device_enter(b, &turn);
         for (int k = 0; k < VKR_HOST_REGIONS; k++) {
             if (!big[k] || elements[k] == 0)
                 continue;
@@ -2733,7 +2883,7 @@ static int vk_run_mapped(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_
         for (int k = 0; k < VKR_HOST_REGIONS; k++)
             if (!shared[k])
                 import_put(b, imp[k]);
-        pthread_mutex_unlock(&b->lock);
+        device_leave(b, &turn);
         atomic_fetch_add(n_imported == n_big ? &b->jobs_imported : n_imported ? &b->jobs_part_imported : &b->jobs_staged, 1ul);
         char line[3 * 160 + 8] = "";
         for (int k = 0; k < VKR_HOST_REGIONS; k++)
@@ -2806,6 +2956,7 @@ static void vk_destroy(vkr_backend_s *self)
         vkDestroyInstance(b->instance, NULL);
     if (b->lock_ready)
         pthread_mutex_destroy(&b->lock);
+    gate_destroy(&b->gate);
     if (b->imports_ready) {
         pthread_cond_destroy(&b->imports_idle);
         pthread_mutex_destroy(&b->imports_lock);
@@ -3059,6 +3210,10 @@ int vkr__backend_vulkan_create(const vkr_vulkan_options_t *opts, vkr_backend_s *
         goto fail;
     }
     b->lock_ready = true;
+    if (gate_init(&b->gate) != 0) {
+        rc = vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "vulkan: the device gate's pthread_mutex_init / pthread_cond_init failed");
+        goto fail;
+    }
     const char *no_pool = getenv("VKR_VULKAN_NO_BUFFER_POOL");
     if (no_pool && no_pool[0] && strcmp(no_pool, "0") != 0) {
         vkr__log(VKR_LOG_WARN, "vulkan: VKR_VULKAN_NO_BUFFER_POOL=%s: every job allocates its buffers (a test knob)", no_pool);

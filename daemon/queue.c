@@ -1,12 +1,16 @@
 /* The daemon's job queue.  Admission is accounted in slots (one per job, from the moment its
  * header is read until its reply is written) and bytes (its request body and its output), per
  * client, per uid (bytes only) and overall; a full limit answers VKR_E_BUSY at once instead of buffering.  Admitted jobs
- * wait in their client's FIFO; clients with waiting jobs form a ring, and each free worker takes
- * the oldest job of the client whose turn it is, then passes the turn on: a client with a thousand
- * queued jobs delays another client's job by at most one job per worker.  A batchable job taken
- * by a worker gathers more waiting jobs of its kind (same_batch) into one worker task, round by
- * round over the ring from the next client's turn, each client's oldest such job per round; the
- * turns themselves are untouched, so the bound above holds with a batch counted as one job. */
+ * wait in their client's FIFO.  Two rings of turns: uids with waiting jobs, and within each uid
+ * its clients with waiting jobs.  Each free worker goes to the next uid in turn that is under its
+ * share of the workers (workers - (active uids - 1), at least one), takes the oldest job of that
+ * uid's client whose turn it is, and passes both turns on: a uid with a thousand queued jobs on
+ * any number of connections delays another uid's job by at most one job per worker, and while
+ * another uid is active it leaves a worker free for it.  Within a uid, clients share as uids do.
+ * A batchable job taken by a worker gathers more waiting jobs of its kind (same_batch) into one
+ * worker task, round by round over the rings from the next turns, each client's oldest such job
+ * per round; the turns themselves are untouched, so the bounds above hold with a batch counted as
+ * one job of its lead's uid. */
 #include "queue.h"
 
 #include <string.h>
@@ -25,6 +29,7 @@ void vkr__queue_init(vkr__queue_t *q, uv_loop_t *loop, unsigned workers, unsigne
     q->max_slots = max_slots;
     q->max_bytes = max_bytes;
     q->max_account_bytes = max_account_bytes;
+    q->no_account.uid = VKR__NO_UID;
 }
 
 void vkr__queue_set_batching(vkr__queue_t *q, unsigned max_batch, bool (*same_batch)(const vkr__queue_job_t *lead,
@@ -39,6 +44,47 @@ void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_ac
     memset(o, 0, sizeof *o);
     o->queue = q;
     o->account = account;
+    o->share = account != NULL ? account : &q->no_account;
+}
+
+/* ---------------------------------------------------------------- active uids */
+/* The uids with no admitted job that had one within VKR__QUEUE_LINGER_MS are kept by number (an
+ * account may be gone by then), newest last; they count as active until that time is up. */
+static void linger_forget(vkr__queue_t *q, unsigned uid)
+{
+    for (unsigned i = 0; i < q->n_linger; i++)
+        if (q->linger[i].uid == uid) {
+            memmove(&q->linger[i], &q->linger[i + 1], (q->n_linger - i - 1) * sizeof q->linger[0]);
+            q->n_linger--;
+            return;
+        }
+}
+
+static void linger_add(vkr__queue_t *q, unsigned uid)
+{
+    linger_forget(q, uid);
+    if (q->n_linger == VKR__QUEUE_LINGER_UIDS) {   /* the oldest is forgotten */
+        memmove(&q->linger[0], &q->linger[1], (q->n_linger - 1) * sizeof q->linger[0]);
+        q->n_linger--;
+    }
+    q->linger[q->n_linger].uid = uid;
+    q->linger[q->n_linger].at_ms = uv_now(q->loop);
+    q->n_linger++;
+}
+
+/* Active uids now: those holding slots, and those still lingering (the expired ones dropped). */
+static unsigned active_count(vkr__queue_t *q)
+{
+    const uint64_t now = uv_now(q->loop);
+    unsigned gone = 0;
+
+    while (gone < q->n_linger && now - q->linger[gone].at_ms >= VKR__QUEUE_LINGER_MS)
+        gone++;
+    if (gone > 0) {
+        memmove(&q->linger[0], &q->linger[gone], (q->n_linger - gone) * sizeof q->linger[0]);
+        q->n_linger -= gone;
+    }
+    return q->active_uids + q->n_linger;
 }
 
 /* ---------------------------------------------------------------- admission */
@@ -79,6 +125,10 @@ int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr
                                    q->max_slots);
     o->slots++;
     q->slots++;
+    if (o->share->slots++ == 0) {
+        q->active_uids++;
+        linger_forget(q, o->share->uid);
+    }
     o->bytes += bytes;
     q->bytes += bytes;
     if (o->account != NULL)
@@ -107,40 +157,76 @@ void vkr__queue_release(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes)
     q->bytes -= bytes;
     if (o->account != NULL)
         o->account->bytes -= bytes;
+    /* the uid stays active a while (linger_count): it may be between a reply and its next request */
+    if (--o->share->slots == 0) {
+        q->active_uids--;
+        linger_add(q, o->share->uid);
+    }
 }
 
-/* ---------------------------------------------------------------- the ring */
+/* ---------------------------------------------------------------- the rings */
+/* Both rings are circular lists whose head is the member whose turn is next; a member joins just
+ * before the head (last in this round) and leaves wherever it is (the turn moves on if it was
+ * its).  One pair of functions serves both: the members' link fields are named alike. */
+#define RING_ADD(head, m)                                                                           \
+    do {                                                                                            \
+        if ((m)->in_ring)                                                                           \
+            break;                                                                                  \
+        (m)->in_ring = true;                                                                        \
+        if ((head) == NULL) {                                                                       \
+            (m)->ring_next = (m)->ring_prev = (m);                                                  \
+            (head) = (m);                                                                           \
+            break;                                                                                  \
+        }                                                                                           \
+        (m)->ring_next = (head);                                                                    \
+        (m)->ring_prev = (head)->ring_prev;                                                         \
+        (m)->ring_prev->ring_next = (m);                                                            \
+        (head)->ring_prev = (m);                                                                    \
+    } while (0)
+
+#define RING_REMOVE(head, m)                                                                        \
+    do {                                                                                            \
+        if (!(m)->in_ring)                                                                          \
+            break;                                                                                  \
+        (m)->in_ring = false;                                                                       \
+        if ((m)->ring_next == (m)) {                                                                \
+            (head) = NULL;                                                                          \
+        } else {                                                                                    \
+            (m)->ring_prev->ring_next = (m)->ring_next;                                             \
+            (m)->ring_next->ring_prev = (m)->ring_prev;                                             \
+            if ((head) == (m))                                                                      \
+                (head) = (m)->ring_next;                                                            \
+        }                                                                                           \
+        (m)->ring_next = (m)->ring_prev = NULL;                                                     \
+    } while (0)
+
+/* An owner that has waiting jobs now: in its uid's ring, and its uid in the queue's. */
 static void ring_add(vkr__queue_t *q, vkr__queue_owner_t *o)
 {
-    if (o->in_ring)
-        return;
-    o->in_ring = true;
-    if (q->ring == NULL) {
-        o->ring_next = o->ring_prev = o;
-        q->ring = o;
-        return;
-    }
-    /* join just before the current turn: last in this round */
-    o->ring_next = q->ring;
-    o->ring_prev = q->ring->ring_prev;
-    o->ring_prev->ring_next = o;
-    q->ring->ring_prev = o;
+    vkr__queue_account_t *a = o->share;
+
+    RING_ADD(a->owners, o);
+    RING_ADD(q->ring, a);
 }
 
+/* An owner with no waiting job left: out of its uid's ring, and its uid out of the queue's when it
+ * was the uid's last. */
 static void ring_remove(vkr__queue_t *q, vkr__queue_owner_t *o)
 {
-    if (!o->in_ring)
-        return;
-    o->in_ring = false;
-    if (o->ring_next == o) {
-        q->ring = NULL;
-    } else {
-        o->ring_prev->ring_next = o->ring_next;
-        o->ring_next->ring_prev = o->ring_prev;
-        if (q->ring == o)
-            q->ring = o->ring_next;
-    }
-    o->ring_next = o->ring_prev = NULL;
+    vkr__queue_account_t *a = o->share;
+
+    RING_REMOVE(a->owners, o);
+    if (a->owners == NULL)
+        RING_REMOVE(q->ring, a);
+}
+
+/* The most worker tasks one uid may run now: one worker kept for each other active uid. */
+static unsigned uid_share(vkr__queue_t *q)
+{
+    const unsigned active = active_count(q);
+    const unsigned others = active > 0 ? active - 1 : 0;
+
+    return q->workers > others ? q->workers - others : 1;
 }
 
 /* ---------------------------------------------------------------- running */
@@ -148,7 +234,9 @@ static void work_cb(uv_work_t *req)
 {
     vkr__queue_job_t *job = (vkr__queue_job_t *)req;
 
+    vkr__job_uid = job->owner->share->uid;
     job->run(job);
+    vkr__job_uid = VKR__NO_UID;
 }
 
 /* Every job of the task led by lead is finished: after for each, the lead first. */
@@ -158,6 +246,7 @@ static void finish_task(vkr__queue_t *q, vkr__queue_job_t *lead, bool ran)
 
     q->running--;
     q->running_jobs -= lead->batch_size;
+    lead->owner->share->running--;
     for (; job != NULL; job = next) {
         next = job->batch_next;
         job->batch_next = NULL;
@@ -194,53 +283,103 @@ static void unlink_waiting(vkr__queue_t *q, vkr__queue_job_t *job)
         ring_remove(q, o);
 }
 
+/* Move owner o's oldest waiting job that may run with lead into lead's batch (at *tail).
+ * Returns whether it found one. */
+static bool gather_one(vkr__queue_t *q, vkr__queue_job_t *lead, vkr__queue_owner_t *o, vkr__queue_job_t ***tail)
+{
+    vkr__queue_job_t *job = o->head;
+
+    while (job != NULL && !(job->batchable && q->same_batch(lead, job)))
+        job = job->next;
+    if (job == NULL)
+        return false;
+    unlink_waiting(q, job);
+    job->state = VKR__JOB_RUNNING;
+    job->batch_size = 0;
+    job->batch_next = NULL;
+    **tail = job;
+    *tail = &job->batch_next;
+    lead->batch_size++;
+    return true;
+}
+
 /* Gather waiting jobs that may run with lead (running, alone so far) into its batch: rounds over
- * the ring from the current turn, one job per client per round (its oldest that same_batch
- * accepts), until max_batch or a round that finds none. */
+ * the rings from the current turns (uid by uid, within a uid client by client), one job per
+ * client per round (its oldest that same_batch accepts), until max_batch or a round that finds
+ * none.  Members may leave the rings as they empty: each round counts them first and keeps the
+ * next member before looking at one. */
 static void gather_batch(vkr__queue_t *q, vkr__queue_job_t *lead)
 {
     vkr__queue_job_t **tail = &lead->batch_next;
     bool found = true;
 
     while (found && lead->batch_size < q->max_batch && q->ring != NULL) {
-        vkr__queue_owner_t *o = q->ring;
-        unsigned owners = 0;
+        vkr__queue_account_t *a = q->ring;
+        unsigned uids = 0;
 
         found = false;
         do
-            owners++;
-        while ((o = o->ring_next) != q->ring);
-        for (unsigned i = 0; i < owners && lead->batch_size < q->max_batch; i++) {
-            vkr__queue_owner_t *next_owner = o->ring_next;   /* o may leave the ring below */
-            vkr__queue_job_t *job = o->head;
+            uids++;
+        while ((a = a->ring_next) != q->ring);
+        for (unsigned i = 0; i < uids && lead->batch_size < q->max_batch; i++) {
+            vkr__queue_account_t *next_uid = a->ring_next;   /* a may leave the ring below */
+            vkr__queue_owner_t *o = a->owners;
+            unsigned owners = 0;
 
-            while (job != NULL && !(job->batchable && q->same_batch(lead, job)))
-                job = job->next;
-            if (job != NULL) {
-                unlink_waiting(q, job);
-                job->state = VKR__JOB_RUNNING;
-                job->batch_size = 0;
-                job->batch_next = NULL;
-                *tail = job;
-                tail = &job->batch_next;
-                lead->batch_size++;
-                found = true;
+            do
+                owners++;
+            while ((o = o->ring_next) != a->owners);
+            for (unsigned k = 0; k < owners && lead->batch_size < q->max_batch; k++) {
+                vkr__queue_owner_t *next_owner = o->ring_next;   /* o may leave the ring below */
+
+                found |= gather_one(q, lead, o, &tail);
+                o = next_owner;
             }
-            o = next_owner;
+            a = next_uid;
         }
     }
 }
 
-/* Start waiting jobs while workers are free, one per client in ring order (a batchable one with
- * the batch it gathers). */
+/* The next uid in turn with waiting jobs that is under its share of the workers (the turn itself
+ * not moved), or NULL when every such uid is at its share. */
+static vkr__queue_account_t *next_uid(vkr__queue_t *q)
+{
+    const unsigned share = uid_share(q);
+    vkr__queue_account_t *a = q->ring;
+
+    if (a == NULL)
+        return NULL;
+    do
+        if (a->running < share)
+            return a;
+    while ((a = a->ring_next) != q->ring);
+    return NULL;
+}
+
+/* Start waiting jobs while workers are free, one per uid in ring order among the uids under their
+ * share, within the uid one per client in ring order (a batchable one with the batch it
+ * gathers).  Not reentered: a call from inside it (through a job's after, when a worker task
+ * could not start) returns at once, and the outer loop looks again. */
 static void dispatch(vkr__queue_t *q)
 {
-    while (q->running < q->workers && q->ring != NULL) {
-        vkr__queue_owner_t *o = q->ring;
+    vkr__queue_account_t *a;
+
+    if (q->dispatching)
+        return;
+    q->dispatching = true;
+    while (q->running < q->workers && (a = next_uid(q)) != NULL) {
+        vkr__queue_owner_t *o = a->owners;
         vkr__queue_job_t *job = o->head;
         int rc;
 
-        q->ring = o->ring_next;         /* the next client's turn */
+        /* the next uid's turn; a uid skipped at its share keeps its own, this one goes last */
+        if (a == q->ring) {
+            q->ring = a->ring_next;
+        } else {
+            RING_REMOVE(q->ring, a);
+            RING_ADD(q->ring, a);
+        }
+        a->owners = o->ring_next;       /* and within this uid, its next client's */
         unlink_waiting(q, job);
         job->state = VKR__JOB_RUNNING;
         job->batch_size = 1;
@@ -249,12 +388,14 @@ static void dispatch(vkr__queue_t *q)
             gather_batch(q, job);
         q->running++;
         q->running_jobs += job->batch_size;
+        a->running++;
         rc = uv_queue_work(q->loop, &job->work, work_cb, after_work_cb);
         if (rc < 0) {
             vkr__log(VKR_LOG_ERROR, "uv_queue_work: %s", uv_strerror(rc));
             finish_task(q, job, false);
         }
     }
+    q->dispatching = false;
 }
 
 void vkr__queue_push(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_t *job)
@@ -280,7 +421,9 @@ void vkr__queue_run_here(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_job_
     job->batch_size = 1;
     job->state = VKR__JOB_RUNNING;
     q->running_jobs++;
+    vkr__job_uid = o->share->uid;
     job->run(job);
+    vkr__job_uid = VKR__NO_UID;
     q->running_jobs--;
     job->state = VKR__JOB_FINISHED;
     job->after(job, true);   /* may free job */
