@@ -166,6 +166,11 @@ def main():
     if args.backend == 'cpu':
         run_case(tap, args, 'cpu', {})
     else:
+        # a 64 KiB input plane (one binding holds a whole one) and 256 KiB per binding: the
+        # output points of each plane in 32 chunks, the job in 8 submissions
+        global SHAPE, OUT_SHAPE
+        SHAPE = (1, 16, 128, 128)
+        OUT_SHAPE = SHAPE[:2] + SIZE
         # 256 KiB per binding: each 1 MiB output plane in several chunks, the job in several submissions
         split = {'VKR_VULKAN_MAX_BINDING_BYTES': str(256 << 10)}
         run_case(tap, args, 'vulkan, output imported', split)
