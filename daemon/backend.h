@@ -4,6 +4,7 @@
 #ifndef VKR_DAEMON_BACKEND_H
 #define VKR_DAEMON_BACKEND_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +39,15 @@ typedef struct {
 } vkr_host_region_t;
 #define VKR_HOST_REGIONS 3 /* [0] the first input, [1] the grid / theta, [2] the output */
 
+/* Cancel: every run function takes `cancel`, NULL (never cancelled) or a flag the server sets
+ * from another thread (the job was cancelled, or its client is gone).  A backend reads it at its
+ * boundaries (cpu: before each task, a run of rows or a block of points of one plane; vulkan:
+ * before each submission and before a staged output is copied to the caller's memory) and, once
+ * it reads true, starts no more work and writes nothing more into the output, waits for what the
+ * device already has in flight, and returns VKR_E_CANCELLED (err filled, field "cancel"): the
+ * output is then partly written or not at all.  When the function returns, nothing of the job
+ * touches the output any more, whatever the code. */
+
 struct vkr_backend_s {
     const char *name;                      /* "cpu" or "vulkan" */
     char device_name[VKR_DEVICE_NAME_MAX + 1];
@@ -45,12 +55,12 @@ struct vkr_backend_s {
      * out: plan->out_elements floats, written completely on success.  Returns VKR_OK or a
      * negative code with *err filled (field "backend" and what failed). */
     int (*interpolate)(vkr_backend_s *self, const vkr_interp_plan_t *plan, const float *in, float *out,
-                       vkr_error_t *err);
+                       const atomic_bool *cancel, vkr_error_t *err);
     /* Run one planned grid_sample / affine_grid / affine_sample job (NULL: not served yet).
      * image: the input tensor (NULL for affine_grid); coords: the grid (grid_sample) or theta
      * (affine_grid, affine_sample); out: plan->out_elements floats.  Same contract as above. */
     int (*grid)(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float *image, const float *coords, float *out,
-                vkr_error_t *err);
+                const atomic_bool *cancel, vkr_error_t *err);
     /* Zero-copy hook for VK_EXT_external_memory_host (NULL: not offered).  Called on the worker
      * thread instead of interpolate / grid when at least one of the job's tensors is in a memfd
      * mapping: regions[k] says where (see vkr_host_region_t; the same memory the pointers in/out
@@ -59,7 +69,7 @@ struct vkr_backend_s {
      * VKR_E_UNSUPPORTED makes the server call interpolate / grid with the mapped pointers instead
      * (the staging-copy path); any other code fails the job. */
     int (*run_mapped)(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_host_region_t regions[VKR_HOST_REGIONS],
-                      vkr_error_t *err);
+                      const atomic_bool *cancel, vkr_error_t *err);
     /* The server is about to unmap [base, base + map_bytes), a mapping it passed to run_mapped as
      * persistent: the backend drops what it imported of it.  Any thread; no job given the region
      * may be running (a backend that finds one in use waits for it).  NULL: nothing to release. */
@@ -71,9 +81,11 @@ struct vkr_backend_s {
      * into one command buffer (one vkQueueSubmit, one fence wait, one pipeline), each job with its
      * own buffers.  Returns VKR_OK when it ran them: statuses[k] is job k's VKR_OK or negative
      * code with errs[k] filled, one job's failure leaving the others alone; VKR_E_UNSUPPORTED when
-     * it runs none (the server then runs each alone). */
+     * it runs none (the server then runs each alone).  cancels[k]: job k's cancel flag (see
+     * above; cancels or an entry NULL: never cancelled): a cancelled job gets VKR_E_CANCELLED
+     * and its output is not written after the flag was read true. */
     int (*run_batch)(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n, const float *const *inputs, const float *const *aux,
-                     float *const *outputs, int *statuses, vkr_error_t *errs);
+                     float *const *outputs, const atomic_bool *const *cancels, int *statuses, vkr_error_t *errs);
     /* True once any of the backend's device calls reported the device lost (Vulkan:
      * VK_ERROR_DEVICE_LOST): every later call fails too.  A job that failed while this is true
      * failed for that reason.  Any thread.  NULL: the backend cannot lose its device (cpu). */

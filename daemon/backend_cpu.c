@@ -3,6 +3,7 @@
  * every index and weight comes from the kernel spec (shaders/spec/): per-axis tables for
  * interpolate and affine_grid, the per-point grid rules for grid_sample, and the spec's sums in
  * PyTorch's order. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +129,19 @@ typedef void (*task_body_t)(int64_t task, float *scratch, const void *ctx);
 #define SERIAL_JOB_MAX_ELEMENTS (1u << 16)
 static _Thread_local bool job_is_serial;
 
+/* The running job's cancel flag (backend.h), NULL: never cancelled.  Set per job like
+ * job_is_serial; a parallel region copies it into a shared local first (OpenMP's threads have
+ * their own thread-locals).  Read at task boundaries only: a task's rows are finished or not
+ * begun. */
+static _Thread_local const atomic_bool *job_cancel;
+
+static bool cancelled(const atomic_bool *c) { return c != NULL && atomic_load_explicit(c, memory_order_relaxed); }
+
+static int cancelled_error(vkr_error_t *err)
+{
+    return vkr_proto_error_set(err, VKR_E_CANCELLED, "cancel", "cpu: the job was cancelled while it ran");
+}
+
 #define ROWS_PER_TASK 32
 
 static int64_t tasks_for(int64_t planes, int64_t rows, int64_t *chunks)
@@ -136,21 +150,30 @@ static int64_t tasks_for(int64_t planes, int64_t rows, int64_t *chunks)
     return planes * *chunks;
 }
 
-/* With scratch_floats == 0 nothing is allocated (scratch is NULL) and the call cannot fail. */
+/* With scratch_floats == 0 nothing is allocated (scratch is NULL) and the call fails only when
+ * the job is cancelled (VKR_E_CANCELLED: no task starts once the flag is seen). */
 static int run_tasks(int64_t tasks, size_t scratch_floats, task_body_t body, const void *ctx, const char *what, vkr_error_t *err)
 {
-    int failed = 0;
-#pragma omp parallel reduction(| : failed) if(!job_is_serial)
+    const atomic_bool *cancel = job_cancel;
+    int failed = 0, stopped = 0;
+#pragma omp parallel reduction(| : failed, stopped) if(!job_is_serial)
     {
         float *buf = scratch_floats ? vkr__malloc(scratch_floats * sizeof(float)) : NULL;
         failed = scratch_floats && !buf;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < tasks; task++)
-            if (!failed)
+        for (int64_t task = 0; task < tasks; task++) {
+            if (failed || stopped)
+                continue;
+            if (cancelled(cancel))
+                stopped = 1;
+            else
                 body(task, buf, ctx);
+        }
         vkr__free(buf);
     }
-    return failed ? vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %s", what) : VKR_OK;
+    if (failed)
+        return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %s", what);
+    return stopped ? cancelled_error(err) : VKR_OK;
 }
 
 /* ---------------------------------------------------------------- passes along rows */
@@ -281,11 +304,11 @@ static void nearest_task(int64_t task, float *scratch, const void *vctx)
     }
 }
 
-static void run_nearest(const axis_tables_t *t, int64_t planes, const float *in, float *out)
+static int run_nearest(const axis_tables_t *t, int64_t planes, const float *in, float *out, vkr_error_t *err)
 {
     nearest_ctx_t c = {t, t->out[0] * t->out[1], 0, in, out};
     const int64_t tasks = tasks_for(planes, c.rows, &c.chunks);
-    (void)run_tasks(tasks, 0, nearest_task, &c, "nearest", NULL);
+    return run_tasks(tasks, 0, nearest_task, &c, "nearest", err);
 }
 
 /* ---------------------------------------------------------------- linear family and bicubic */
@@ -653,10 +676,15 @@ static int run_area(const axis_tables_t *t, int64_t planes, const float *in, flo
     const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, in_plane = t->in[0] * in_hw, ow_n = t->out[2];
     if (t->out[0] == 1 && t->out[1] == 1 && t->out[2] == 1) {
         /* adaptive_avg_pool with an all-ones output is torch's mean(): cascade sum / n */
-#pragma omp parallel for schedule(static) if(!job_is_serial)
-        for (int64_t p = 0; p < planes; p++)
+        const atomic_bool *cancel = job_cancel;
+        int stopped = 0;
+#pragma omp parallel for schedule(static) reduction(| : stopped) if(!job_is_serial)
+        for (int64_t p = 0; p < planes; p++) {
+            if (stopped || (stopped = cancelled(cancel)))
+                continue;
             out[p] = spec_area_mean(spec_cascade_sum(in + p * in_plane, (int)in_plane), 1, 1, (int)in_plane);
-        return VKR_OK;
+        }
+        return stopped ? cancelled_error(err) : VKR_OK;
     }
     /* column chunks: at most CHUNK_OUTPUTS outputs, input span at most ROW_SPAN (or 8 outputs) */
     int64_t *ow = vkr__malloc((size_t)(3 * ow_n + 3) * sizeof(int64_t));
@@ -760,12 +788,16 @@ static int run_antialias(const axis_tables_t *t, int64_t planes, const float *in
     return rc;
 }
 
-static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, const float *in, float *out, vkr_error_t *err)
+static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, const float *in, float *out, const atomic_bool *cancel,
+                           vkr_error_t *err)
 {
     (void)self;
     if (plan->out_elements == 0)
         return VKR_OK;
+    if (cancelled(cancel))
+        return cancelled_error(err);
     job_is_serial = plan->in_elements + plan->out_elements <= SERIAL_JOB_MAX_ELEMENTS;
+    job_cancel = cancel;
     const family_t f = family_of(plan);
     axis_tables_t t;
     int rc = tables_build(plan, f, &t, err);
@@ -773,7 +805,7 @@ static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, c
         return rc;
     const int64_t planes = plan->batch * plan->channels;
     switch (f) {
-    case FAMILY_NEAREST: run_nearest(&t, planes, in, out); break;
+    case FAMILY_NEAREST: rc = run_nearest(&t, planes, in, out, err); break;
     case FAMILY_LINEAR:
     case FAMILY_CUBIC: rc = run_separable(&t, f, plan->spatial_rank, planes, in, out, err); break;
     case FAMILY_AREA: rc = run_area(&t, planes, in, out, err); break;
@@ -848,8 +880,11 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
     float *flts = (float *)(ints + groups * G);
     const int64_t tiles = (points + GS_TILE - 1) / GS_TILE;
-    int ok = 1;
-    for (int64_t n = 0; n < plan->batch && ok; n++) {
+    const atomic_bool *cancel = job_cancel;
+    int ok = 1, stopped = 0;
+    for (int64_t n = 0; n < plan->batch && ok && !stopped; n++) {
+        if ((stopped = cancelled(cancel)))
+            break;
 #pragma omp parallel for schedule(static) reduction(& : ok) if(!job_is_serial)
         for (int64_t p = 0; p < points; p++) {
             float g[3], pw[8];
@@ -886,9 +921,11 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
         if (!ok)
             break;
         const int64_t cblocks = (C + GS_CHANNELS - 1) / GS_CHANNELS;
-#pragma omp parallel for schedule(static) collapse(2) if(!job_is_serial)
+#pragma omp parallel for schedule(static) collapse(2) reduction(| : stopped) if(!job_is_serial)
         for (int64_t cbk = 0; cbk < cblocks; cbk++) {
             for (int64_t tile = 0; tile < tiles; tile++) {
+                if (stopped || (stopped = cancelled(cancel)))
+                    continue;
                 const int64_t p0 = tile * GS_TILE, len = p0 + GS_TILE < points ? GS_TILE : points - p0;
                 const int64_t c0 = cbk * GS_CHANNELS, nc = c0 + GS_CHANNELS < C ? GS_CHANNELS : C - c0;
                 const int32_t *iv[8];
@@ -911,17 +948,21 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
         }
     }
     vkr__free(ints);
-    *separable = ok;
-    return VKR_OK;
+    *separable = ok || stopped;
+    return stopped ? cancelled_error(err) : VKR_OK;
 }
 
 static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float *image, const float *coords, float *out,
-                    vkr_error_t *err)
+                    const atomic_bool *cancel, vkr_error_t *err)
 {
     (void)self;
     if (plan->out_elements == 0)
         return VKR_OK;
+    if (cancelled(cancel))
+        return cancelled_error(err);
     job_is_serial = plan->in_elements + plan->aux_elements + plan->out_elements <= SERIAL_JOB_MAX_ELEMENTS;
+    job_cancel = cancel;
+    int stopped = 0;
     const int sr = plan->spatial_rank;
     float *base[3] = {NULL, NULL, NULL};
     if (plan->op != VKR_OP_GRID_SAMPLE) {
@@ -937,15 +978,17 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
     const int D = sr == 3 ? (int)plan->in_size[0] : 1, H = (int)plan->in_size[sr - 2], W = (int)plan->in_size[sr - 1];
     const int64_t C = plan->channels;
     if (plan->op == VKR_OP_AFFINE_GRID) {
-#pragma omp parallel for schedule(static) if(!job_is_serial)
+#pragma omp parallel for schedule(static) reduction(| : stopped) if(!job_is_serial)
         for (int64_t np = 0; np < plan->batch * points; np++) {
+            if (stopped || (np % GS_TILE == 0 && (stopped = cancelled(cancel))))
+                continue;
             float g[3];
             grid_point(plan, coords, base, np / points, np % points, points, g);
             for (int k = 0; k < sr; k++)
                 out[np * sr + k] = g[k];
         }
         vkr__free(base[0]);
-        return VKR_OK;
+        return stopped ? cancelled_error(err) : VKR_OK;
     }
     if (sr == 2 && (plan->mode == SPEC_GS_BILINEAR || plan->mode == SPEC_GS_BICUBIC)) {
         bool done = true;
@@ -966,7 +1009,9 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
         vkr__free(base[0]);
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
     }
-    for (int64_t n = 0; n < plan->batch; n++) {
+    for (int64_t n = 0; n < plan->batch && !stopped; n++) {
+        if ((stopped = cancelled(cancel)))
+            break;
 #pragma omp parallel for schedule(static) if(!job_is_serial)
         for (int64_t p = 0; p < points; p++) {
             float g[3];
@@ -976,9 +1021,11 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
                               : spec_gs_prepare_3d(D, H, W, g[0], g[1], g[2], plan->mode, plan->padding_mode, plan->align_corners, q->tap,
                                                    q->w);
         }
-#pragma omp parallel for schedule(static) collapse(2) if(!job_is_serial)
+#pragma omp parallel for schedule(static) collapse(2) reduction(| : stopped) if(!job_is_serial)
         for (int64_t c = 0; c < C; c++) {
             for (int64_t blk = 0; blk < (points + 4095) / 4096; blk++) {
+                if (stopped || (stopped = cancelled(cancel)))
+                    continue;
                 const float *src = image + (n * C + c) * in_plane;
                 float *dst = out + (n * C + c) * points;
                 const int64_t end = (blk + 1) * 4096 < points ? (blk + 1) * 4096 : points;
@@ -990,7 +1037,7 @@ static int cpu_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const floa
     }
     vkr__free(prep);
     vkr__free(base[0]);
-    return VKR_OK;
+    return stopped ? cancelled_error(err) : VKR_OK;
 }
 
 static unsigned cpu_validation_messages(vkr_backend_s *self)

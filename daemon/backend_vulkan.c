@@ -1930,6 +1930,15 @@ static int run_jobs_one_submit(vk_backend_t *b, const vk_job_t *j, unsigned n, v
     return submit_wait(b, err);
 }
 
+/* Whether a job's cancel flag (backend.h) is set: read before each submission and before a
+ * staged output is copied out; the submission in flight, if any, has completed by then. */
+static bool vk_cancelled(const atomic_bool *c) { return c != NULL && atomic_load_explicit(c, memory_order_relaxed); }
+
+static int vk_cancelled_error(vkr_error_t *err)
+{
+    return vkr_proto_error_set(err, VKR_E_CANCELLED, "cancel", "vulkan: the job was cancelled while it ran");
+}
+
 /* A job buffer of `bytes` for tensor t: the import's buffer when t is imported, else a staging
  * buffer (filled from t.host when `upload`). */
 static int src_buf(vk_backend_t *b, vk_src_t t, uint64_t bytes, bool upload, vk_buf_t *x, vkr_error_t *err)
@@ -1972,8 +1981,10 @@ static int job_bufs_create(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_s
 }
 
 /* The whole job, with b->lock held: in and out staged or imported. */
-static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out, vkr_error_t *err)
+static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out, const atomic_bool *cancel, vkr_error_t *err)
 {
+    if (vk_cancelled(cancel))
+        return vk_cancelled_error(err);
     vk_buf_t bufs[BUF_COUNT];
     int rc = job_bufs_create(b, j, in, out, bufs, err);
     if (rc)
@@ -1986,6 +1997,10 @@ static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out
             uint32_t n = (uint32_t)min_u64(p->chunks - c0, VKR_VK_SETS_PER_SUBMIT);
             if (submits > 0)
                 device_yield(b);   /* another uid's job may go between two submissions */
+            if (vk_cancelled(cancel)) {
+                rc = vk_cancelled_error(err);
+                goto out;
+            }
             rc = run_chunks(b, j, pi, bufs, c0, n, &dispatches, err);
             if (rc)
                 goto out;
@@ -1994,6 +2009,10 @@ static int run_job(vk_backend_t *b, const vk_job_t *j, vk_src_t in, vk_src_t out
         chunks += p->chunks;
         steps += p->steps;
         split += p->planes_per_chunk == 0 || p->mean_seg != 0;
+    }
+    if (!out.imp && vk_cancelled(cancel)) {   /* a cancelled job's output is not copied out */
+        rc = vk_cancelled_error(err);
+        goto out;
     }
     if (!out.imp)
         memcpy((void *)(uintptr_t)out.host, bufs[BUF_OUT].map, 4 * j->elements[BUF_OUT]);
@@ -2006,7 +2025,8 @@ out:
     return rc;
 }
 
-static int vk_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, const float *in, float *out, vkr_error_t *err)
+static int vk_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, const float *in, float *out, const atomic_bool *cancel,
+                          vkr_error_t *err)
 {
     vk_backend_t *b = (vk_backend_t *)self;
     vk_job_t j;
@@ -2014,7 +2034,7 @@ static int vk_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, co
     if (rc == VKR_OK && j.n_pass > 0) {
         vk_turn_t turn;
         device_enter(b, &turn);
-        rc = run_job(b, &j, (vk_src_t){in, NULL}, (vk_src_t){out, NULL}, err);
+        rc = run_job(b, &j, (vk_src_t){in, NULL}, (vk_src_t){out, NULL}, cancel, err);
         device_leave(b, &turn);
     }
     job_free(&j);
@@ -2399,8 +2419,11 @@ static int grid_bufs_create(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t im
 
 /* The whole grid job, with b->lock held: image, coords (the grid; theta is always read from
  * coords.host) and out staged or imported. */
-static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image, vk_src_t crd, vk_src_t out, vkr_error_t *err)
+static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image, vk_src_t crd, vk_src_t out, const atomic_bool *cancel,
+                        vkr_error_t *err)
 {
+    if (vk_cancelled(cancel))
+        return vk_cancelled_error(err);
     vk_buf_t bufs[GBUF_COUNT];
     const float *coords = crd.host;
     int rc = grid_bufs_create(b, j, image, crd, out, bufs, err);
@@ -2411,10 +2434,18 @@ static int grid_run_job(vk_backend_t *b, const vk_grid_job_t *j, vk_src_t image,
         const uint32_t n = (uint32_t)min_u64(j->chunks - c0, VKR_VK_SETS_PER_SUBMIT);
         if (submits > 0)
             device_yield(b);   /* another uid's job may go between two submissions */
+        if (vk_cancelled(cancel)) {
+            rc = vk_cancelled_error(err);
+            goto out;
+        }
         rc = grid_run_chunks(b, j, bufs, coords, c0, n, &dispatches, err);
         if (rc)
             goto out;
         submits++;
+    }
+    if (!out.imp && vk_cancelled(cancel)) {   /* a cancelled job's output is not copied out */
+        rc = vk_cancelled_error(err);
+        goto out;
     }
     if (!out.imp)
         memcpy((void *)(uintptr_t)out.host, bufs[GBUF_OUT].map, 4 * j->elements[GBUF_OUT]);
@@ -2429,7 +2460,7 @@ out:
 }
 
 static int vk_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float *image, const float *coords, float *out,
-                   vkr_error_t *err)
+                   const atomic_bool *cancel, vkr_error_t *err)
 {
     vk_backend_t *b = (vk_backend_t *)self;
     vk_grid_job_t j;
@@ -2437,7 +2468,7 @@ static int vk_grid(vkr_backend_s *self, const vkr_grid_plan_t *plan, const float
     if (rc == VKR_OK && j.chunks > 0) {
         vk_turn_t turn;
         device_enter(b, &turn);
-        rc = grid_run_job(b, &j, (vk_src_t){image, NULL}, (vk_src_t){coords, NULL}, (vk_src_t){out, NULL}, err);
+        rc = grid_run_job(b, &j, (vk_src_t){image, NULL}, (vk_src_t){coords, NULL}, (vk_src_t){out, NULL}, cancel, err);
         device_leave(b, &turn);
     }
     grid_job_free(&j);
@@ -2454,7 +2485,7 @@ _Static_assert((int)BUF_COUNT == (int)GBUF_COUNT, "a batch keeps every job's buf
  * the server batches: all of them, one vkQueueSubmit and one fence wait).  A job whose buffers
  * cannot be made fails alone; a failed submission fails the jobs in it. */
 static int vk_run_batch(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n, const float *const *inputs, const float *const *aux,
-                        float *const *outputs, int *statuses, vkr_error_t *errs)
+                        float *const *outputs, const atomic_bool *const *cancels, int *statuses, vkr_error_t *errs)
 {
     vk_backend_t *b = (vk_backend_t *)self;
     const bool interp = plan->op == VKR_OP_INTERPOLATE;
@@ -2494,6 +2525,10 @@ static int vk_run_batch(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n,
     device_enter(b, &turn);
     for (unsigned k = 0; k < n; k++) {
         const vk_src_t out = {outputs[k], NULL};
+        if (cancels && vk_cancelled(cancels[k])) {   /* cancelled before it started: not run */
+            statuses[k] = vk_cancelled_error(&errs[k]);
+            continue;
+        }
         if (interp) {
             statuses[k] = job_bufs_create(b, &ij, (vk_src_t){inputs[k], NULL}, out, bufs[k], &errs[k]);
         } else {
@@ -2525,6 +2560,10 @@ static int vk_run_batch(vkr_backend_s *self, const vkr_plan_t *plan, unsigned n,
             statuses[k] = src;
             if (src != VKR_OK) {
                 errs[k] = err;
+                continue;
+            }
+            if (cancels && vk_cancelled(cancels[k])) {   /* ran, but its output is not copied out */
+                statuses[k] = vk_cancelled_error(&errs[k]);
                 continue;
             }
             const int o = interp ? BUF_OUT : GBUF_OUT;
@@ -2790,7 +2829,7 @@ static const void *region_ptr(const vkr_host_region_t *r)
  * by one where that cannot be, staged); VKR_E_UNSUPPORTED when the device cannot import or when a
  * tensor's memory is not known here, so that the server runs the job through interpolate / grid. */
 static int vk_run_mapped(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_host_region_t regions[VKR_HOST_REGIONS],
-                         vkr_error_t *err)
+                         const atomic_bool *cancel, vkr_error_t *err)
 {
     vk_backend_t *b = (vk_backend_t *)self;
     const int op = plan->op;
@@ -2877,9 +2916,9 @@ static int vk_run_mapped(vkr_backend_s *self, const vkr_plan_t *plan, const vkr_
             }
         }
         const vk_src_t src[VKR_HOST_REGIONS] = {{ptr[0], imp[0]}, {ptr[1], imp[1]}, {ptr[2], imp[2]}};
-        rc = op == VKR_OP_INTERPOLATE ? run_job(b, &ij, src[0], src[2], err)
-             : op == VKR_OP_AFFINE_GRID ? grid_run_job(b, &gj, (vk_src_t){NULL, NULL}, src[0], src[2], err)
-                                        : grid_run_job(b, &gj, src[0], src[1], src[2], err);
+        rc = op == VKR_OP_INTERPOLATE ? run_job(b, &ij, src[0], src[2], cancel, err)
+             : op == VKR_OP_AFFINE_GRID ? grid_run_job(b, &gj, (vk_src_t){NULL, NULL}, src[0], src[2], cancel, err)
+                                        : grid_run_job(b, &gj, src[0], src[1], src[2], cancel, err);
         for (int k = 0; k < VKR_HOST_REGIONS; k++)
             if (!shared[k])
                 import_put(b, imp[k]);
@@ -3106,7 +3145,7 @@ static int warm_up(vk_backend_t *b, vkr_error_t *err)
             plan.out_elements *= (uint64_t)cases[c].out;
         }
         float out[64];
-        int rc = vk_interpolate(&b->base, &plan, src, out, err);
+        int rc = vk_interpolate(&b->base, &plan, src, out, NULL, err);
         if (rc)
             return rc;
         const uint64_t n = plan.out_elements;
@@ -3150,7 +3189,7 @@ static int warm_up_grid(vk_backend_t *b, vkr_error_t *err)
                     plan.in_elements = plan.out_elements = 2 * (uint64_t)P;
                     plan.aux_elements = affine ? (uint64_t)(rank * (rank + 1)) : (uint64_t)(P * rank);
                     memset(out, 0, sizeof out);
-                    int rc = vk_grid(&b->base, &plan, img, affine ? theta : grid, out, err);
+                    int rc = vk_grid(&b->base, &plan, img, affine ? theta : grid, out, NULL, err);
                     if (rc)
                         return rc;
                     for (int i = 0; i < 2 * P; i++)
@@ -3167,7 +3206,7 @@ static int warm_up_grid(vk_backend_t *b, vkr_error_t *err)
         plan.aux_elements = 0;
         plan.out_elements = (uint64_t)(P * rank);
         memset(plan.in_size, 0, sizeof plan.in_size);
-        int rc = vk_grid(&b->base, &plan, NULL, theta, out, err);
+        int rc = vk_grid(&b->base, &plan, NULL, theta, out, NULL, err);
         if (rc)
             return rc;
         for (int i = 0; i < P * rank; i++)

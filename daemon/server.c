@@ -103,8 +103,10 @@ struct job_s {
     float *out;                     /* where the backend writes */
     bool counted;                   /* counted in stats in_flight */
     bool answered;                  /* its reply (result, error or cancelled) is queued */
-    bool cancelled;                 /* answered VKR_E_CANCELLED while it ran: drop its output */
+    bool cancelled;                 /* CANCEL came while it ran: answered VKR_E_CANCELLED from job_after */
     bool orphaned;                  /* its client is gone: drop its output */
+    atomic_bool stop;               /* set on the loop thread (cancelled or orphaned), read by the
+                                     * backend at its boundaries (backend.h): it stops early */
     int status;
     vkr_error_t error;
     uint8_t head[VKR_FRAME_HEADER_BYTES + VKR_RESULT_FIXED_BYTES];
@@ -507,24 +509,28 @@ static void run_on_backend(job_t *j)
     const vkr_job_t *job = &j->job;
     bool mapped = false;
 
+    if (atomic_load(&j->stop)) {   /* cancelled (or orphaned) before it started, or before a rerun */
+        j->status = vkr_proto_error_set(&j->error, VKR_E_CANCELLED, "cancel", "the job was cancelled");
+        return;
+    }
     for (unsigned k = 0; k < VKR_HOST_REGIONS; k++)
         mapped = mapped || j->regions[k].base != NULL;
     if (j->regions[2].base == NULL)
         j->regions[2].data = j->out;   /* an inline output, allocated on this worker */
     if (mapped && b->run_mapped != NULL) {
-        j->status = b->run_mapped(b, &j->plan, j->regions, &j->error);
+        j->status = b->run_mapped(b, &j->plan, j->regions, &j->stop, &j->error);
         if (j->status != VKR_E_UNSUPPORTED)
             return;
     }
     switch (job->op) {
     case VKR_OP_INTERPOLATE:
-        j->status = b->interpolate(b, &j->plan.interp, job->input.data, j->out, &j->error);
+        j->status = b->interpolate(b, &j->plan.interp, job->input.data, j->out, &j->stop, &j->error);
         break;
     case VKR_OP_AFFINE_GRID:
-        j->status = b->grid(b, &j->plan.grid, NULL, job->input.data, j->out, &j->error);
+        j->status = b->grid(b, &j->plan.grid, NULL, job->input.data, j->out, &j->stop, &j->error);
         break;
     default:
-        j->status = b->grid(b, &j->plan.grid, job->input.data, job->aux.data, j->out, &j->error);
+        j->status = b->grid(b, &j->plan.grid, job->input.data, job->aux.data, j->out, &j->stop, &j->error);
         break;
     }
 }
@@ -598,6 +604,7 @@ static void batch_run(job_t *lead)
     job_t *jobs[VKR_MAX_BATCH_LIMIT];
     const float *inputs[VKR_MAX_BATCH_LIMIT], *aux[VKR_MAX_BATCH_LIMIT];
     float *outputs[VKR_MAX_BATCH_LIMIT];
+    const atomic_bool *cancels[VKR_MAX_BATCH_LIMIT];
     int statuses[VKR_MAX_BATCH_LIMIT];
     vkr_error_t errs[VKR_MAX_BATCH_LIMIT];
     unsigned n = 0;
@@ -616,11 +623,12 @@ static void batch_run(job_t *lead)
         inputs[n] = j->job.input.data;
         aux[n] = j->job.n_tensors > 1 ? j->job.aux.data : NULL;
         outputs[n] = j->out;
+        cancels[n] = &j->stop;
         n++;
     }
     rc = VKR_E_UNSUPPORTED;
     if (!atomic_load(&s->vulkan_lost) && s->simulate_loss_at == 0 && lead->backend == vulkan && vulkan->run_batch != NULL)
-        rc = vulkan->run_batch(vulkan, &lead->plan, n, inputs, aux, outputs, statuses, errs);
+        rc = vulkan->run_batch(vulkan, &lead->plan, n, inputs, aux, outputs, cancels, statuses, errs);
     for (unsigned k = 0; k < n; k++) {
         job_t *j = jobs[k];
 
@@ -665,7 +673,22 @@ static void job_after(vkr__queue_job_t *qj, bool ran)
                  vkr_proto_op_name(j->job.op), j->client->id, j->request_id);
     }
 
-    if (j->orphaned || j->cancelled) {
+    if (j->orphaned) {
+        job_finish(j);
+        return;
+    }
+    if (j->cancelled) {
+        /* only now, its worker returned, is nothing of the job writing the client's memory: the
+         * answer is VKR_E_CANCELLED whether it stopped early or had just finished */
+        vkr_error_t err;
+
+        vkr_proto_error_set(&err, VKR_E_CANCELLED, "", "request %u was cancelled while it ran; %s", j->request_id,
+                            j->status == VKR_E_CANCELLED ? "it stopped early, its output is incomplete"
+                                                         : "its output is dropped");
+        uncount(j);
+        s->stats.jobs_cancelled++;
+        j->answered = true;
+        send_error(j->client, j->request_id, &err);
         job_finish(j);
         return;
     }
@@ -918,6 +941,7 @@ static void handle_submit(client_t *c, const vkr_frame_header_t *h, uint8_t *bod
     j->held_bytes = c->admitted_bytes;
     j->body = body;
     j->out_fd = -1;
+    atomic_init(&j->stop, false);
     c->refs++;
     dup = find_job(c, h->request_id) != NULL;
     j->next = c->jobs;
@@ -969,15 +993,17 @@ fail:
     job_refuse(j, &err, count);
 }
 
-/* CANCEL: drop the job if it waits; answer it now and drop its output later if it runs; nothing
- * if its reply is already on its way (or the id is unknown). */
+/* CANCEL: drop the job if it waits (answered at once); if it runs, tell its backend to stop (the
+ * job's stop flag) and answer VKR_E_CANCELLED from job_after once its worker has returned, so
+ * that nothing of it touches the client's memory after the answer; nothing if its reply is
+ * already on its way, it was cancelled already, or the id is unknown. */
 static void handle_cancel(client_t *c, uint32_t request_id)
 {
     server_t *s = c->server;
     job_t *j = find_job(c, request_id);
     vkr_error_t err;
 
-    if (j == NULL || j->answered)
+    if (j == NULL || j->answered || j->cancelled)
         return;
     if (vkr__queue_remove(&s->queue, &j->qj)) {
         vkr_proto_error_set(&err, VKR_E_CANCELLED, "", "request %u was cancelled before it started", request_id);
@@ -988,11 +1014,8 @@ static void handle_cancel(client_t *c, uint32_t request_id)
         return;
     }
     if (j->qj.state == VKR__JOB_RUNNING) {
-        vkr_proto_error_set(&err, VKR_E_CANCELLED, "", "request %u was cancelled while it ran; its output is dropped", request_id);
-        s->stats.jobs_cancelled++;
-        j->answered = true;
         j->cancelled = true;
-        send_error(c, request_id, &err);
+        atomic_store(&j->stop, true);
     }
 }
 
@@ -1081,10 +1104,12 @@ static void on_closed(vkr__conn_t *conn)
     /* nobody is left to answer: waiting jobs go now, running ones when their worker returns */
     for (j = c->jobs; j != NULL; j = next) {
         next = j->next;
-        if (vkr__queue_remove(&s->queue, &j->qj))
+        if (vkr__queue_remove(&s->queue, &j->qj)) {
             job_finish(j);
-        else
+        } else {
             j->orphaned = true;
+            atomic_store(&j->stop, true);   /* its backend stops at its next boundary */
+        }
     }
     mappings_drop_unused(c);
     client_unref(c);

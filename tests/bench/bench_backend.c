@@ -157,8 +157,8 @@ int main(int argc, char **argv)
     }
     for (int k = -warmup; k < iters; k++) {
         double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-        rc = job.op == VKR_OP_INTERPOLATE ? b->interpolate(b, &plan.interp, in, out, &err)
-             : b->grid ? b->grid(b, &plan.grid, in, aux, out, &err)
+        rc = job.op == VKR_OP_INTERPOLATE ? b->interpolate(b, &plan.interp, in, out, NULL, &err)
+             : b->grid ? b->grid(b, &plan.grid, in, aux, out, NULL, &err)
                        : vkr_proto_error_set(&err, VKR_E_UNSUPPORTED, "backend", "no grid support");
         if (rc) {
             fprintf(stderr, "vkr-bench-backend: %s: %s\n", err.field, err.message);

@@ -215,7 +215,7 @@ static bool case_ready(case_t *c, int index, vkr_backend_s *cpu)
         return false;
     }
     fill_input(c, index);
-    if (cpu->interpolate(cpu, &c->plan, c->in, c->want, &err) != VKR_OK) {
+    if (cpu->interpolate(cpu, &c->plan, c->in, c->want, NULL, &err) != VKR_OK) {
         printf("Bail out! cpu backend refused %s: %s\n", c->desc, err.message);
         return false;
     }
@@ -285,7 +285,7 @@ static void *thread_main(void *p)
         case_t *c = &t->cases[i];
         float *got = malloc((c->plan.out_elements ? c->plan.out_elements : 1) * sizeof(float));
         vkr_error_t err = {0};
-        int rc = got ? t->vk->interpolate(t->vk, &c->plan, c->in, got, &err) : VKR_E_NOMEM;
+        int rc = got ? t->vk->interpolate(t->vk, &c->plan, c->in, got, NULL, &err) : VKR_E_NOMEM;
         verdict_t v = {.ok = false};
         if (rc == VKR_OK)
             v = compare(c, got);
@@ -324,7 +324,7 @@ static bool run_limited(vkr_backend_s *vk, const case_t *c, bool allow_refusal, 
     memset(got, 0, (c->plan.out_elements ? c->plan.out_elements : 1) * sizeof(float));
     vkr_error_t err = {0};
     last_job = (job_stats_t){0};
-    int rc = vk->interpolate(vk, &c->plan, c->in, got, &err);
+    int rc = vk->interpolate(vk, &c->plan, c->in, got, NULL, &err);
     bool ok = true;
     st->ran++;
     if (rc == VKR_OK) {
@@ -520,7 +520,7 @@ static bool gcase_ready(gcase_t *g, int index, vkr_backend_s *cpu)
         }
     }
     vkr_error_t err;
-    if (cpu->grid(cpu, p, g->img, g->coords, g->want, &err) != VKR_OK) {
+    if (cpu->grid(cpu, p, g->img, g->coords, g->want, NULL, &err) != VKR_OK) {
         printf("Bail out! cpu backend refused %s: %s\n", g->desc, err.message);
         return false;
     }
@@ -596,7 +596,7 @@ static bool run_grid(vkr_backend_s *vk, const gcase_t *g, bool allow_refusal, sp
         got[i] = -NAN;
     vkr_error_t err = {0};
     last_job = (job_stats_t){0};
-    int rc = vk->grid(vk, &g->plan, g->img, g->coords, got, &err);
+    int rc = vk->grid(vk, &g->plan, g->img, g->coords, got, NULL, &err);
     bool ok = true;
     st->ran++;
     if (rc == VKR_OK) {
@@ -851,7 +851,7 @@ int main(void)
             printf("Bail out! out of memory\n");
             return 1;
         }
-        int rc = vk->interpolate(vk, &c->plan, c->in, got, &err);
+        int rc = vk->interpolate(vk, &c->plan, c->in, got, NULL, &err);
         if (rc != VKR_OK) {
             tap_check(false, "%s: vulkan failed: %s %s", c->desc, vkr_proto_code_name(rc), err.message);
         } else {
@@ -1002,7 +1002,7 @@ int main(void)
         vkr_interp_plan_t p = {.mode = VKR_MODE_BICUBIC, .spatial_rank = 3, .batch = 1, .channels = 1,
                                .in_size = {2, 2, 2}, .out_size = {3, 3, 3}, .in_elements = 8, .out_elements = 27};
         float in[8] = {0}, out[27];
-        int rc = vk->interpolate(vk, &p, in, out, &err);
+        int rc = vk->interpolate(vk, &p, in, out, NULL, &err);
         tap_check(rc == VKR_E_UNSUPPORTED, "3-D bicubic plan -> VKR_E_UNSUPPORTED (got %s: %s)", vkr_proto_code_name(rc),
                   rc ? err.message : "");
     }
@@ -1010,7 +1010,7 @@ int main(void)
         vkr_interp_plan_t p = {.mode = VKR_MODE_TRILINEAR, .spatial_rank = 3, .batch = 1, .channels = 1, .antialias = true,
                                .in_size = {2, 2, 2}, .out_size = {1, 1, 1}, .in_elements = 8, .out_elements = 1};
         float in[8] = {0}, out[1];
-        int rc = vk->interpolate(vk, &p, in, out, &err);
+        int rc = vk->interpolate(vk, &p, in, out, NULL, &err);
         tap_check(rc == VKR_E_UNSUPPORTED, "trilinear antialias plan -> VKR_E_UNSUPPORTED (got %s: %s)", vkr_proto_code_name(rc),
                   rc ? err.message : "");
     }
@@ -1019,7 +1019,7 @@ int main(void)
         vkr_interp_plan_t p = {.mode = VKR_MODE_BILINEAR, .spatial_rank = 2, .batch = 1, .channels = 1,
                                .in_size = {2, 5000}, .out_size = {2, 5000}, .in_elements = 10000, .out_elements = 10000};
         float dummy[1];
-        int rc = vk_split->interpolate(vk_split, &p, dummy, dummy, &err);
+        int rc = vk_split->interpolate(vk_split, &p, dummy, dummy, NULL, &err);
         tap_check(rc == VKR_E_TOO_LARGE, "rows of 5000 on %d-byte bindings -> VKR_E_TOO_LARGE (got %s: %s)", SPLIT_BINDING_BYTES,
             vkr_proto_code_name(rc), rc ? err.message : "");
     }
@@ -1027,21 +1027,21 @@ int main(void)
         vkr_interp_plan_t p = {.mode = VKR_MODE_AREA, .spatial_rank = 2, .batch = 1, .channels = 1,
                                .in_size = {100, 130}, .out_size = {1, 1}, .in_elements = 13000, .out_elements = 1};
         float dummy[1];
-        int rc = vk_split->interpolate(vk_split, &p, dummy, dummy, &err);
+        int rc = vk_split->interpolate(vk_split, &p, dummy, dummy, NULL, &err);
         tap_check(rc == VKR_E_TOO_LARGE, "area mean of 13000 elements on 3 bindings of %d bytes -> VKR_E_TOO_LARGE (got %s: %s)",
                   SPLIT_BINDING_BYTES, vkr_proto_code_name(rc), rc ? err.message : "");
     }
     {
         vkr_interp_plan_t p = {.mode = VKR_MODE_NEAREST, .spatial_rank = 1, .batch = 0, .channels = 3,
                                .in_size = {5}, .out_size = {7}, .has_scale = {false}, .in_elements = 0, .out_elements = 0};
-        int rc = vk->interpolate(vk, &p, NULL, NULL, &err);
+        int rc = vk->interpolate(vk, &p, NULL, NULL, NULL, &err);
         tap_check(rc == VKR_OK, "N=0 job -> VKR_OK without work (got %s)", vkr_proto_code_name(rc));
     }
     {
         vkr_interp_plan_t p = {.mode = VKR_MODE_AREA, .spatial_rank = 2, .batch = 1, .channels = 2,
                                .in_size = {5, 6}, .out_size = {0, 3}, .in_elements = 60, .out_elements = 0};
         float in[60] = {0};
-        int rc = vk->interpolate(vk, &p, in, NULL, &err);
+        int rc = vk->interpolate(vk, &p, in, NULL, NULL, &err);
         tap_check(rc == VKR_OK, "area with an empty output -> VKR_OK without work (got %s)", vkr_proto_code_name(rc));
     }
     {
@@ -1049,7 +1049,7 @@ int main(void)
                              .batch = 1, .channels = 1, .in_size = {2, 2, 2}, .out_size = {1, 1, 1}, .in_elements = 8,
                              .aux_elements = 3, .out_elements = 1};
         float in[8] = {0}, grid[3] = {0}, out[1];
-        int rc = vk->grid(vk, &p, in, grid, out, &err);
+        int rc = vk->grid(vk, &p, in, grid, out, NULL, &err);
         tap_check(rc == VKR_E_UNSUPPORTED, "3-D bicubic grid_sample plan -> VKR_E_UNSUPPORTED (got %s: %s)", vkr_proto_code_name(rc),
                   rc ? err.message : "");
     }
@@ -1059,18 +1059,18 @@ int main(void)
                              .spatial_rank = 2, .batch = 1, .channels = 1, .in_size = {50, 100}, .out_size = {2, 2},
                              .in_elements = 5000, .aux_elements = 6, .out_elements = 4};
         float dummy[1];
-        int rc = vk_split->grid(vk_split, &p, dummy, dummy, dummy, &err);
+        int rc = vk_split->grid(vk_split, &p, dummy, dummy, dummy, NULL, &err);
         tap_check(rc == VKR_E_TOO_LARGE, "an input plane of 5000 floats on %d-byte bindings -> VKR_E_TOO_LARGE (got %s: %s)",
                   SPLIT_BINDING_BYTES, vkr_proto_code_name(rc), rc ? err.message : "");
     }
     {
         vkr_grid_plan_t p = {.op = VKR_OP_GRID_SAMPLE, .mode = VKR_GRID_NEAREST, .padding_mode = VKR_PADDING_BORDER, .spatial_rank = 2,
                              .batch = 0, .channels = 3, .in_size = {4, 5}, .out_size = {6, 7}};
-        int rc = vk->grid(vk, &p, NULL, NULL, NULL, &err);
+        int rc = vk->grid(vk, &p, NULL, NULL, NULL, NULL, &err);
         vkr_grid_plan_t q = {.op = VKR_OP_AFFINE_GRID, .spatial_rank = 3, .batch = 2, .channels = 1, .out_size = {3, 0, 2},
                              .in_elements = 24};
         float theta[24] = {0};
-        int rc2 = vk->grid(vk, &q, NULL, theta, NULL, &err);
+        int rc2 = vk->grid(vk, &q, NULL, theta, NULL, NULL, &err);
         tap_check(rc == VKR_OK && rc2 == VKR_OK, "N=0 grid_sample and an empty affine_grid -> VKR_OK without work (got %s, %s)",
                   vkr_proto_code_name(rc), vkr_proto_code_name(rc2));
     }

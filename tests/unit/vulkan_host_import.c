@@ -125,7 +125,7 @@ int main(void)
     float *in = malloc(in_bytes), *want = malloc(out_bytes), *heap_out = malloc(out_bytes);
     for (uint64_t i = 0; i < plan.interp.in_elements; i++)
         in[i] = (float)((i * 2654435761u) % 1000) / 37.0f - 13.0f;
-    int rc = vk->interpolate(vk, &plan.interp, in, want, &err);
+    int rc = vk->interpolate(vk, &plan.interp, in, want, NULL, &err);
     tap_check(rc == VKR_OK, "reference job from heap memory (%s)", rc ? err.message : "ok");
 
     mapping_t mi, mo;
@@ -135,12 +135,12 @@ int main(void)
 
     /* persistent: imported once, reused after */
     memset(mo.base, 0xff, out_bytes);
-    rc = vk->run_mapped(vk, &plan, regions, &err);
+    rc = vk->run_mapped(vk, &plan, regions, NULL, &err);
     tap_check(rc == VKR_OK && memcmp(mo.base, want, out_bytes) == 0, "persistent mappings: the job's output equals the heap path's (%s)",
               rc ? err.message : "ok");
     tap_check(line_has("input imported (new)", "output imported (new) (zero-copy)"), "first job: both imported (%s)", last_memfd_line);
     memset(mo.base, 0xff, out_bytes);
-    rc = vk->run_mapped(vk, &plan, regions, &err);
+    rc = vk->run_mapped(vk, &plan, regions, NULL, &err);
     tap_check(rc == VKR_OK && memcmp(mo.base, want, out_bytes) == 0 && line_has("input imported (reused)", "output imported (reused)"),
               "second job: both imports reused, output right (%s)", last_memfd_line);
 
@@ -149,7 +149,7 @@ int main(void)
     vk->release_mapped(vk, mi.base, mi.bytes);   /* twice: nothing left, harmless */
     vk->release_mapped(vk, in, in_bytes);        /* never imported: harmless */
     memset(mo.base, 0xff, out_bytes);
-    rc = vk->run_mapped(vk, &plan, regions, &err);
+    rc = vk->run_mapped(vk, &plan, regions, NULL, &err);
     tap_check(rc == VKR_OK && memcmp(mo.base, want, out_bytes) == 0 && line_has("input imported (new)", "output imported (reused)"),
               "after release_mapped of the input: it is imported again, the output's import reused (%s)", last_memfd_line);
 
@@ -157,7 +157,7 @@ int main(void)
     vkr_host_region_t once[VKR_HOST_REGIONS] = {region(&mi, IN_OFFSET, false), {0}, region(&mo, 0, false)};
     for (int k = 0; k < 2; k++) {
         memset(mo.base, 0xff, out_bytes);
-        rc = vk->run_mapped(vk, &plan, once, &err);
+        rc = vk->run_mapped(vk, &plan, once, NULL, &err);
         tap_check(rc == VKR_OK && memcmp(mo.base, want, out_bytes) == 0 && line_has("input imported (new)", "output imported (new)"),
                   "non-persistent mappings, job %d: imported for the job only (%s)", k + 1, last_memfd_line);
     }
@@ -165,11 +165,11 @@ int main(void)
     /* an inline output: staged when its pointer is given, else the ordinary path */
     vkr_host_region_t mixed[VKR_HOST_REGIONS] = {region(&mi, IN_OFFSET, true), {0}, {.data = heap_out}};
     memset(heap_out, 0xff, out_bytes);
-    rc = vk->run_mapped(vk, &plan, mixed, &err);
+    rc = vk->run_mapped(vk, &plan, mixed, NULL, &err);
     tap_check(rc == VKR_OK && memcmp(heap_out, want, out_bytes) == 0 && line_has("input imported (reused)", "output inline (staged)"),
               "memfd input, inline output with its pointer: input imported, output staged (%s)", last_memfd_line);
     mixed[2].data = NULL;
-    rc = vk->run_mapped(vk, &plan, mixed, &err);
+    rc = vk->run_mapped(vk, &plan, mixed, NULL, &err);
     tap_check(rc == VKR_E_UNSUPPORTED && line_has("staging copies", "the output is inline"),
               "inline output without its pointer: VKR_E_UNSUPPORTED (%s)", last_memfd_line);
 
@@ -185,7 +185,7 @@ int main(void)
         float *grid = malloc(grid_bytes), *gwant = malloc(gout_bytes);
         for (uint64_t i = 0; i < gp.grid.aux_elements; i++)
             grid[i] = (float)((i * 40503u) % 2200) / 1000.0f - 1.1f;
-        rc = vk->grid(vk, &gp.grid, in, grid, gwant, &err);
+        rc = vk->grid(vk, &gp.grid, in, grid, gwant, NULL, &err);
         mapping_t gi, go;
         const bool mapped = map_new(&gi, IN_OFFSET + in_bytes + grid_bytes) && map_new(&go, gout_bytes);
         if (mapped) {
@@ -195,7 +195,7 @@ int main(void)
         }
         vkr_host_region_t gr[VKR_HOST_REGIONS] = {region(&gi, IN_OFFSET, false), region(&gi, IN_OFFSET + in_bytes, false),
                                                   region(&go, 0, false)};
-        int grc = mapped ? vk->run_mapped(vk, &gp, gr, &err) : VKR_E_NOMEM;
+        int grc = mapped ? vk->run_mapped(vk, &gp, gr, NULL, &err) : VKR_E_NOMEM;
         tap_check(rc == VKR_OK && grc == VKR_OK && memcmp(go.base, gwant, gout_bytes) == 0 &&
                       line_has("grid imported (shared with the input)", "(zero-copy)"),
                   "grid_sample with input and grid in one mapping: equals the heap path, zero-copy (%s)", last_memfd_line);
@@ -216,17 +216,17 @@ int main(void)
         memcpy(many[k].base, in, in_bytes);
         vkr_host_region_t r[VKR_HOST_REGIONS] = {region(&many[k], 0, true), {0}, region(&mo, 0, true)};
         memset(mo.base, 0xff, out_bytes);
-        all_right = vk->run_mapped(vk, &plan, r, &err) == VKR_OK && memcmp(mo.base, want, out_bytes) == 0 &&
+        all_right = vk->run_mapped(vk, &plan, r, NULL, &err) == VKR_OK && memcmp(mo.base, want, out_bytes) == 0 &&
                     line_has("input imported (new)", NULL);
     }
     tap_check(all_right, "40 persistent input mappings, each imported once, every output right (%s)", last_memfd_line);
     {
         vkr_host_region_t r[VKR_HOST_REGIONS] = {region(&many[MANY - 1], 0, true), {0}, region(&mo, 0, true)};
-        rc = vk->run_mapped(vk, &plan, r, &err);
+        rc = vk->run_mapped(vk, &plan, r, NULL, &err);
         tap_check(rc == VKR_OK && line_has("input imported (reused)", "output imported (reused)"),
                   "the most recent one is still cached (%s)", last_memfd_line);
         r[0] = region(&many[0], 0, true);
-        rc = vk->run_mapped(vk, &plan, r, &err);
+        rc = vk->run_mapped(vk, &plan, r, NULL, &err);
         tap_check(rc == VKR_OK && memcmp(mo.base, want, out_bytes) == 0 && line_has("input imported (new)", "output imported (reused)"),
                   "the least recently used one was evicted: imported again (%s)", last_memfd_line);
     }
