@@ -29,8 +29,13 @@ void vkr_spec_linear_taps(int64_t n, int64_t o, bool align_corners, bool has_sca
     double sc = (double)vkr_spec_area_pixel_scale(n, o, align_corners, has_scale, scale);
     for (int64_t i = 0; i < o; i++) {
         double real = spec_src_linear(sc, (int)i, align_corners);
-        int64_t i0 = (int64_t)real;           /* truncation == floor: real >= 0 */
-        float l1 = (float)(real - (double)i0);
+        /* truncation == floor: real >= 0.  A float32 scale rounded up (n > 2^24) can put real at
+         * n or past it: 1.13 then reads one element past the row (PyTorch issue 88939); the guard
+         * of PyTorch >= 2.0 (guard_index_and_lambda) keeps the index at n - 1 and l1 in [0, 1], so
+         * the last element is read instead.  Everywhere 1.13 stays inside the row this changes
+         * nothing: there i0 <= n - 1 and 0 <= real - i0 < 1. */
+        int64_t i0 = spec_linear_index0(real, n);
+        float l1 = spec_linear_lambda1(real, i0);
         taps.i0[i] = (int32_t)i0;
         taps.i1[i] = (int32_t)(i0 + (i0 < n - 1 ? 1 : 0));
         taps.l1[i] = l1;

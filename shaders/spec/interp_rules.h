@@ -28,6 +28,22 @@ SPEC_FN SPEC_REAL spec_src_linear(SPEC_REAL scale, int i, bool align_corners)
     return align_corners ? spec_src_align_corners(scale, i) : spec_src_half_pixel(scale, i, true);
 }
 
+/* Linear-family lower tap of source coordinate real >= 0 on an axis of n (sec. 4.1), guarded:
+ * min(trunc(real), n - 1) (PyTorch issue 88939: a float32 scale rounded up can give real >= n). */
+SPEC_FN int spec_linear_index0(SPEC_REAL real, int n)
+{
+    SPEC_REAL last = SPEC_REAL_OF(n - 1);
+    return real < last ? SPEC_INT(real) : n - 1;
+}
+
+/* Its weight of the upper tap: f32(real - i0), kept in [0, 1] (the same guard). */
+SPEC_FN float spec_linear_lambda1(SPEC_REAL real, int i0)
+{
+    SPEC_PRECISE SPEC_REAL d = real - SPEC_REAL_OF(i0);
+    d = d < SPEC_REAL_OF(0.0) ? SPEC_REAL_OF(0.0) : d > SPEC_REAL_OF(1.0) ? SPEC_REAL_OF(1.0) : d;
+    return SPEC_FLOAT(d);
+}
+
 /* nearest (sec. 3.1): idx = min(floor(f32(f32(i) * scale)), n - 1), float32 product. */
 SPEC_FN int spec_nearest_index(int i, float scale, int n)
 {
