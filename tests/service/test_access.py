@@ -38,9 +38,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
 from vkr_testlib import Daemon, Tap, running_daemon, vkresample as v  # noqa: E402
+import vkr_testlib  # noqa: E402
 
 NOBODY = 65534
-CLIENT_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'client', 'python', 'vkresample.py')
 
 # A client that another uid runs (setpriv): it imports a copy of the Python module from its own
 # directory (the checkout may not be readable by that uid), pings, runs one nearest x2 job and
@@ -99,16 +99,8 @@ def job_ok(client, seed=0, shape=(1, 3, 7, 9)):
 
 
 def shared_dir():
-    """A 0755 directory another uid can traverse, holding a copy of the client module and the
-    client script."""
-    d = tempfile.mkdtemp(prefix='vkr-access-')
-    os.chmod(d, 0o755)
-    shutil.copy(CLIENT_MODULE, os.path.join(d, 'vkresample.py'))
-    with open(os.path.join(d, 'client.py'), 'w') as f:
-        f.write(OTHER_UID_CLIENT)
-    for name in ('vkresample.py', 'client.py'):
-        os.chmod(os.path.join(d, name), 0o644)
-    return d
+    """A 0755 directory another uid can traverse, with the client module and client.py."""
+    return vkr_testlib.shared_dir('vkr-access-', {'client.py': OTHER_UID_CLIENT})
 
 
 def shared_cli(d, cli):

@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 os.environ['ATEN_CPU_CAPABILITY'] = 'default'   # the contract: torch's portable kernels
@@ -31,9 +30,9 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
 from vkr_testlib import Tap, check_stopped, running_daemon, vkresample as v  # noqa: E402
+import vkr_testlib  # noqa: E402
 
 NOBODY = 65534
-CLIENT_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'client', 'python', 'vkresample.py')
 FLOOD_CONNECTIONS = 12   # the flooding uid's connections ...
 FLOOD_WINDOW = 2         # ... each with this many large jobs in flight
 SOLO_RUNS = 5            # the flood's job alone, before the flood and again after it
@@ -122,15 +121,8 @@ def can_switch_uid():
 
 
 def shared_dir():
-    """A 0755 directory uid 65534 can traverse, with the client module and the flood script."""
-    d = tempfile.mkdtemp(prefix='vkr-flood-')
-    os.chmod(d, 0o755)
-    shutil.copy(CLIENT_MODULE, os.path.join(d, 'vkresample.py'))
-    with open(os.path.join(d, 'flood.py'), 'w') as f:
-        f.write(FLOOD_CLIENT)
-    for name in ('vkresample.py', 'flood.py'):
-        os.chmod(os.path.join(d, name), 0o644)
-    return d
+    """A 0755 directory another uid can traverse, with the client module and flood.py."""
+    return vkr_testlib.shared_dir('vkr-flood-', {'flood.py': FLOOD_CLIENT})
 
 
 class FloodJob:

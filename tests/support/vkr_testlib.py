@@ -5,6 +5,7 @@ it exited cleanly, removed its socket and (with --vk-validation) reported no val
 Every test imports the client module from client/python (the same module users script with)."""
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,3 +195,17 @@ def built_with_asan(pid):
             return 'libasan' in f.read()
     except OSError:
         return False
+
+
+def shared_dir(prefix, scripts):
+    """A 0755 directory another uid (setpriv) can traverse, holding a copy of the client module
+    and the scripts given as {file name: source text}, each 0644."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    shutil.copy(os.path.join(HERE, '..', '..', 'client', 'python', 'vkresample.py'), os.path.join(d, 'vkresample.py'))
+    for name, text in scripts.items():
+        with open(os.path.join(d, name), 'w') as f:
+            f.write(text)
+    for name in ['vkresample.py', *scripts]:
+        os.chmod(os.path.join(d, name), 0o644)
+    return d
