@@ -626,6 +626,7 @@ class Client(_Closing):
             raise VkresampleError(VKR_E_INVALID_ARG, 'memfd_threshold', 'memfd_threshold must be None '
                                   'or a number of bytes >= 0, not %r' % (memfd_threshold,))
         self.path = default_socket_path() if path is None else path
+        self.timeout = timeout
         self.memfd_threshold = memfd_threshold
         self.last_backend = None      # 'vulkan' or 'cpu': what ran the last interpolate
         self.last_transport = None    # {'input': 'inline' | 'memfd' | 'memfd copy', ..., 'output':
@@ -635,27 +636,53 @@ class Client(_Closing):
         self._hdr = bytearray(HEADER_BYTES)
         self._desc = bytearray(RESULT_FIXED_BYTES)
         self._ancbuf = socket.CMSG_SPACE(MAX_FDS_PER_FRAME * 4)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._pid = None
+        self._connect()
+
+    def _connect(self):
+        """Open this process's connection to self.path (VkresampleError VKR_E_IO if it fails)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.settimeout(timeout)
-            self._sock.connect(self.path)
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
         except OSError as e:
-            self._sock.close()
-            self._sock = None
+            sock.close()
             raise VkresampleError(VKR_E_IO, 'socket', 'cannot connect to the daemon at %s: %s'
                                   % (self.path, e.strerror or e)) from e
+        self._sock = sock
+        self._pid = os.getpid()
+        self._next_id = 1
 
     # -------------------------------------------------------------- lifetime
     def close(self):
+        """Close the connection (idempotent).  In a process forked after it was opened, only
+        this process's copy of the descriptor is closed: the parent's connection is untouched."""
         if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+            sock, self._sock = self._sock, None
+            sock.close()
 
     def fileno(self):
+        """The connection's descriptor (-1 once closed); in a forked child, the child's own."""
+        self._own_connection()
         return self._sock.fileno() if self._sock is not None else -1
+
+    def _own_connection(self):
+        """After fork() the child's Client still holds the parent's socket: the daemon sees one
+        connection, both processes would send the same request ids on it and each could read the
+        other's reply.  So in a process other than the one that connected, drop the inherited
+        descriptor (close(2) of this process's copy only: nothing is sent or read on it, the
+        parent's connection stays as it was) and connect anew to the same path with the same
+        timeout (memfd_threshold is an attribute: it carries over).  MemfdTensors made before the
+        fork stay usable (the memfd is inherited), but their mapping is MAP_SHARED: the parent,
+        the child and its siblings all see each other's writes to them."""
+        if self._sock is not None and self._pid != os.getpid():
+            sock, self._sock = self._sock, None
+            sock.close()
+            self._connect()
 
     # -------------------------------------------------------------- raw frames
     def _require_open(self):
+        self._own_connection()
         if self._sock is None:
             raise VkresampleError(VKR_E_IO, '', 'the connection is closed')
 
