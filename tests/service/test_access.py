@@ -127,13 +127,6 @@ def run_as(d, sock, what, uid=NOBODY, gid=NOBODY, groups=None):
         return {'exit': r.returncode, 'stderr': r.stderr[-500:]}
 
 
-def can_switch_uid():
-    if os.geteuid() != 0:
-        return 'not root'
-    if shutil.which('setpriv') is None:
-        return 'setpriv(1) not installed'
-    return None
-
 
 def start_raw(binary, sock, extra=(), preexec=None):
     """A daemon process on sock, not waited for: (Popen, read end of its ready pipe)."""
@@ -223,7 +216,7 @@ def test_lock(tap, binary):
 
 
 def test_peer_credentials(tap, binary, cli):
-    why = can_switch_uid()
+    why = vkr_testlib.can_switch_uid()
     names = ['another uid is refused with VKR_E_PERMISSION naming it, request_id 0, then closed',
              'the same refusal reaches the Python client as VkresampleError(VKR_E_PERMISSION)',
              'and the C library: `vkresample ping` as that uid exits 1 with VKR_E_PERMISSION and the daemon\'s message',
@@ -301,7 +294,7 @@ def test_peer_credentials(tap, binary, cli):
 
 
 def test_per_uid_caps(tap, binary):
-    why = can_switch_uid()
+    why = vkr_testlib.can_switch_uid()
     d = shared_dir()
     sock = os.path.join(d, 's.sock')
     extra = ('--socket-mode', '0666', '--allow-uid', str(NOBODY), '--max-connections-per-uid', '3')

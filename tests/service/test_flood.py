@@ -112,13 +112,6 @@ def skip(tap, what, why):
     print('ok %d - %s # SKIP %s' % (tap.n, what, why), flush=True)
 
 
-def can_switch_uid():
-    if os.geteuid() != 0:
-        return 'not root'
-    if shutil.which('setpriv') is None:
-        return 'setpriv(1) not installed'
-    return None
-
 
 def shared_dir():
     """A 0755 directory another uid can traverse, with the client module and flood.py."""
@@ -198,7 +191,7 @@ def test_flood(tap, binary, backend, antialias, samples):
              '%s: the flooding uid\'s jobs all answered, each equal to the job alone' % what,
              '%s: every small job of the other uid answered right (nearest x2)' % what,
              '%s: small job p50 <= %.0fx the flood\'s longest single job' % (what, BOUND)]
-    why = can_switch_uid()
+    why = vkr_testlib.can_switch_uid()
     if why:
         for n in names:
             skip(tap, n, why)

@@ -209,3 +209,13 @@ def shared_dir(prefix, scripts):
     for name in ['vkresample.py', *scripts]:
         os.chmod(os.path.join(d, name), 0o644)
     return d
+
+
+def can_switch_uid():
+    """None when this process can run a client as another uid (root, and setpriv(1) installed),
+    else why not (the reason a test SKIPs with)."""
+    if os.geteuid() != 0:
+        return 'not root'
+    if shutil.which('setpriv') is None:
+        return 'setpriv(1) not installed'
+    return None
