@@ -36,6 +36,7 @@ import array
 import ctypes
 import fcntl
 import math
+import operator
 import os
 import socket
 import struct
@@ -44,7 +45,8 @@ from collections import namedtuple
 import numpy as np
 
 __all__ = [
-    'Client', 'VkresampleError', 'Frame', 'MemfdTensor', 'memfd_tensor', 'default_socket_path',
+    'Client', 'VkresampleError', 'VkresampleTypeError', 'VkresampleValueError',
+    'VkresampleNotImplementedError', 'VkresampleRuntimeError', 'daemon_error', 'Frame', 'MemfdTensor', 'memfd_tensor', 'default_socket_path',
     'pack_header', 'pack_submit_body', 'pack_grid_body', 'pack_result_body', 'pack_error_body',
     'pack_pong_body', 'pack_stats_reply_body', 'unpack_header', 'unpack_result', 'unpack_error',
     'unpack_pong', 'unpack_stats',
@@ -155,6 +157,34 @@ class VkresampleError(Exception):
     def __str__(self):
         where = '%s: ' % self.field if self.field else ''
         return '%s: %s%s' % (self.code_name, where, self.message)
+
+
+class VkresampleTypeError(VkresampleError, TypeError):
+    """An argument PyTorch refuses with TypeError (a size of floats, say): catchable as either."""
+
+
+class VkresampleValueError(VkresampleError, ValueError):
+    """An argument PyTorch refuses with ValueError before any kernel runs: catchable as either."""
+
+
+class VkresampleNotImplementedError(VkresampleError, NotImplementedError):
+    """A mode / rank combination PyTorch raises NotImplementedError for."""
+
+
+class VkresampleRuntimeError(VkresampleError, RuntimeError):
+    """What PyTorch's kernels refuse with RuntimeError (sizes, shapes)."""
+
+
+_TORCH_TYPE_OF_CODE = {VKR_E_VALUE: VkresampleValueError,
+                       VKR_E_NOT_IMPLEMENTED: VkresampleNotImplementedError,
+                       VKR_E_SIZE: VkresampleRuntimeError}
+
+
+def daemon_error(code, field, message):
+    """The daemon's refusal as an exception that is also the Python type PyTorch raises for it
+    (VKR_E_VALUE: ValueError, VKR_E_NOT_IMPLEMENTED: NotImplementedError, VKR_E_SIZE:
+    RuntimeError), so code written for torch.nn.functional catches it as it is."""
+    return _TORCH_TYPE_OF_CODE.get(code, VkresampleError)(code, field, message)
 
 
 Frame = namedtuple('Frame', 'magic version type flags request_id n_fds reserved body_len body fds',
@@ -917,7 +947,7 @@ class Client(_Closing):
                 except VkresampleError:
                     self.close()
                     raise
-                raise VkresampleError(code, field, message)
+                raise daemon_error(code, field, message)
             if mtype != expect_type:
                 self._fail(VKR_E_SERVER, 'type', 'reply has message type %d, expected %d'
                            % (mtype, expect_type))
@@ -979,41 +1009,9 @@ class Client(_Closing):
         _check_backend(backend)
         _check_opt_bool(align_corners, 'align_corners')
         _check_opt_bool(recompute_scale_factor, 'recompute_scale_factor')
-        dim = x.ndim - 2
-        # The wire's count 1 means "one value for every axis" (a Python scalar); a 1-element
-        # sequence on a multi-axis input is PyTorch's ValueError, decided here.
-        for value, name, shown in ((size, 'size', 'output size of'),
-                                   (scale_factor, 'scale_factor', 'scale_factor of shape')):
-            if value is not None and type(value) not in (int, float) and dim != 1 \
-                    and isinstance(value, (list, tuple, np.ndarray)) and np.size(value) == 1:
-                what = 'output' if name == 'size' else 'scale_factor'
-                fmt = '(o1, o2, ...,oK)' if name == 'size' else '(s1, s2, ...,sK)'
-                raise VkresampleError(
-                    VKR_E_VALUE, name,
-                    'Input and %s must have the same number of spatial dimensions, but got '
-                    'input with spatial dimensions of %s and %s %s. Please provide input tensor '
-                    'in (N, C, d1, d2, ...,dK) format and %s in %s format.'
-                    % (what, list(x.shape[2:]), shown, list(value),
-                       'output size' if name == 'size' else 'scale_factor', fmt))
-        try:
-            if size is None or type(size) is int:
-                pass
-            elif type(size) in (list, tuple) and all(type(v) is int for v in size):
-                size = list(size)
-            else:
-                size = [int(v) for v in np.asarray(size).reshape(-1)] if np.ndim(size) else int(size)
-            if scale_factor is None or type(scale_factor) is float:
-                pass
-            else:
-                scale_factor = ([float(v) for v in np.asarray(scale_factor).reshape(-1)]
-                                if np.ndim(scale_factor) else float(scale_factor))
-        except (TypeError, ValueError) as e:
-            raise VkresampleError(VKR_E_VALUE, 'size' if size is not None else 'scale_factor',
-                                  str(e)) from None
-        if isinstance(size, int) and not -(1 << 63) <= size < (1 << 63):
-            raise VkresampleError(VKR_E_VALUE, 'size', 'size %d does not fit in 64 bits' % size)
-        if isinstance(size, list) and any(not -(1 << 63) <= v < (1 << 63) for v in size):
-            raise VkresampleError(VKR_E_VALUE, 'size', 'size %s does not fit in 64 bits' % size)
+        size, scale_factor = _torch_interpolate_args(x.shape, size, scale_factor, mode,
+                                                     align_corners, recompute_scale_factor,
+                                                     antialias)
 
         def pack(where, result_storage):
             return pack_submit_body(
@@ -1309,8 +1307,19 @@ class Client(_Closing):
 # ------------------------------------------------------------------ argument checks
 def _as_f32(x, name):
     """x as a contiguous little-endian float32 array of rank 1..MAX_RANK (VkresampleError if it
-    is not float32 or has a rank the wire cannot carry)."""
-    x = np.asarray(x)
+    is not float32 or has a rank the wire cannot carry).  A torch tensor is read through
+    numpy; one of another dtype (bfloat16, float16, ...) is refused by name, before numpy
+    would fail on it with a bare TypeError."""
+    dtype = getattr(x, 'dtype', None)
+    if type(x).__module__.startswith('torch') and str(dtype).startswith('torch.') \
+            and str(dtype) != 'torch.float32':
+        raise VkresampleError(VKR_E_DTYPE, name + '.dtype', "dtype %s is not supported: "
+                              "vkresample takes float32 (convert with .float())" % dtype)
+    try:
+        x = np.asarray(x)
+    except Exception as e:   # noqa: BLE001 - a tensor on a GPU, one that requires grad, ...
+        raise VkresampleError(VKR_E_VALUE, name, 'cannot read %s as a numpy array: %s'
+                              % (_tp_name(x), e)) from None
     if x.dtype.kind != 'f' or x.dtype.itemsize != 4:
         raise VkresampleError(VKR_E_DTYPE, name + '.dtype', "dtype %s is not supported: "
                               "vkresample takes float32" % x.dtype)
@@ -1353,6 +1362,212 @@ def _int_list(value, name):
     if any(not -(1 << 63) <= v < (1 << 63) for v in values):
         raise VkresampleError(VKR_E_VALUE, name, '%s %s does not fit in 64 bits' % (name, values))
     return values
+
+
+# ------------------------------------------------------------------ PyTorch's size / scale_factor rules
+# torch 1.13's F.interpolate normalizes size / scale_factor in Python and hands them to a C++
+# op whose argument parser checks their types; what either refuses raises TypeError (or, for
+# the Python arithmetic of the recompute path, the exception Python raises) before any job
+# exists.  These functions give the same verdicts and the same words, so a size of (3.0, 3.0)
+# or (True, 3) is refused here as torch refuses it instead of being truncated on the wire.
+# What torch refuses later (ValueError, NotImplementedError, RuntimeError) the daemon decides.
+_HEAPTYPE = 1 << 9      # Py_TPFLAGS_HEAPTYPE: CPython's tp_name is "module.name" only for static types
+
+
+def _tp_name(obj):
+    """Py_TYPE(obj)->tp_name, as torch's parser prints it: 'float', 'numpy.float64', 'Tensor'."""
+    t = type(obj)
+    if t.__flags__ & _HEAPTYPE or t.__module__ == 'builtins':
+        return t.__name__
+    return '%s.%s' % (t.__module__, t.__name__)
+
+
+def _is_index(obj):
+    """THPUtils_checkIndex (and the integral one-element tensor rule): an int-like, not a bool."""
+    if isinstance(obj, bool):
+        return False
+    try:
+        operator.index(obj)
+        return True
+    except Exception:   # noqa: BLE001 - whatever __index__ raises means "not an index"
+        return False
+
+
+def _is_double(obj):
+    """The first-element test of a 'tuple of floats': a Python number or a numpy scalar."""
+    return isinstance(obj, (int, float, complex, np.integer, np.bool_, np.floating,
+                            np.complexfloating))
+
+
+def _as_double(obj):
+    """PyFloat_AsDouble: __float__, else __index__ (a str is not a number here)."""
+    as_float = getattr(type(obj), '__float__', None)
+    if as_float is not None:
+        return float(as_float(obj))
+    return float(operator.index(obj))
+
+
+def _interp_op(mode, dim, antialias):
+    """(the C++ op F.interpolate calls, its 'scales' parameters, takes align_corners) or None
+    where F.interpolate raises before calling one (the daemon refuses those)."""
+    scales = {1: 'float scales', 2: 'float scales_h, float scales_w',
+              3: 'float scales_d, float scales_h, float scales_w'}.get(dim)
+    if mode in ('nearest', 'nearest-exact') and dim in (1, 2, 3):
+        return ('upsample_nearest%dd' if mode == 'nearest' else '_upsample_nearest_exact%dd') % dim, scales, False
+    if mode == 'area' and dim in (1, 2, 3):
+        return 'adaptive_avg_pool%dd' % dim, None, False
+    linear = {'linear': 1, 'bilinear': 2, 'trilinear': 3, 'bicubic': 2}
+    if linear.get(mode) == dim:
+        name = {'linear': 'upsample_linear1d', 'bilinear': 'upsample_bilinear2d',
+                'trilinear': 'upsample_trilinear3d', 'bicubic': 'upsample_bicubic2d'}[mode]
+        if antialias:
+            name = '_' + name + '_aa'
+        return name, scales, True
+    return None
+
+
+def _parse_list(values, op, param, kind, pos_word):
+    """torch's getSymIntList / getDoublelist: every element converted, or TypeError naming the
+    first that is not (1-based position, CPython's type name)."""
+    out = []
+    for i, v in enumerate(values):
+        try:
+            if kind == 'int':
+                n = operator.index(v)
+                if not -(1 << 63) <= n < (1 << 63):
+                    raise OverflowError
+                out.append(int(n))
+            else:
+                out.append(_as_double(v))
+        except Exception:   # noqa: BLE001 - torch turns every unpacking failure into this TypeError
+            raise VkresampleTypeError(
+                VKR_E_VALUE, 'size' if kind == 'int' else 'scale_factor',
+                "%s(): argument '%s' must be %s, but found element of type %s at pos %d"
+                % (op, param, pos_word, _tp_name(v), i + 1)) from None
+    return out
+
+
+def _torch_interpolate_args(in_shape, size, scale_factor, mode, align_corners,
+                            recompute_scale_factor, antialias):
+    """(size, scale_factor) as numbers for the wire (an int / float or a list of them, as given),
+    after torch 1.13's own type checks of F.interpolate; raises VkresampleTypeError (or the
+    exception Python's arithmetic raises on the recompute path) where torch raises before any
+    kernel runs.  Arguments F.interpolate refuses with ValueError / NotImplementedError before
+    those checks come back unchanged but for their types, for the daemon to refuse in torch's
+    words."""
+    dim = len(in_shape) - 2
+    seq = (list, tuple)
+
+    def loose(value, kind):          # the daemon refuses these: make them carriable, nothing more
+        def conv(v):
+            if kind == 'float':
+                return float(v)
+            return min(max(int(v), -(1 << 63)), (1 << 63) - 1)
+        def conv_or_0(v):
+            try:
+                return conv(v)
+            except Exception:   # noqa: BLE001
+                return 0
+        if value is None:
+            return None
+        if isinstance(value, seq):      # (an empty one as one 0: the daemon's earlier check fires)
+            return [conv_or_0(v) for v in value[:MAX_SPATIAL]] or [0]
+        return conv_or_0(value)
+
+    def daemon_decides():
+        return loose(size, 'int'), loose(scale_factor, 'float')
+
+    # F.interpolate's checks, in its order; the daemon words the ValueErrors it can see itself
+    if mode in ('nearest', 'area', 'nearest-exact') and align_corners is not None:
+        return daemon_decides()
+    if (size is None) == (scale_factor is None):
+        return daemon_decides()
+    given, what = (size, 'output') if size is not None else (scale_factor, 'scale_factor')
+    if isinstance(given, seq) and len(given) != dim:
+        # the wire cannot tell a tuple from a list or carry any length: decided here
+        raise VkresampleValueError(
+            VKR_E_VALUE, 'size' if size is not None else 'scale_factor',
+            'Input and %s must have the same number of spatial dimensions, but got input with '
+            'spatial dimensions of %s and %s %s. Please provide input tensor in (N, C, d1, d2, '
+            '...,dK) format and %s in %s format.'
+            % (what, list(in_shape[2:]), 'output size of' if size is not None else
+               'scale_factor of shape', '{}'.format(given),
+               'output size' if size is not None else 'scale_factor',
+               '(o1, o2, ...,oK)' if size is not None else '(s1, s2, ...,sK)'))
+    if recompute_scale_factor and size is not None:
+        return daemon_decides()
+
+    output_size = None if size is None else (size if isinstance(size, seq) else [size] * dim)
+    scale_factors = (None if scale_factor is None else
+                     (scale_factor if isinstance(scale_factor, seq) else [scale_factor] * dim))
+    recompute = scale_factors is not None and (recompute_scale_factor or mode == 'area')
+    if recompute:
+        # F.interpolate's own arithmetic: its exceptions are torch's
+        try:
+            [int(math.floor(float(in_shape[i + 2]) * scale_factors[i])) for i in range(dim)]
+        except Exception as e:   # noqa: BLE001 - torch raises exactly what this raises
+            err = _python_error_type(type(e))
+            raise err(VKR_E_VALUE, 'scale_factor', str(e)) from None
+    op = _interp_op(mode, dim, bool(antialias))
+    if antialias and not (mode in ('bilinear', 'bicubic') and len(in_shape) == 4) or op is None:
+        return daemon_decides()
+    if recompute:
+        return None, ([float(v) for v in scale_factor] if isinstance(scale_factor, seq)
+                      else float(scale_factor))
+
+    name, scales, has_ac = op
+    if mode == 'area':
+        ints = 'tuple of SymInts' if dim == 2 else 'tuple of ints'
+        if dim > 1:     # F.adaptive_avg_pool2d/3d: None keeps the input's size, always a list
+            output_size = [d if v is None else v for v, d in zip(output_size, in_shape[2:])]
+        first = output_size[0] if output_size else None
+        if output_size and not (_is_index(first) or _is_torch_int_scalar(first)):
+            raise VkresampleTypeError(VKR_E_VALUE, 'size', "%s(): argument 'output_size' (position 2) "
+                                      "must be %s, not %s" % (name, ints, _tp_name(output_size)))
+        sizes = _parse_list(output_size, name, 'output_size', 'int', ints)
+        return sizes if isinstance(size, seq) else sizes[0], None
+
+    def combination():
+        ac = 'bool, ' if has_ac else ''
+        os_t, sf_t = _tp_name(output_size), _tp_name(scale_factors)
+        return ("%s() received an invalid combination of arguments - got (Tensor, %s, %s%s), but "
+                "expected one of:\n"
+                " * (Tensor input, tuple of SymInts output_size, %stuple of floats scale_factors)\n"
+                "      didn't match because some of the arguments have invalid types: "
+                "(Tensor, !%s!, %s!%s!)\n"
+                " * (Tensor input, tuple of SymInts output_size, %s%s, *, Tensor out)\n"
+                % (name, os_t, ac, sf_t, 'bool align_corners, ' if has_ac else '', os_t, ac, sf_t,
+                   'bool align_corners, ' if has_ac else '', scales))
+
+    if output_size is not None:
+        if output_size and not (_is_index(output_size[0]) or _is_torch_int_scalar(output_size[0])):
+            raise VkresampleTypeError(VKR_E_VALUE, 'size', combination())
+        sizes = _parse_list(output_size, name, 'output_size', 'int', 'tuple of SymInts')
+        return sizes if isinstance(size, seq) else sizes[0], None
+    if scale_factors and not _is_double(scale_factors[0]):
+        raise VkresampleTypeError(VKR_E_VALUE, 'scale_factor', combination())
+    scales_f = _parse_list(scale_factors, name, 'scale_factors', 'float', 'tuple of floats')
+    return None, scales_f if isinstance(scale_factor, seq) else scales_f[0]
+
+
+def _python_error_type(base):
+    """A VkresampleError that is also the Python exception `base` torch raised."""
+    if base is TypeError:
+        return VkresampleTypeError
+    if base is ValueError:
+        return VkresampleValueError
+    return type('Vkresample' + base.__name__, (VkresampleError, base), {})
+
+
+def _is_torch_int_scalar(obj):
+    """A one-element integral (or bool) torch tensor: torch's parser takes it as an int."""
+    t = type(obj)
+    if t.__name__ != 'Tensor' or not t.__module__.startswith('torch'):
+        return False
+    try:
+        return obj.numel() == 1 and not obj.is_floating_point() and not obj.is_complex()
+    except Exception:   # noqa: BLE001
+        return False
 
 
 # ------------------------------------------------------------------ expected output shapes

@@ -112,9 +112,13 @@ def main():
     d = start(args.daemon, 2)
     c = d.client()
     xs = [sample(100 + k) for k in range(6)]
+    # one write of all six frames: the daemon admits them in one read, before the first job's
+    # completion (on the same loop) can record the loss, however slow the machine is
+    frames = []
     for k, x in enumerate(xs):
         body = v.pack_submit_body(x.shape, x.tobytes(), mode='nearest', scale_factor=2.0, backend='vulkan')
-        c.send_raw(v.pack_header(v.MSG_SUBMIT, 10 + k, len(body)) + body)
+        frames.append(v.pack_header(v.MSG_SUBMIT, 10 + k, len(body)) + body)
+    c.send_raw(b''.join(frames))
     replies = {}
     for _ in xs:
         f = c.recv_frame(max_body=1 << 24)

@@ -12,7 +12,8 @@ plane over 128 MiB (two bindings; on llvmpipe refused as too large, since its on
 cascade sum would run past that loop limit; the same job with backend 'auto' is then answered by
 the CPU backend).  The daemon runs with -v so that its per-job debug
 line shows which jobs split planes.  Reports each job's time, the daemon's and this process's
-peak RSS (must stay under 3 GiB together) and the total runtime (must stay under 60 s).
+peak RSS (must stay under 3 GiB together) and the total runtime (a figure, not a check:
+speed belongs to the benchmark, and a shared CI machine makes any bound flaky).
 
 usage: test_large_tensors.py DAEMON [--validation]"""
 import argparse
@@ -29,7 +30,6 @@ from vkr_testlib import Tap, built_with_asan, running_daemon, vkresample  # noqa
 
 BINDING = 128 << 20             # lavapipe's maxStorageBufferRange
 RSS_LIMIT = 3 << 30
-TIME_LIMIT = 60.0
 
 
 def peak_rss(pid):
@@ -115,7 +115,7 @@ def main():
     tap.check(asan or daemon_rss + own_rss < RSS_LIMIT, 'peak RSS: daemon %.0f MB + test %.0f MB < %.0f MB%s' % (
         daemon_rss / 1e6, own_rss / 1e6, RSS_LIMIT / 1e6, ' (not bounded: the daemon runs under AddressSanitizer)' if asan else ''))
     elapsed = time.monotonic() - t_start
-    tap.check(elapsed < TIME_LIMIT, 'runtime %.1f s < %.0f s' % (elapsed, TIME_LIMIT))
+    print('# runtime %.1f s' % elapsed)
     return tap.done()
 
 
