@@ -862,8 +862,9 @@ static void grid_point(const vkr_grid_plan_t *plan, const float *coords, float *
  * vector.  Bilinear keeps 4 offsets and 4 weights per point.  Bicubic keeps its 16 taps as 4 row
  * offsets (y * W, or -1 outside) and 4 columns (x, or -1 outside): spec_gs_prepare_2d's taps are
  * offset(row i, column j), valid where both are, which is checked point by point (a mismatch
- * sends the batch down the generic path).  A non-finite point gets no valid tap and NaN weights,
- * hence NaN, reading nothing. */
+ * sends the batch down the generic path).  A point the spec gives NaN (prepare returns 0: a
+ * non-finite coordinate, sec. "Non-finite grid values" of the README) gets no valid tap and NaN
+ * weights, hence NaN, reading nothing. */
 #define GS_TILE 4096
 #define GS_CHANNELS 4
 

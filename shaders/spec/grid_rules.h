@@ -6,10 +6,12 @@
  * 2-D follows PyTorch 1.13's 2-D CPU kernel (its vectorised formulas, ATEN_CPU_CAPABILITY=default),
  * 3-D its scalar 3-D kernel, except where the README's rules say otherwise:
  *  - nearest rounds half to even in 2-D and 3-D (PyTorch >= 2.1; 1.13's 3-D rounds half away);
- *  - a grid point with a NaN or infinite component yields NaN in every channel, whatever the mode
- *    and padding, and reads nothing (PyTorch's own results differ by kernel, sec. 8.7);
- *  - a coordinate that becomes NaN after padding (only reachable when unnormalizing a finite
- *    grid value overflows float) clips to 0.
+ *  - non-finite grid values (NaN, +-inf, and finite ones whose coordinate overflows float) give
+ *    what 1.13 gives on x86 (measured: README, "Non-finite grid values"), where it rests on
+ *    C++-undefined float->int conversions (x86: INT_MIN, out of bounds).  Here those values never
+ *    reach arithmetic, a comparison, min/max or a conversion: each step tests them by their bits
+ *    (spec_is_nan, spec_is_finite) and takes the path torch's arithmetic takes on IEEE hardware,
+ *    so a GPU that assumes no NaN or inf computes the same thing.  No path reads outside the plane.
  *
  * The includer provides the element read: define SPEC_GS_PARAM (a leading parameter with its
  * comma, or nothing), SPEC_GS_ARG (the matching argument) and SPEC_GS_LOAD(i) (element i of the
@@ -38,6 +40,37 @@
 SPEC_FN bool spec_is_nan(float x) { return (spec_float_bits(x) & 0x7fffffffu) > 0x7f800000u; }
 SPEC_FN bool spec_is_finite(float x) { return (spec_float_bits(x) & 0x7f800000u) != 0x7f800000u; }
 SPEC_FN float spec_nan(void) { return spec_bits_float(0x7fc00000u); }
+SPEC_FN bool spec_is_posinf(float x) { return spec_float_bits(x) == 0x7f800000u; }
+SPEC_FN bool spec_is_neginf(float x) { return spec_float_bits(x) == 0xff800000u; }
+
+/* IEEE a * b and a + b where an operand may be NaN or inf: the special cases decided on the
+ * bits (inf * 0 and inf + -inf are NaN), finite operands by the hardware. */
+SPEC_FN float spec_ieee_mul(float a, float b)
+{
+    if (spec_is_nan(a) || spec_is_nan(b))
+        return spec_nan();
+    if (!spec_is_finite(a) || !spec_is_finite(b)) {
+        if ((spec_float_bits(a) & 0x7fffffffu) == 0u || (spec_float_bits(b) & 0x7fffffffu) == 0u)
+            return spec_nan();
+        return spec_bits_float(((spec_float_bits(a) ^ spec_float_bits(b)) & 0x80000000u) | 0x7f800000u);
+    }
+    SPEC_PRECISE float r = a * b;
+    return r;
+}
+
+SPEC_FN float spec_ieee_add(float a, float b)
+{
+    if (spec_is_nan(a) || spec_is_nan(b))
+        return spec_nan();
+    if (!spec_is_finite(a) && !spec_is_finite(b))
+        return spec_float_bits(a) == spec_float_bits(b) ? a : spec_nan();
+    if (!spec_is_finite(a))
+        return a;
+    if (!spec_is_finite(b))
+        return b;
+    SPEC_PRECISE float r = a + b;
+    return r;
+}
 
 /* a / b rounded to nearest, for finite a >= 0 and b > 0.  IEEE division on the CPU; on a GPU,
  * whose division may be a few ULP off, the quotient is corrected with exact fma residuals (the
@@ -90,25 +123,46 @@ SPEC_FN float spec_fmod_positive(float a, float span)
 
 /* Grid value in [-1, 1] to a pixel coordinate (sec. 8.2): corners map to pixel centres with
  * align_corners, else to the outer pixel edges.  Halving is exact, so the 2-D kernel's
- * (g+1)*f32(W/2) - 0.5 and the scalar ((g+1)*W - 1)/2 are the same value. */
+ * (g+1)*f32(W/2) - 0.5 and the scalar ((g+1)*W - 1)/2 are the same value.  NaN stays NaN, +-inf
+ * stays +-inf except that inf * 0 (align_corners, size 1) is NaN; a finite value may overflow to
+ * +-inf, which then skips the - 0.5. */
 SPEC_FN float spec_gs_unnormalize(float g, int size, bool align_corners)
 {
-    SPEC_PRECISE float r;
-    if (align_corners) {
-        r = (g + 1.0f) * (SPEC_FLOAT(size - 1) * 0.5f);
-    } else {
-        r = (g + 1.0f) * (SPEC_FLOAT(size) * 0.5f);
+    float f = align_corners ? SPEC_FLOAT(size - 1) * 0.5f : SPEC_FLOAT(size) * 0.5f;
+    if (!spec_is_finite(g))
+        return spec_ieee_mul(g, f);
+    SPEC_PRECISE float r = (g + 1.0f) * f;
+    if (!align_corners && spec_is_finite(r))
         r = r - 0.5f;
+    return r;
+}
+
+/* The 3-D kernel's scalar form, without align_corners ((g+1)*size - 1) / 2: the same value,
+ * except that (g+1)*size overflows to +-inf for |g| above FLT_MAX / size, half the 2-D bound. */
+SPEC_FN float spec_gs_unnormalize_3d(float g, int size, bool align_corners)
+{
+    if (align_corners || !spec_is_finite(g))
+        return spec_gs_unnormalize(g, size, align_corners);
+    SPEC_PRECISE float r = (g + 1.0f) * SPEC_FLOAT(size);
+    if (spec_is_finite(r)) {
+        r = r - 1.0f;
+        r = r * 0.5f;
     }
     return r;
 }
 
-/* border padding: clip to [0, size-1]. */
-SPEC_FN float spec_gs_clip(float c, int size)
+/* border padding: clip to [0, size-1].  -inf gives 0 and +inf size-1 in both kernels; NaN gives 0
+ * in the 2-D kernel (its clamp_min(Vec(0), c) keeps the 0) and size-1 in the 3-D one
+ * (std::min(size-1, std::max(NaN, 0)) keeps the size-1). */
+SPEC_FN float spec_gs_clip(float c, int size, bool nan_high)
 {
-    if (spec_is_nan(c))
-        return 0.0f;
     float hi = SPEC_FLOAT(size - 1);
+    if (spec_is_nan(c))
+        return nan_high ? hi : 0.0f;
+    if (spec_is_posinf(c))
+        return hi;
+    if (spec_is_neginf(c))
+        return 0.0f;
     float r = c > 0.0f ? c : 0.0f;
     return r < hi ? r : hi;
 }
@@ -120,11 +174,16 @@ SPEC_FN float spec_gs_reflect_2d(float c, int size, bool align_corners)
 {
     if (align_corners && size <= 1)
         return 0.0f;
+    if (!spec_is_finite(c))             /* extra = inf - inf: NaN, which the clip makes 0 */
+        return spec_nan();
     float span2 = align_corners ? SPEC_FLOAT(size - 1) * 2.0f : SPEC_FLOAT(size) * 2.0f;
     float low = align_corners ? 0.0f : -0.5f;
     SPEC_PRECISE float a = SPEC_FABSF(c - low);
     SPEC_PRECISE float f = SPEC_TRUNCF(spec_div_rn(a, span2));
-    SPEC_PRECISE float extra = a - f * span2;
+    SPEC_PRECISE float fs = f * span2;
+    if (!spec_is_finite(fs))            /* a near FLT_MAX: extra = a - inf = -inf, the clip gives 0 */
+        return spec_bits_float(0xff800000u);
+    SPEC_PRECISE float extra = a - fs;
     SPEC_PRECISE float other = span2 - extra;
     SPEC_PRECISE float r = (extra < other ? extra : other) + low;
     return r;
@@ -139,12 +198,14 @@ SPEC_FN float spec_gs_reflect_3d(float c, int size, bool align_corners)
     int twice_high = align_corners ? 2 * (size - 1) : 2 * size - 1;
     if (twice_low == twice_high)
         return 0.0f;
+    if (!spec_is_finite(c))             /* fmod(inf or NaN) is NaN; the 3-D clip makes it size-1 */
+        return spec_nan();
     float mn = SPEC_FLOAT(twice_low) * 0.5f;
     float span = SPEC_FLOAT(twice_high - twice_low) * 0.5f;
     SPEC_PRECISE float a = SPEC_FABSF(c - mn);
     float extra = spec_fmod_positive(a, span);
-    float q = spec_is_finite(a) ? SPEC_FLOORF(spec_div_rn(a, span)) : a;
-    bool odd = spec_is_finite(q) && q < 16777216.0f && (SPEC_INT(q) & 1) != 0;
+    float q = SPEC_FLOORF(spec_div_rn(a, span));
+    bool odd = q < 16777216.0f && (SPEC_INT(q) & 1) != 0;
     SPEC_PRECISE float r = odd ? (span - extra) + mn : extra + mn;
     return r;
 }
@@ -153,23 +214,30 @@ SPEC_FN float spec_gs_reflect_3d(float c, int size, bool align_corners)
 SPEC_FN float spec_gs_pad_2d(float c, int size, int padding, bool align_corners)
 {
     if (padding == SPEC_PAD_BORDER)
-        return spec_gs_clip(c, size);
+        return spec_gs_clip(c, size, false);
     if (padding == SPEC_PAD_REFLECTION)
-        return spec_gs_clip(spec_gs_reflect_2d(c, size, align_corners), size);
+        return spec_gs_clip(spec_gs_reflect_2d(c, size, align_corners), size, false);
     return c;
 }
 
 SPEC_FN float spec_gs_pad_3d(float c, int size, int padding, bool align_corners)
 {
     if (padding == SPEC_PAD_BORDER)
-        return spec_gs_clip(c, size);
+        return spec_gs_clip(c, size, true);
     if (padding == SPEC_PAD_REFLECTION)
-        return spec_gs_clip(spec_gs_reflect_3d(c, size, align_corners), size);
+        return spec_gs_clip(spec_gs_reflect_3d(c, size, align_corners), size, true);
     return c;
 }
 
+/* Round half to even, leaving NaN and inf alone (not handed to roundEven). */
+SPEC_FN float spec_gs_round_even(float c)
+{
+    return spec_is_finite(c) ? SPEC_ROUND_EVEN(c) : c;
+}
+
 /* Coordinate to index, truncating; NaN, inf and values outside int range give INT_MIN (x86's
- * cvttps2dq), which every bounds check then rejects. */
+ * cvttps2dq / cvttss2si; 3-D's int64 conversion gives INT64_MIN, equally out of bounds), which
+ * every bounds check then rejects. */
 SPEC_FN int spec_gs_index(float c)
 {
     if (!spec_is_finite(c) || !(SPEC_FABSF(c) < 2147483648.0f))
@@ -206,7 +274,10 @@ SPEC_FN float spec_gs_cubic_coeff(float t, int k)
 /* A grid point's taps, computed once and applied to every channel: element offsets into the
  * plane (SPEC_TAP_ZERO: reads as 0 and still enters the sum, as 2-D does; SPEC_TAP_SKIP: left
  * out of the sum, as 3-D does) and weights.  The prepare functions return the number of taps, or
- * 0 for a point with a non-finite grid component (its output is NaN). */
+ * 0 for a point whose output is NaN in every channel: in 2-D, bilinear with a non-finite
+ * coordinate after padding (zeros padding only: its fractions x - floor(x) are NaN) and bicubic
+ * with one before padding (the cubic coefficients are NaN, whatever the padding).  Every other
+ * non-finite coordinate reaches the taps as INT_MIN: out of bounds, so 0 (zeros padding). */
 #define SPEC_TAP_ZERO (-1)
 #define SPEC_TAP_SKIP (-2)
 
@@ -221,11 +292,11 @@ SPEC_FN int spec_gs_offset_2d(int H, int W, int iy, int ix)
 SPEC_FN int spec_gs_prepare_2d(int H, int W, float gx, float gy, int mode, int padding, bool align_corners, SPEC_OUT int tap[16],
                                SPEC_OUT float w[8])
 {
-    if (!spec_is_finite(gx) || !spec_is_finite(gy))
-        return 0;
     float x = spec_gs_unnormalize(gx, W, align_corners);
     float y = spec_gs_unnormalize(gy, H, align_corners);
     if (mode == SPEC_GS_BICUBIC) {                    /* padding applies to each of the 16 taps */
+        if (!spec_is_finite(x) || !spec_is_finite(y))
+            return 0;
         SPEC_PRECISE float ix = SPEC_FLOORF(x);
         SPEC_PRECISE float iy = SPEC_FLOORF(y);
         SPEC_PRECISE float tx = x - ix;
@@ -245,9 +316,11 @@ SPEC_FN int spec_gs_prepare_2d(int H, int W, float gx, float gy, int mode, int p
     x = spec_gs_pad_2d(x, W, padding, align_corners);
     y = spec_gs_pad_2d(y, H, padding, align_corners);
     if (mode == SPEC_GS_NEAREST) {
-        tap[0] = spec_gs_offset_2d(H, W, spec_gs_index(SPEC_ROUND_EVEN(y)), spec_gs_index(SPEC_ROUND_EVEN(x)));
+        tap[0] = spec_gs_offset_2d(H, W, spec_gs_index(spec_gs_round_even(y)), spec_gs_index(spec_gs_round_even(x)));
         return 1;
     }
+    if (!spec_is_finite(x) || !spec_is_finite(y))
+        return 0;
     SPEC_PRECISE float xw = SPEC_FLOORF(x);
     SPEC_PRECISE float yn = SPEC_FLOORF(y);
     SPEC_PRECISE float fx = x - xw;
@@ -295,15 +368,22 @@ SPEC_FN float spec_gs_apply_2d(SPEC_GS_PARAM int taps, SPEC_IN int tap[16], SPEC
 SPEC_FN int spec_gs_prepare_3d(int D, int H, int W, float gx, float gy, float gz, int mode, int padding, bool align_corners,
                                SPEC_OUT int tap[16], SPEC_OUT float w[8])
 {
-    if (!spec_is_finite(gx) || !spec_is_finite(gy) || !spec_is_finite(gz))
-        return 0;
-    float x = spec_gs_pad_3d(spec_gs_unnormalize(gx, W, align_corners), W, padding, align_corners);
-    float y = spec_gs_pad_3d(spec_gs_unnormalize(gy, H, align_corners), H, padding, align_corners);
-    float z = spec_gs_pad_3d(spec_gs_unnormalize(gz, D, align_corners), D, padding, align_corners);
+    float x = spec_gs_pad_3d(spec_gs_unnormalize_3d(gx, W, align_corners), W, padding, align_corners);
+    float y = spec_gs_pad_3d(spec_gs_unnormalize_3d(gy, H, align_corners), H, padding, align_corners);
+    float z = spec_gs_pad_3d(spec_gs_unnormalize_3d(gz, D, align_corners), D, padding, align_corners);
     if (mode == SPEC_GS_NEAREST) {
-        int ix = spec_gs_index(SPEC_ROUND_EVEN(x)), iy = spec_gs_index(SPEC_ROUND_EVEN(y)), iz = spec_gs_index(SPEC_ROUND_EVEN(z));
+        int ix = spec_gs_index(spec_gs_round_even(x)), iy = spec_gs_index(spec_gs_round_even(y));
+        int iz = spec_gs_index(spec_gs_round_even(z));
         tap[0] = spec_gs_inside_3d(D, H, W, iz, iy, ix) ? (iz * H + iy) * W + ix : SPEC_TAP_ZERO;
         return 1;
+    }
+    if (!spec_is_finite(x) || !spec_is_finite(y) || !spec_is_finite(z)) {
+        /* zeros padding: the corner indices are INT64_MIN, every corner is skipped, the sum is 0 */
+        for (int k = 0; k < 8; k++) {
+            tap[k] = SPEC_TAP_SKIP;
+            w[k] = 0.0f;
+        }
+        return 8;
     }
     SPEC_PRECISE float x0 = SPEC_FLOORF(x);
     SPEC_PRECISE float y0 = SPEC_FLOORF(y);
@@ -357,25 +437,16 @@ SPEC_FN float spec_grid_sample_3d(SPEC_GS_PARAM int D, int H, int W, float gx, f
 }
 
 /* affine_grid's point (sec. 9), left to right as torch's bmm computes it:
- * 2-D ((x t0 + y t1) + t2), 3-D (((x t0 + y t1) + z t2) + t3); x, y, z from the host's base tables. */
+ * 2-D ((x t0 + y t1) + t2), 3-D (((x t0 + y t1) + z t2) + t3); x, y, z from the host's base tables.
+ * IEEE on a non-finite theta or an overflowing sum (inf * 0 and inf - inf are NaN). */
 SPEC_FN float spec_affine_2d(float x, float y, float t0, float t1, float t2)
 {
-    SPEC_PRECISE float a = x * t0;
-    SPEC_PRECISE float b = y * t1;
-    SPEC_PRECISE float r = a + b;
-    r = r + t2;
-    return r;
+    return spec_ieee_add(spec_ieee_add(spec_ieee_mul(x, t0), spec_ieee_mul(y, t1)), t2);
 }
 
 SPEC_FN float spec_affine_3d(float x, float y, float z, float t0, float t1, float t2, float t3)
 {
-    SPEC_PRECISE float a = x * t0;
-    SPEC_PRECISE float b = y * t1;
-    SPEC_PRECISE float c = z * t2;
-    SPEC_PRECISE float r = a + b;
-    r = r + c;
-    r = r + t3;
-    return r;
+    return spec_ieee_add(spec_ieee_add(spec_ieee_add(spec_ieee_mul(x, t0), spec_ieee_mul(y, t1)), spec_ieee_mul(z, t2)), t3);
 }
 
 #endif /* VKR_SPEC_GRID_RULES_H */

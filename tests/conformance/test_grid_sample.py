@@ -7,13 +7,16 @@ periods, exactly on +-1 and 0, one ULP either side of +-1, half-pixel ties, +-1e
 bit-exact.  Vulkan: nearest exact, bilinear and affine_grid within 1e-6, bicubic within 1e-5
 relative (max |got - ref| / max |ref|).  Where vkresample's documented rules differ from 1.13:
   - 3-D nearest rounds half to even: the reference is a numpy model of the 3-D coordinate rule with
-    np.rint, itself checked against torch at every point that is not an exact tie;
-  - a grid point with a NaN or infinite component gives NaN in every channel (checked on every
-    mode and padding), the other points as torch.
+    np.rint, itself checked against torch at every point that is not an exact tie.
+Non-finite grid values (NaN, +-inf, finite ones up to 3.4e38) are compared with torch like any other:
+torch's own test_grid_sample_nan_inf case, the 3-D bilinear inf case (pytorch issue 24823), random
+grids laced with them over every mode x padding x align_corners x rank, and affine_sample with
+NaN / inf in theta.
 affine_sample must equal grid_sample(input, affine_grid(theta)) within 1e-5 (bit-exact on CPU).
 
 usage: test_grid_sample.py DAEMON --backend cpu|vulkan [--cases N] [--affine-cases N] [--validation]"""
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -76,10 +79,12 @@ def random_case(rng):
 
 # ---------------------------------------------------------------- 3-D nearest model (half to even)
 def _unnorm(g, size, ac):
+    """The 3-D scalar kernel's ((g + 1) * size - 1) / 2 (its (g + 1) * size overflows first)."""
     g = g.astype(f32)
-    if ac:
-        return ((g + f32(1)) * f32(f32(size - 1) * f32(0.5))).astype(f32)
-    return (((g + f32(1)) * f32(f32(size) * f32(0.5))).astype(f32) - f32(0.5)).astype(f32)
+    with np.errstate(over='ignore', invalid='ignore'):
+        if ac:
+            return ((g + f32(1)) * f32(f32(size - 1) * f32(0.5))).astype(f32)
+        return ((((g + f32(1)) * f32(size)).astype(f32) - f32(1)).astype(f32) * f32(0.5)).astype(f32)
 
 
 def _reflect3(c, size, ac):
@@ -97,7 +102,8 @@ def _reflect3(c, size, ac):
 
 
 def _pad3(c, size, pad, ac):
-    clip = lambda v: np.where(np.isnan(v), f32(0), np.clip(v, f32(0), f32(size - 1))).astype(f32)  # noqa: E731
+    # std::min(size - 1, std::max(v, 0)): NaN gives size - 1
+    clip = lambda v: np.where(np.isnan(v), f32(size - 1), np.clip(v, f32(0), f32(size - 1))).astype(f32)  # noqa: E731
     if pad == 'border':
         return clip(c)
     if pad == 'reflection':
@@ -113,7 +119,8 @@ def nearest3d_model(x, grid, pad, ac):
         c = _pad3(_unnorm(grid[..., k], size, ac), size, pad, ac)
         fin = np.isfinite(c)
         ties |= fin & (np.abs(np.where(fin, c - np.floor(np.where(fin, c, 0)), 0)) == f32(0.5))
-        r = np.rint(c)
+        with np.errstate(invalid='ignore'):
+            r = np.rint(c)
         ok = np.isfinite(r) & (np.abs(r) < 2 ** 31)
         coords.append(np.where(ok, r, -1).astype(np.int64))
     ix, iy, iz = coords
@@ -193,30 +200,87 @@ def run_grid_cases(tap, client, backend, rng, n_cases, stats):
                   label + ': ' + ('bit-exact' if exact else 'rel err %.3g (limit %g)' % (rel, tol)) + ' on ' + str(client.last_backend))
 
 
+NONFINITE = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 3e9, -3e9, 1e38, -1e38, 3.4e38, -3.4e38], f32)
+
+
+def reference(x, grid, mode, pad, ac):
+    """torch, or for 3-D nearest the half-even model (checked against torch away from ties)."""
+    ref = torch_grid_sample(x, grid, {'mode': mode, 'padding_mode': pad, 'align_corners': ac})
+    if x.ndim == 5 and mode == 'nearest':
+        model, ties = nearest3d_model(x, grid, pad, ac)
+        return model, bool(((model.view(np.uint32) == ref.view(np.uint32)) | ties[:, None]).all())
+    return ref, True
+
+
 def run_nonfinite(tap, client, backend, rng, stats):
-    """NaN / +-inf grid components give NaN in every channel; 1e30 follows torch."""
+    """Non-finite grid values: what torch 1.13 gives (NaN, 0 or a pixel, by kernel and padding)."""
+    tol = lambda mode: 0.0 if backend == 'cpu' else VULKAN_RTOL[mode]  # noqa: E731
+    # torch's test_grid_sample_nan_inf: zeros input, nearest, every padding, expects zeros
+    nan_inf = np.array([[[[np.nan, 0], [0, np.inf]]]], f32)
+    for pad in ('reflection', 'border', 'zeros'):
+        got = client.grid_sample(np.zeros([1, 1, 3, 3], f32), nan_inf, mode='nearest', padding_mode=pad, align_corners=False,
+                                 backend=backend)
+        tap.check(got.shape == (1, 1, 1, 2) and bool((got.view(np.uint32) == 0).all()),
+                  "torch's test_grid_sample_nan_inf, padding %s: [[nan, 0], [0, inf]] gives [+0, +0] (got %s)" % (pad, got.ravel()))
+    # the same grid on a random input, against torch
+    x = rng.standard_normal([1, 2, 3, 3]).astype(f32)
+    for pad in PADDINGS:
+        ref, _ = reference(x, nan_inf, 'nearest', pad, False)
+        exact, _ = compare(client.grid_sample(x, nan_inf, mode='nearest', padding_mode=pad, align_corners=False, backend=backend), ref)
+        tap.check(exact, 'test_grid_sample_nan_inf grid on a random input, padding %s: bit-exact with torch' % pad)
+    # 3-D bilinear with inf components (pytorch issue 24823): 0, nothing read
+    x = rng.standard_normal([1, 2, 3, 3, 3]).astype(f32)
+    inf3 = np.array([[[[[np.inf, 0, 0], [0, -np.inf, 0], [0, 0, np.inf], [np.inf, np.inf, np.inf]]]]], f32)
+    for ac in (False, True):
+        ref = torch_grid_sample(x, inf3, {'mode': 'bilinear', 'padding_mode': 'zeros', 'align_corners': ac})
+        got = client.grid_sample(x, inf3, mode='bilinear', padding_mode='zeros', align_corners=ac, backend=backend)
+        tap.check(bool((ref == 0).all()) and bool((got.view(np.uint32) == 0).all()),
+                  '3-D bilinear zeros, inf grid components (issue 24823), ac=%s: +0 as torch (got %s)' % (ac, got.ravel()))
+    # random grids laced with non-finite and huge values, every mode x padding x align_corners x rank
     for rank in (4, 5):
         for mode in MODES if rank == 4 else MODES[:2]:
             for pad in PADDINGS:
-                for ac in (False, True):
-                    shape = [1, 3, 5, 6] if rank == 4 else [1, 2, 3, 4, 5]
+                for ac, _ in itertools.product((False, True), range(4)):
+                    shape = [1, 3] + ([int(rng.integers(1, 7)), int(rng.integers(1, 8))] if rank == 4 else
+                                      [int(rng.integers(1, 4)), int(rng.integers(1, 5)), int(rng.integers(1, 6))])
                     x = rng.standard_normal(shape).astype(f32)
-                    grid = rng.uniform(-1, 1, [1, 2, 4, rank - 2] if rank == 4 else [1, 2, 2, 3, 3]).astype(f32)
+                    gshape = [1, 6, 7, 2] if rank == 4 else [1, 3, 4, 4, 3]
+                    grid = rng.uniform(-1.2, 1.2, gshape).astype(f32)
+                    lace = rng.random(gshape) < 0.35
+                    grid[lace] = rng.choice(NONFINITE, lace.sum())
                     flat = grid.reshape(-1, rank - 2)
-                    flat[0, 0], flat[1, -1], flat[2, 0], flat[3, 0], flat[4, 0] = np.nan, np.inf, -np.inf, 1e30, -1e30
-                    case = {'mode': mode, 'padding_mode': pad, 'align_corners': ac}
-                    ref = torch_grid_sample(x, grid, case)
-                    bad = ~np.isfinite(grid).all(axis=-1)
-                    ref = np.where(bad[:, None], f32(np.nan), ref).astype(f32)
-                    if rank == 5 and mode == 'nearest':
-                        model, _ = nearest3d_model(x, grid, pad, ac)
-                        ref = np.where(bad[:, None], f32(np.nan), model).astype(f32)
+                    flat[0, :] = np.nan                      # every component at once
+                    flat[1, 0], flat[2, -1], flat[3, 0] = np.nan, np.inf, -np.inf
+                    ref, model_ok = reference(x, grid, mode, pad, ac)
+                    label = 'non-finite grid %dD %s %s ac=%s %s' % (rank - 2, mode, pad, ac, shape)
+                    if not tap.check(model_ok, label + ': half-even model equals torch away from ties'):
+                        continue
                     got = client.grid_sample(x, grid, mode=mode, padding_mode=pad, align_corners=ac, backend=backend)
                     exact, rel = compare(got, ref)
-                    tol = 0.0 if backend == 'cpu' else VULKAN_RTOL[mode]
-                    stats.add('%dD %s %s non-finite' % (rank - 2, mode, pad), exact, rel, exact or rel <= tol)
-                    tap.check(exact or rel <= tol, 'NaN/inf/1e30 grid %dD %s %s ac=%s: NaN where non-finite, torch elsewhere (%s)' %
-                              (rank - 2, mode, pad, ac, 'bit-exact' if exact else 'rel %.3g' % rel))
+                    ok = exact or rel <= tol(mode)
+                    stats.add('%dD %s %s non-finite' % (rank - 2, mode, pad), exact, rel, ok)
+                    tap.check(ok, label + ': as torch (%s)' % ('bit-exact' if exact else 'rel %.3g' % rel))
+    # affine_sample with NaN / inf in theta: the same rules, through affine_grid's arithmetic
+    for i, (three, mode, pad) in enumerate([(t, m, p) for t in (False, True) for m in (MODES if not t else MODES[:2]) for p in PADDINGS]):
+        n = 2
+        shape = [n, 2] + ([3, 4, 5] if three else [5, 6])
+        out = [2, 3, 4] if three else [4, 5]
+        theta = (np.eye(3, 4) if three else np.eye(2, 3)) + 0.3 * rng.standard_normal((n, 3, 4) if three else (n, 2, 3))
+        theta = theta.astype(f32)
+        theta.reshape(n, -1)[0, rng.integers(0, theta[0].size)] = [np.nan, np.inf, -np.inf][i % 3]
+        theta.reshape(n, -1)[1, rng.integers(0, theta[0].size)] = [np.inf, -np.inf, np.nan][i % 3]
+        ac = bool(i % 2)
+        x = rng.standard_normal(shape).astype(f32)
+        grid = F.affine_grid(torch.from_numpy(theta), shape[:2] + out, align_corners=ac).numpy()
+        ref, model_ok = reference(x, grid, mode, pad, ac)
+        label = 'affine_sample, theta with NaN/inf, %dD %s %s ac=%s' % (3 if three else 2, mode, pad, ac)
+        if not tap.check(model_ok, label + ': half-even model equals torch away from ties'):
+            continue
+        got = client.affine_sample(x, theta, out, mode=mode, padding_mode=pad, align_corners=ac, backend=backend)
+        exact, rel = compare(got, ref)
+        ok = exact or rel <= (0.0 if backend == 'cpu' else VULKAN_RTOL['affine_sample'])
+        stats.add('affine_sample non-finite theta', exact, rel, ok)
+        tap.check(ok, label + ': as grid_sample(affine_grid(theta)) in torch (%s)' % ('bit-exact' if exact else 'rel %.3g' % rel))
 
 
 def run_affine(tap, client, backend, rng, n_cases, stats):
