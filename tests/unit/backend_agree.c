@@ -156,7 +156,7 @@ static bool draw_case(case_t *c)
 {
     static const int modes[] = {VKR_MODE_NEAREST, VKR_MODE_NEAREST_EXACT, VKR_MODE_LINEAR, VKR_MODE_BILINEAR,
                                 VKR_MODE_TRILINEAR, VKR_MODE_BICUBIC, VKR_MODE_AREA, VKR_MODE_BILINEAR, VKR_MODE_BICUBIC};
-    static const double scales[] = {1.0 / 3, 0.7, 2.5, 7.0 / 3, 0.5, 2.0, 1.0, 1.1, 0.9, 3.0, 4.1, 1.5, 0.25, 1.05, 0.37};
+    static const double scales[] = {1.0 / 3, 0.7, 2.5, 7.0 / 3, 0.5, 2.0, 1.0, 1.1, 0.9, 3.0, 4.1, 1.5, 0.25, 1.05, 0.37, 2.05};
     const int pick = rng_int(0, (int)(sizeof modes / sizeof modes[0]) - 1);
     const int mode = modes[pick];
     const bool antialias = pick >= 7;   /* the last two: bilinear / bicubic with antialias=True */
@@ -170,6 +170,11 @@ static bool draw_case(case_t *c)
     const bool tiny = mode == VKR_MODE_BICUBIC && rng_int(0, 9) < 3;   /* taps beyond both borders */
     for (int d = 0; d < rank; d++)
         job.input.shape[2 + d] = tiny ? rng_int(1, 4) : rng_int(1, 40);
+    if (rank >= 2 && rng_int(0, 7) == 0) {   /* [N, C, 1, 1(, 1)]: torch's channels-last kernels, 8-float lanes and tail */
+        job.input.shape[1] = rng_int(1, 19);
+        for (int d = 0; d < rank; d++)
+            job.input.shape[2 + d] = 1;
+    }
     vkr_interp_params_t *ip = &job.interp;
     ip->antialias = antialias;
     ip->align_corners = interpolating ? (uint8_t)rng_int(0, 2) : VKR_OPT_UNSET;
@@ -693,6 +698,8 @@ static const fixed_t fixed_cases[] = {
     {VKR_MODE_NEAREST, 2, false, VKR_OPT_UNSET, 1, 2, {90, 97}, {181, 60}, "nearest plane split along H"},
     {VKR_MODE_NEAREST_EXACT, 3, false, VKR_OPT_UNSET, 1, 1, {20, 30, 30}, {31, 45, 44}, "3-D plane split along D"},
     {VKR_MODE_TRILINEAR, 3, false, VKR_OPT_TRUE, 1, 1, {20, 30, 30}, {27, 41, 35}, "trilinear split along D"},
+    {VKR_MODE_BILINEAR, 2, false, VKR_OPT_FALSE, 2, 11, {1, 1}, {80, 90}, "channels-last, 11 channels: vector lanes and tail"},
+    {VKR_MODE_TRILINEAR, 3, false, VKR_OPT_TRUE, 2, 19, {1, 1, 1}, {9, 30, 30}, "channels-last trilinear, 19 channels"},
     {VKR_MODE_LINEAR, 1, false, VKR_OPT_FALSE, 2, 1, {20000}, {30001}, "1-D split along W, table split too"},
     {VKR_MODE_NEAREST, 1, false, VKR_OPT_UNSET, 1, 1, {7000}, {20000}, "1-D nearest split along W"},
     {VKR_MODE_BICUBIC, 2, false, VKR_OPT_FALSE, 1, 1, {90, 90}, {100, 100}, "bicubic split along H"},
