@@ -633,9 +633,41 @@ typedef struct {
     float *out;
 } linear_cl_ctx_t;
 
+/* C == 1: every channel is the scalar tail.  Per output row, the corners' weights along the row
+ * (spec_cl_weight: f32(outer * lw), outer = hl, trilinear f32(dl * hl)) into scratch, then the
+ * double sum (cpu_cl_dsum_row).  Corner k = 2 j + t: input row j of (h0, h1) or (d0h0, d0h1,
+ * d1h0, d1h1), W tap t. */
+static void linear_cl_row_c1(const linear_cl_ctx_t *c, int64_t n, int64_t r, float *scratch)
+{
+    const axis_tables_t *t = c->t;
+    const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, ow_n = t->out[2];
+    const int64_t od = r / t->out[1], oh = r % t->out[1];
+    const int R = c->rank == 3 ? 4 : 2;
+    const float *plane = c->in + n * t->in[0] * in_hw;
+    const float *rows[8];
+    const int32_t *idx[8];
+    const float *wp[8];
+    for (int j = 0; j < R; j++) {
+        const bool bd = j & 2, bh = j & 1;
+        const int64_t id = bd ? t->lin[0].i1[od] : t->lin[0].i0[od], ih = bh ? t->lin[1].i1[oh] : t->lin[1].i0[oh];
+        const float lh = bh ? t->lin[1].l1[oh] : t->lin[1].l0[oh];
+        const float outer = c->rank == 3 ? spec_cl_weight(bd ? t->lin[0].l1[od] : t->lin[0].l0[od], lh) : lh;
+        for (int tap = 0; tap < 2; tap++) {
+            const int k = 2 * j + tap;
+            const float *lw = tap ? t->lin[2].l1 : t->lin[2].l0;
+            float *w = scratch + k * ow_n;
+            for (int64_t ow = 0; ow < ow_n; ow++)
+                w[ow] = spec_cl_weight(outer, lw[ow]);
+            rows[k] = plane + id * in_hw + ih * in_w;
+            idx[k] = tap ? t->lin[2].i1 : t->lin[2].i0;
+            wp[k] = w;
+        }
+    }
+    cpu_cl_dsum_row(2 * R, rows, idx, wp, ow_n, c->out + (n * t->out[0] * t->out[1] + r) * ow_n);
+}
+
 static void linear_cl_task(int64_t task, float *scratch, const void *vctx)
 {
-    (void)scratch;
     const linear_cl_ctx_t *c = vctx;
     const axis_tables_t *t = c->t;
     const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, in_plane = t->in[0] * in_hw;
@@ -643,6 +675,11 @@ static void linear_cl_task(int64_t task, float *scratch, const void *vctx)
     const int64_t n = task / c->chunks, first = (task % c->chunks) * ROWS_PER_TASK;
     const int64_t last = first + ROWS_PER_TASK < c->rows ? first + ROWS_PER_TASK : c->rows;
     const int K = c->rank == 3 ? 8 : 4;
+    if (C == 1) {
+        for (int64_t r = first; r < last; r++)
+            linear_cl_row_c1(c, n, r, scratch);
+        return;
+    }
     for (int64_t r = first; r < last; r++) {
         const int64_t od = r / t->out[1], oh = r % t->out[1];
         for (int64_t ow = 0; ow < ow_n; ow++) {
@@ -686,7 +723,7 @@ static int run_linear_cl(const axis_tables_t *t, int rank, int64_t batch, int64_
 {
     linear_cl_ctx_t c = {t, rank, channels, t->out[0] * t->out[1], 0, in, out};
     const int64_t tasks = tasks_for(batch, c.rows, &c.chunks);
-    return run_tasks(tasks, 0, linear_cl_task, &c, "channels-last linear", err);
+    return run_tasks(tasks, channels == 1 ? (size_t)(8 * t->out[2]) : 0, linear_cl_task, &c, "channels-last linear", err);
 }
 
 /* ---------------------------------------------------------------- area */
