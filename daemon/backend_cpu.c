@@ -29,6 +29,7 @@ typedef struct {
     int max_taps[3];              /* antialias (H, W): xmin, xsize, weights[max_taps] per output */
     int32_t *xmin[3], *xsize[3];
     float *aa_w[3];
+    bool channels_last;           /* torch 1.13 takes its channels-last kernel (vkr_spec_channels_last_kernel) */
     void *block;
 } axis_tables_t;
 
@@ -61,6 +62,7 @@ static size_t words_per_axis(family_t f, int64_t o, int max_taps)
 static int tables_build(const vkr_interp_plan_t *plan, family_t f, axis_tables_t *t, vkr_error_t *err)
 {
     memset(t, 0, sizeof *t);
+    t->channels_last = vkr_spec_channels_last_kernel(plan->spatial_rank, plan->channels, plan->in_size);
     const int pad = 3 - plan->spatial_rank;
     size_t total = 0;
     for (int a = 0; a < 3; a++) {
@@ -84,7 +86,7 @@ static int tables_build(const vkr_interp_plan_t *plan, family_t f, axis_tables_t
         switch (f) {
         case FAMILY_NEAREST:
             t->idx[a] = p;
-            vkr_spec_nearest_indices(n, o, plan->mode == VKR_MODE_NEAREST_EXACT, has_scale, scale, t->idx[a]);
+            vkr_spec_nearest_indices(n, o, plan->mode == VKR_MODE_NEAREST_EXACT, has_scale, scale, t->channels_last, t->idx[a]);
             break;
         case FAMILY_LINEAR:
             t->lin[a] = (vkr_linear_taps_t){p, p + o, (float *)(p + 2 * o), (float *)(p + 3 * o)};
@@ -617,6 +619,113 @@ static int run_separable(const axis_tables_t *t, family_t f, int spatial_rank, i
     return rc;
 }
 
+/* ---------------------------------------------------------------- linear, channels-last kernel */
+/* bilinear / trilinear on the inputs torch 1.13 sends to cpu_upsample_linear_channels_last (C == 1,
+ * or every spatial extent 1): per output position, the corners' offsets and weights once, then
+ * each channel summed as that kernel does (spec_cl_*: float right to left in the vector channels
+ * c < C - C % 8, the double left-to-right sum in the others).  Scalar: such inputs are one plane
+ * per batch or one element per plane.  A task is a run of output rows (od, oh) of one batch. */
+typedef struct {
+    const axis_tables_t *t;
+    int rank;                /* 2 or 3 */
+    int64_t channels, rows, chunks;
+    const float *in;
+    float *out;
+} linear_cl_ctx_t;
+
+/* C == 1: every channel is the scalar tail.  Per output row, the corners' weights along the row
+ * (spec_cl_weight: f32(outer * lw), outer = hl, trilinear f32(dl * hl)) into scratch, then the
+ * double sum (cpu_cl_dsum_row).  Corner k = 2 j + t: input row j of (h0, h1) or (d0h0, d0h1,
+ * d1h0, d1h1), W tap t. */
+static void linear_cl_row_c1(const linear_cl_ctx_t *c, int64_t n, int64_t r, float *scratch)
+{
+    const axis_tables_t *t = c->t;
+    const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, ow_n = t->out[2];
+    const int64_t od = r / t->out[1], oh = r % t->out[1];
+    const int R = c->rank == 3 ? 4 : 2;
+    const float *plane = c->in + n * t->in[0] * in_hw;
+    const float *rows[8];
+    const int32_t *idx[8];
+    const float *wp[8];
+    for (int j = 0; j < R; j++) {
+        const bool bd = j & 2, bh = j & 1;
+        const int64_t id = bd ? t->lin[0].i1[od] : t->lin[0].i0[od], ih = bh ? t->lin[1].i1[oh] : t->lin[1].i0[oh];
+        const float lh = bh ? t->lin[1].l1[oh] : t->lin[1].l0[oh];
+        const float outer = c->rank == 3 ? spec_cl_weight(bd ? t->lin[0].l1[od] : t->lin[0].l0[od], lh) : lh;
+        for (int tap = 0; tap < 2; tap++) {
+            const int k = 2 * j + tap;
+            const float *lw = tap ? t->lin[2].l1 : t->lin[2].l0;
+            float *w = scratch + k * ow_n;
+            for (int64_t ow = 0; ow < ow_n; ow++)
+                w[ow] = spec_cl_weight(outer, lw[ow]);
+            rows[k] = plane + id * in_hw + ih * in_w;
+            idx[k] = tap ? t->lin[2].i1 : t->lin[2].i0;
+            wp[k] = w;
+        }
+    }
+    cpu_cl_dsum_row(2 * R, rows, idx, wp, ow_n, c->out + (n * t->out[0] * t->out[1] + r) * ow_n);
+}
+
+static void linear_cl_task(int64_t task, float *scratch, const void *vctx)
+{
+    const linear_cl_ctx_t *c = vctx;
+    const axis_tables_t *t = c->t;
+    const int64_t in_w = t->in[2], in_hw = t->in[1] * in_w, in_plane = t->in[0] * in_hw;
+    const int64_t ow_n = t->out[2], out_plane = t->out[0] * t->out[1] * ow_n, C = c->channels, nvec = C - C % 8;
+    const int64_t n = task / c->chunks, first = (task % c->chunks) * ROWS_PER_TASK;
+    const int64_t last = first + ROWS_PER_TASK < c->rows ? first + ROWS_PER_TASK : c->rows;
+    const int K = c->rank == 3 ? 8 : 4;
+    if (C == 1) {
+        for (int64_t r = first; r < last; r++)
+            linear_cl_row_c1(c, n, r, scratch);
+        return;
+    }
+    for (int64_t r = first; r < last; r++) {
+        const int64_t od = r / t->out[1], oh = r % t->out[1];
+        for (int64_t ow = 0; ow < ow_n; ow++) {
+            int64_t off[8];
+            float w[8];
+            for (int k = 0; k < K; k++) {   /* corner k: bit 2 the D tap, bit 1 the H tap, bit 0 the W tap */
+                const bool bd = k & 4, bh = k & 2, bw = k & 1;
+                const int64_t id = bd ? t->lin[0].i1[od] : t->lin[0].i0[od];
+                const int64_t ih = bh ? t->lin[1].i1[oh] : t->lin[1].i0[oh];
+                const int64_t iw = bw ? t->lin[2].i1[ow] : t->lin[2].i0[ow];
+                const float lh = bh ? t->lin[1].l1[oh] : t->lin[1].l0[oh], lw = bw ? t->lin[2].l1[ow] : t->lin[2].l0[ow];
+                off[k] = id * in_hw + ih * in_w + iw;
+                if (c->rank == 3) {
+                    const float ld = bd ? t->lin[0].l1[od] : t->lin[0].l0[od];
+                    w[k] = spec_cl_weight(spec_cl_weight(ld, lh), lw);
+                } else {
+                    w[k] = spec_cl_weight(lh, lw);
+                }
+            }
+            for (int64_t ch = 0; ch < C; ch++) {
+                const float *src = c->in + (n * C + ch) * in_plane;
+                float v;
+                if (ch < nvec) {
+                    v = spec_mul(src[off[K - 1]], w[K - 1]);
+                    for (int k = K - 2; k >= 0; k--)
+                        v = spec_cl_vec_step(v, src[off[k]], w[k]);
+                } else {
+                    double a = (double)src[off[0]] * (double)w[0];
+                    for (int k = 1; k < K; k++)
+                        a = spec_cl_tail_step(a, src[off[k]], w[k]);
+                    v = (float)a;
+                }
+                c->out[(n * C + ch) * out_plane + r * ow_n + ow] = v;
+            }
+        }
+    }
+}
+
+static int run_linear_cl(const axis_tables_t *t, int rank, int64_t batch, int64_t channels, const float *in, float *out,
+                         vkr_error_t *err)
+{
+    linear_cl_ctx_t c = {t, rank, channels, t->out[0] * t->out[1], 0, in, out};
+    const int64_t tasks = tasks_for(batch, c.rows, &c.chunks);
+    return run_tasks(tasks, channels == 1 ? (size_t)(8 * t->out[2]) : 0, linear_cl_task, &c, "channels-last linear", err);
+}
+
 /* ---------------------------------------------------------------- area */
 /* Blocks of 8 output rows (over planes, D and H) as vector lanes: lane r sums its window's input
  * rows in (d, h) order, each left to right, into a running sum per output column; a lane whose
@@ -807,6 +916,11 @@ static int cpu_interpolate(vkr_backend_s *self, const vkr_interp_plan_t *plan, c
     switch (f) {
     case FAMILY_NEAREST: rc = run_nearest(&t, planes, in, out, err); break;
     case FAMILY_LINEAR:
+        if (t.channels_last) {   /* spatial_rank 2 or 3 */
+            rc = run_linear_cl(&t, plan->spatial_rank, plan->batch, plan->channels, in, out, err);
+            break;
+        }
+        /* fall through */
     case FAMILY_CUBIC: rc = run_separable(&t, f, plan->spatial_rank, planes, in, out, err); break;
     case FAMILY_AREA: rc = run_area(&t, planes, in, out, err); break;
     case FAMILY_ANTIALIAS: rc = run_antialias(&t, planes, in, out, err); break;

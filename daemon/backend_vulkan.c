@@ -106,8 +106,10 @@ typedef struct {
     uint32_t span;                /* nearest, linear, cubic: output elements of each plane of the chunk */
     uint32_t planes;              /* nearest, linear, cubic: planes of the chunk (0: other shaders) */
     uint32_t div_w[2], div_h[2], div_span[2];   /* nearest, linear, cubic: fast_div of out_w, out_h, span */
+    uint32_t cl_channels, cl_vec; /* channels-last linear: C and C - C % 8 (its vector-lane channels) */
+    uint32_t cl_c0;               /* and the channel of the chunk's first plane */
 } vkr_vk_push_t;
-_Static_assert(sizeof(vkr_vk_push_t) == 116, "push constants must match the shaders' Params block");
+_Static_assert(sizeof(vkr_vk_push_t) == 128, "push constants must match the shaders' Params block");
 
 /* Push constants of grid_sample.comp and affine_grid.comp; mirrors `GridParams` in
  * shaders/grid_params.glsl. */
@@ -131,7 +133,8 @@ _Static_assert(sizeof(vkr_vk_grid_push_t) == 124, "push constants must match the
 
 enum {
     PIPE_NEAREST, PIPE_NEAREST_EXACT, PIPE_LINEAR_1D, PIPE_LINEAR_2D, PIPE_LINEAR_3D, PIPE_CUBIC,
-    PIPE_AREA_1D, PIPE_AREA_2D, PIPE_AREA_3D, PIPE_AREA_MEAN, PIPE_AA_H, PIPE_AA_V, PIPE_COUNT
+    PIPE_AREA_1D, PIPE_AREA_2D, PIPE_AREA_3D, PIPE_AREA_MEAN, PIPE_AA_H, PIPE_AA_V,
+    PIPE_NEAREST_CL, PIPE_LINEAR_CL_2D, PIPE_LINEAR_CL_3D, PIPE_COUNT
 };
 enum {
     SHADER_NEAREST, SHADER_LINEAR, SHADER_CUBIC, SHADER_AREA, SHADER_AA, SHADER_GRID_SAMPLE, SHADER_AFFINE_GRID, SHADER_COUNT
@@ -140,7 +143,8 @@ static const char *const shader_names[SHADER_COUNT] = {"interpolate_nearest.comp
                                                        "interpolate_cubic.comp", "interpolate_area.comp",
                                                        "interpolate_antialias.comp", "grid_sample.comp",
                                                        "affine_grid.comp"};
-/* Pipeline = shader + specialisation constants 1 (EXACT, RANK or VERTICAL) and 2 (MEAN); 3 is
+/* Pipeline = shader + specialisation constants 1 (EXACT, RANK or VERTICAL) and 2 (MEAN,
+ * CHANNELS_LAST: torch 1.13's channels-last kernels, vkr_spec_channels_last_kernel); 3 is
  * VKR_VK_PLANES_PER_INV for every one (only nearest, linear and cubic declare it). */
 static const struct {
     int shader;
@@ -153,6 +157,8 @@ static const struct {
     {SHADER_AREA, 1, 0, "area (1-D)"},   {SHADER_AREA, 2, 0, "area (2-D)"},
     {SHADER_AREA, 3, 0, "area (3-D)"},   {SHADER_AREA, 1, 1, "area (mean)"},
     {SHADER_AA, 0, 0, "antialias (W pass)"}, {SHADER_AA, 1, 0, "antialias (H pass)"},
+    {SHADER_NEAREST, 0, 1, "nearest (channels-last)"}, {SHADER_LINEAR, 2, 1, "bilinear (channels-last)"},
+    {SHADER_LINEAR, 3, 1, "trilinear (channels-last)"},
 };
 
 /* An import of a memfd mapping (VK_EXT_external_memory_host): the host range [lo, hi) as
@@ -236,6 +242,7 @@ typedef struct {
     size_t pcache_loaded_bytes;     /* its pipeline data */
     uint64_t pcache_loaded_hash;    /* FNV-1a of it: unchanged data is not written back */
     bool feedback;                  /* VK_EXT_pipeline_creation_feedback enabled */
+    bool fp64;                      /* shaderFloat64 enabled: the channels-last linear sums are bit-exact */
     unsigned pcache_hits;           /* pipelines the driver says came from the cache */
     double compile_ms, pipes_ms;    /* glslang (+ shader modules); vkCreateComputePipelines */
     /* memfd jobs: VK_EXT_external_memory_host */
@@ -276,7 +283,7 @@ typedef struct {
 enum { BUF_IN, BUF_OUT, BUF_TMP, BUF_TAB, BUF_COUNT };
 
 /* How a pass's split-axis entries name their source range (src_range). */
-typedef enum { RANGE_NEAREST, RANGE_NEAREST_EXACT, RANGE_IDENTITY, RANGE_LINEAR, RANGE_CUBIC, RANGE_AREA, RANGE_AA } range_kind_t;
+typedef enum { RANGE_NEAREST, RANGE_NEAREST_CL, RANGE_NEAREST_EXACT, RANGE_IDENTITY, RANGE_LINEAR, RANGE_CUBIC, RANGE_AREA, RANGE_AA } range_kind_t;
 
 /* Output indices [a0, a1) along a pass's split axis and the source indices [lo, hi] they read
  * along it (hi < lo: none). */
@@ -293,6 +300,7 @@ typedef struct {
     uint64_t in_plane, out_plane;    /* elements of one plane */
     uint64_t in_inner, out_inner;    /* elements per index of the split axis */
     float scale[3];                  /* nearest */
+    uint64_t cl_channels;            /* channels-last linear: C (0: another pipeline) */
     uint32_t aux;                    /* antialias: weights per entry */
     uint64_t steps;                  /* dispatches per chunk, max_loop terms of each sum apiece */
     bool mean;                       /* area with an all-ones output: one invocation per plane */
@@ -813,12 +821,23 @@ static int create_device(vk_backend_t *b, vkr_error_t *err)
         exts[n_exts++] = VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME;   /* VK_KHR_external_memory: core 1.1 */
     if (b->feedback)
         exts[n_exts++] = VK_EXT_PIPELINE_CREATION_FEEDBACK_EXTENSION_NAME;
+    /* shaderFloat64 for the double sum of torch's channels-last linear kernel (VKR_FP64 in
+     * interpolate_linear.comp); VKR_VULKAN_NO_FP64=1 (tests) leaves it off as on a device without */
+    VkPhysicalDeviceFeatures have, want = {0};
+    vkGetPhysicalDeviceFeatures(b->phys, &have);
+    const char *no_fp64 = getenv("VKR_VULKAN_NO_FP64");
+    b->fp64 = have.shaderFloat64 && !(no_fp64 && strcmp(no_fp64, "1") == 0);
+    want.shaderFloat64 = b->fp64 ? VK_TRUE : VK_FALSE;
+    if (!b->fp64)
+        vkr__log(VKR_LOG_INFO, "vulkan: no shaderFloat64: the channels-last bilinear / trilinear sums (C == 1, all spatial "
+                 "extents 1) of channels past the last multiple of 8 run in float (within the contract's tolerance, not bit-exact)");
     const VkDeviceCreateInfo info = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &q,
         .enabledExtensionCount = n_exts,
         .ppEnabledExtensionNames = n_exts ? exts : NULL,
+        .pEnabledFeatures = &want,
     };
     VkResult r = vkCreateDevice(b->phys, &info, NULL, &b->device);
     if (r != VK_SUCCESS) {
@@ -936,7 +955,8 @@ static int create_pipelines(vk_backend_t *b, vkr_error_t *err)
         uint32_t *words = NULL;
         size_t n_words = 0;
         const double t0 = now_ms();
-        rc = vkr__shader_compile(shader_names[s], &words, &n_words, err);
+        rc = vkr__shader_compile(shader_names[s], s == SHADER_LINEAR && b->fp64 ? "#define VKR_FP64 1\n" : NULL, &words, &n_words,
+                                 err);
         b->compile_ms += now_ms() - t0;
         if (rc)
             goto out;
@@ -1286,6 +1306,7 @@ static void src_range(const vk_job_t *j, const vk_pass_t *p, int64_t i, int64_t 
     const uint32_t *e = p->tab_a_stride ? j->tab + p->tab_a + (uint64_t)i * p->tab_a_stride : NULL;
     switch (p->range) {
     case RANGE_NEAREST: *lo = *hi = spec_nearest_index((int)i, p->scale[a], (int)p->in[a]); break;
+    case RANGE_NEAREST_CL: *lo = *hi = spec_nearest_index_cl((int)i, p->scale[a], (int)p->in[a], (int)p->out[a]); break;
     case RANGE_NEAREST_EXACT: *lo = *hi = spec_nearest_exact_index((int)i, p->scale[a], (int)p->in[a]); break;
     case RANGE_IDENTITY: *lo = *hi = i; break;
     case RANGE_LINEAR:
@@ -1504,6 +1525,8 @@ static int job_prepare(const vk_backend_t *b, const vkr_interp_plan_t *plan, vk_
     }
     if (f == FAMILY_AREA && all_ones)
         f = FAMILY_MEAN;   /* torch's mean(): cascade sum / n */
+    /* nearest and the linear family follow torch 1.13's channels-last kernels there (rank >= 2) */
+    const bool channels_last = vkr_spec_channels_last_kernel(rank, plan->channels, plan->in_size);
     j->planes = (uint64_t)plan->batch * (uint64_t)plan->channels;
     if (j->planes == 0 || plan->out_elements == 0)
         return VKR_OK;   /* nothing to run: no passes */
@@ -1561,8 +1584,8 @@ static int job_prepare(const vk_backend_t *b, const vkr_interp_plan_t *plan, vk_
     switch (f) {
     case FAMILY_NEAREST: {
         const bool exact = plan->mode == VKR_MODE_NEAREST_EXACT;
-        p->pipe = exact ? PIPE_NEAREST_EXACT : PIPE_NEAREST;
-        p->range = exact ? RANGE_NEAREST_EXACT : RANGE_NEAREST;
+        p->pipe = exact ? PIPE_NEAREST_EXACT : channels_last ? PIPE_NEAREST_CL : PIPE_NEAREST;
+        p->range = exact ? RANGE_NEAREST_EXACT : channels_last ? RANGE_NEAREST_CL : RANGE_NEAREST;
         for (int a = 0; a < 3; a++) {
             const int d = a - pad;
             p->scale[a] = d < 0 ? 1.0f : vkr_spec_area_pixel_scale(in3[a], out3[a], false, plan->has_scale[d], plan->scale[d]);
@@ -1570,7 +1593,8 @@ static int job_prepare(const vk_backend_t *b, const vkr_interp_plan_t *plan, vk_
         break;
     }
     case FAMILY_LINEAR:
-        p->pipe = PIPE_LINEAR_1D + rank - 1;
+        p->pipe = channels_last ? PIPE_LINEAR_CL_2D + rank - 2 : PIPE_LINEAR_1D + rank - 1;
+        p->cl_channels = channels_last ? (uint64_t)plan->channels : 0;
         p->range = RANGE_LINEAR;
         break;
     case FAMILY_CUBIC:
@@ -1641,7 +1665,8 @@ static void fast_div_magic(uint64_t d, uint32_t out[2])
 static bool pipe_multi_plane(int pipe)
 {
     return pipe == PIPE_NEAREST || pipe == PIPE_NEAREST_EXACT || pipe == PIPE_LINEAR_1D || pipe == PIPE_LINEAR_2D ||
-           pipe == PIPE_LINEAR_3D || pipe == PIPE_CUBIC;
+           pipe == PIPE_LINEAR_3D || pipe == PIPE_CUBIC || pipe == PIPE_NEAREST_CL || pipe == PIPE_LINEAR_CL_2D ||
+           pipe == PIPE_LINEAR_CL_3D;
 }
 
 /* A binding of `bytes` from byte `first` of a buffer: the offset aligned down, the residual
@@ -1719,6 +1744,11 @@ static void chunk_setup(const vk_backend_t *b, const vk_job_t *j, const vk_pass_
         fast_div_magic((uint64_t)p->out[2], pc->div_w);
         fast_div_magic((uint64_t)p->out[1], pc->div_h);
         fast_div_magic(pc->span, pc->div_span);
+    }
+    if (p->cl_channels) {
+        pc->cl_channels = (uint32_t)p->cl_channels;
+        pc->cl_vec = (uint32_t)(p->cl_channels - p->cl_channels % 8);
+        pc->cl_c0 = (uint32_t)(p0 % p->cl_channels);
     }
     if (p->mean_seg)
         return;
@@ -3115,17 +3145,21 @@ static void pcache_close(vk_backend_t *b)
  * every axis `in` -> `out`; the first, middle (index n/2) and last outputs are exact in binary. */
 static int warm_up(vk_backend_t *b, vkr_error_t *err)
 {
-    static const float src[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const float src[16] = {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8};
     static const struct {
         int pipe, mode, rank, in, out;
         bool align_corners, antialias;
         float first, mid, last;
+        int64_t channels;   /* 0: 1.  2-D / 3-D nearest and linear with C == 1 take the channels-last pipelines */
     } cases[] = {
         {PIPE_NEAREST, VKR_MODE_NEAREST, 1, 2, 4, false, false, 1, 2, 2},
         {PIPE_NEAREST_EXACT, VKR_MODE_NEAREST_EXACT, 1, 2, 4, false, false, 1, 2, 2},
+        {PIPE_NEAREST_CL, VKR_MODE_NEAREST, 2, 2, 4, false, false, 1, 3, 4},
         {PIPE_LINEAR_1D, VKR_MODE_LINEAR, 1, 2, 3, true, false, 1, 1.5f, 2},          /* centre: the mean */
-        {PIPE_LINEAR_2D, VKR_MODE_BILINEAR, 2, 2, 3, true, false, 1, 2.5f, 4},
-        {PIPE_LINEAR_3D, VKR_MODE_TRILINEAR, 3, 2, 3, true, false, 1, 4.5f, 8},
+        {PIPE_LINEAR_2D, VKR_MODE_BILINEAR, 2, 2, 3, true, false, 1, 2.5f, 4, 2},
+        {PIPE_LINEAR_3D, VKR_MODE_TRILINEAR, 3, 2, 3, true, false, 1, 4.5f, 8, 2},
+        {PIPE_LINEAR_CL_2D, VKR_MODE_BILINEAR, 2, 2, 3, true, false, 1, 2.5f, 4},
+        {PIPE_LINEAR_CL_3D, VKR_MODE_TRILINEAR, 3, 2, 3, true, false, 1, 4.5f, 8},
         {PIPE_CUBIC, VKR_MODE_BICUBIC, 2, 2, 3, true, false, 1, 2.5f, 4},
         {PIPE_AREA_1D, VKR_MODE_AREA, 1, 2, 3, false, false, 1, 1.5f, 2},             /* centre window: all */
         {PIPE_AREA_2D, VKR_MODE_AREA, 2, 2, 3, false, false, 1, 2.5f, 4},
@@ -3135,9 +3169,10 @@ static int warm_up(vk_backend_t *b, vkr_error_t *err)
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int rank = cases[c].rank;
-        vkr_interp_plan_t plan = {.mode = cases[c].mode, .spatial_rank = rank, .batch = 1, .channels = 1,
+        const int64_t channels = cases[c].channels ? cases[c].channels : 1;
+        vkr_interp_plan_t plan = {.mode = cases[c].mode, .spatial_rank = rank, .batch = 1, .channels = channels,
                                   .align_corners = cases[c].align_corners, .antialias = cases[c].antialias,
-                                  .in_elements = 1, .out_elements = 1};
+                                  .in_elements = (uint64_t)channels, .out_elements = (uint64_t)channels};
         for (int d = 0; d < rank; d++) {
             plan.in_size[d] = cases[c].in;
             plan.out_size[d] = cases[c].out;
@@ -3148,7 +3183,7 @@ static int warm_up(vk_backend_t *b, vkr_error_t *err)
         int rc = vk_interpolate(&b->base, &plan, src, out, NULL, err);
         if (rc)
             return rc;
-        const uint64_t n = plan.out_elements;
+        const uint64_t n = plan.out_elements / (uint64_t)channels;   /* plane 0's */
         if (out[0] != cases[c].first || out[n / 2] != cases[c].mid || out[n - 1] != cases[c].last)
             return vkr_proto_error_set(err, VKR_E_BACKEND, "backend",
                                        "vulkan: warm-up %s job gave wrong values (%g, %g, %g; expected %g, %g, %g)",

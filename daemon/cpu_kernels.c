@@ -657,3 +657,52 @@ void cpu_wlin_perm(const float *in, const int32_t *base, const int32_t *rel, con
         }
 #endif
 }
+
+/* ------------------------------------------------------------------ channels-last linear, double tail */
+static void cl_dsum_scalar(int T, const float *const rows[8], const int32_t *const idx[8], const float *const w[8], int64_t x0,
+                           int64_t n, float *dst)
+{
+    for (int64_t x = x0; x < n; x++) {
+        double a = (double)rows[0][idx[0][x]] * (double)w[0][x];
+        for (int k = 1; k < T; k++) {
+            const double p = (double)rows[k][idx[k][x]] * (double)w[k][x];
+            a = a + p;
+        }
+        dst[x] = (float)a;
+    }
+}
+
+#if CPU_X86 && defined(__GNUC__) && !defined(VKR_CPU_BASELINE)
+/* Explicit mul / add (no FMA in this target): the scalar code's operations, 4 doubles a vector. */
+__attribute__((target("avx2"))) static void cl_dsum_avx2(int T, const float *const rows[8], const int32_t *const idx[8],
+                                                          const float *const w[8], int64_t n, float *dst)
+{
+    int64_t x = 0;
+    for (; x + 8 <= n; x += 8) {
+        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+        for (int k = 0; k < T; k++) {
+            const __m256 v = _mm256_i32gather_ps(rows[k], _mm256_loadu_si256((const __m256i *)(const void *)(idx[k] + x)), 4);
+            const __m256 wk = _mm256_loadu_ps(w[k] + x);
+            const __m256d plo = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_castps256_ps128(wk)));
+            const __m256d phi = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(wk, 1)));
+            lo = k == 0 ? plo : _mm256_add_pd(lo, plo);
+            hi = k == 0 ? phi : _mm256_add_pd(hi, phi);
+        }
+        _mm256_storeu_ps(dst + x, _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
+    }
+    _mm256_zeroupper();
+    cl_dsum_scalar(T, rows, idx, w, x, n, dst);
+}
+#define CPU_HAVE_CL_DSUM 1
+#endif
+
+void cpu_cl_dsum_row(int T, const float *const rows[8], const int32_t *const idx[8], const float *const w[8], int64_t n, float *dst)
+{
+#ifdef CPU_HAVE_CL_DSUM
+    if (__builtin_cpu_supports("avx2")) {
+        cl_dsum_avx2(T, rows, idx, w, n, dst);
+        return;
+    }
+#endif
+    cl_dsum_scalar(T, rows, idx, w, 0, n, dst);
+}

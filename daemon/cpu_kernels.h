@@ -78,4 +78,11 @@ void cpu_wlin_perm(const float *in, const int32_t *base, const int32_t *rel, con
 void cpu_wsum2(const float *r0, const float *r1, float w0, float w1, int64_t n, float *dst, int stream);
 void cpu_store_fence(void);
 
+/* torch's channels-last linear scalar tail (spec_cl_tail_step) along one output row: dst[x] =
+ * f32(((double(v_0) * w_0 + double(v_1) * w_1) + ...) + double(v_T-1) * w_T-1), v_k =
+ * rows[k][idx[k][x]], w_k = w[k][x], T = 4 or 8 terms, every product exact and every sum one
+ * double rounding (AVX2: 8 outputs per step, gathers). */
+void cpu_cl_dsum_row(int T, const float *const rows[8], const int32_t *const idx[8], const float *const w[8], int64_t n,
+                     float *dst);
+
 #endif

@@ -202,7 +202,23 @@ static int glslang_fail(vkr_error_t *err, const char *name, const char *stage, c
     return vkr_proto_error_set(err, VKR_E_BACKEND, "backend", "glslang %s of shader %s failed: %s", stage, name, log);
 }
 
-int vkr__shader_compile(const char *name, uint32_t **words, size_t *n_words, vkr_error_t *err)
+/* text with `defines` and a #line 2 after its first line (the #version line); NULL: out of memory. */
+static char *with_defines(const char *text, const char *defines)
+{
+    const char *nl = strchr(text, '\n');
+    const size_t head = nl ? (size_t)(nl - text) + 1 : strlen(text);
+    static const char line2[] = "#line 2\n";
+    const size_t n = strlen(text) + strlen(defines) + sizeof line2 + 1;
+    char *out = malloc(n);
+    if (!out)
+        return NULL;
+    memcpy(out, text, head);
+    snprintf(out + head, n - head, "%s%s%s", nl ? "" : "\n", defines, line2);
+    strcat(out, text + head);
+    return out;
+}
+
+int vkr__shader_compile(const char *name, const char *defines, uint32_t **words, size_t *n_words, vkr_error_t *err)
 {
     const int messages = GLSLANG_MSG_SPV_RULES_BIT | GLSLANG_MSG_VULKAN_RULES_BIT;
     double t0 = now_ms();
@@ -216,6 +232,15 @@ int vkr__shader_compile(const char *name, uint32_t **words, size_t *n_words, vkr
     int rc = vkr__shader_splice(name, &text, err);
     if (rc)
         goto out;
+    if (defines && *defines) {
+        char *t = with_defines(text, defines);
+        if (!t) {
+            rc = vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "out of memory for the defines of shader %s", name);
+            goto out;
+        }
+        free(text);
+        text = t;
+    }
 
     const glslang_input_t input = {
         .language = GLSLANG_SOURCE_GLSL,

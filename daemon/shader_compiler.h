@@ -15,10 +15,11 @@
  * Returns VKR_OK, VKR_E_BACKEND (unknown name, include nesting too deep) or VKR_E_NOMEM. */
 int vkr__shader_splice(const char *name, char **out, vkr_error_t *err);
 
-/* Compile embedded compute shader `name` to SPIR-V; logs the time it took.  On success *words is
+/* Compile embedded compute shader `name` to SPIR-V; logs the time it took.  defines (NULL: none):
+ * lines such as "#define VKR_FP64 1\n" put right after the shader's #version line.  On success *words is
  * a malloc'd array of *n_words 32-bit words the caller frees.  Returns VKR_OK, or VKR_E_BACKEND
  * with glslang's info log in the message, or VKR_E_NOMEM.  Thread-safe; glslang's process-wide
  * state is initialised once on first use and lives until exit. */
-int vkr__shader_compile(const char *name, uint32_t **words, size_t *n_words, vkr_error_t *err);
+int vkr__shader_compile(const char *name, const char *defines, uint32_t **words, size_t *n_words, vkr_error_t *err);
 
 #endif

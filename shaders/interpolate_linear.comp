@@ -3,12 +3,17 @@
 // invocation per output position (od, oh, ow) of the chunk for each group of PLANES planes: the
 // position's taps are loaded once and applied to each of the group's planes.  Combination order
 // is PyTorch's separable recursion: W first, then H, then D, each step the kernel spec's
-// spec_lerp.
+// spec_lerp.  CHANNELS_LAST (bilinear, trilinear): torch 1.13's channels-last kernel instead, for
+// the inputs it runs on (C == 1 or all spatial extents 1, vkr_spec_channels_last_kernel): corner
+// weights and sums of the kernel spec's spec_cl_* (interp_rules.h).  Its double sum needs
+// shaderFloat64: the host defines VKR_FP64 where the device has it; without, the scalar-tail
+// channels sum in float, left to right (the contract's tolerance, not bit-exact).
 #include "spec/interp_rules.h"
 #include "interpolate_params.glsl"
 
 layout(local_size_x_id = 0) in;             // workgroup size: the host's VKR_VK_LOCAL_SIZE
 layout(constant_id = 1) const int RANK = 2; // spatial axes
+layout(constant_id = 2) const bool CHANNELS_LAST = false;  // the channels-last kernel's sums
 layout(constant_id = 3) const uint PLANES = 4u;  // planes per invocation: VKR_VK_PLANES_PER_INV
 
 layout(std430, set = 0, binding = 0) readonly buffer In { float x[]; };
@@ -42,6 +47,29 @@ float lerp_hw(uint slice, uvec4 h, uvec4 w)
     return spec_lerp(t0, t1, uintBitsToFloat(h.z), uintBitsToFloat(h.w));
 }
 
+// Channel c of a channels-last job: the vector lanes' float sum (c < C - C % 8) or the scalar
+// tail's double sum, over the K corners at off[] with weights wt[].
+float cl_value(uint src, uint off[8], float wt[8], int K, bool vec)
+{
+    if (vec) {
+        float acc = spec_mul(x[src + off[K - 1]], wt[K - 1]);
+        for (int k = K - 2; k >= 0; k--)
+            acc = spec_cl_vec_step(acc, x[src + off[k]], wt[k]);
+        return acc;
+    }
+#ifdef VKR_FP64
+    precise double a = double(x[src + off[0]]) * double(wt[0]);
+    for (int k = 1; k < K; k++)
+        a = spec_cl_tail_step(a, x[src + off[k]], wt[k]);
+    return float(a);
+#else
+    float a = spec_mul(x[src + off[0]], wt[0]);
+    for (int k = 1; k < K; k++)
+        a = spec_madd(a, x[src + off[k]], wt[k]);
+    return a;
+#endif
+}
+
 void main()
 {
     uint e, p0, od, oh, ow;
@@ -66,6 +94,27 @@ void main()
     // A loop of a uniform trip count, not one unrolled to PLANES with a break: llvmpipe would run
     // every unrolled step (masked) whatever the chunk's plane count.
     uint n = min(PLANES, pc.planes - p0);
+    if (CHANNELS_LAST) {
+        // corner k: bit 2 the D tap, bit 1 the H tap, bit 0 the W tap
+        const int K = RANK == 3 ? 8 : 4;
+        uint off[8];
+        float wt[8];
+        for (int k = 0; k < K; k++) {
+            bool bd = (k & 4) != 0, bh = (k & 2) != 0, bw = (k & 1) != 0;
+            off[k] = (bd ? d.y : d.x) * hw + (bh ? h.y : h.x) * uint(pc.in_w) + (bw ? w.y : w.x);
+            float lh = uintBitsToFloat(bh ? h.w : h.z), lw = uintBitsToFloat(bw ? w.w : w.z);
+            wt[k] = RANK == 3 ? spec_cl_weight(spec_cl_weight(uintBitsToFloat(bd ? d.w : d.z), lh), lw) : spec_cl_weight(lh, lw);
+        }
+        // channel of plane p0: the chunk's first plane's channel (host) plus p0, modulo C
+        uint c = pc.cl_vec == 0u ? 0u : (pc.cl_c0 + p0) % pc.cl_channels;
+        for (uint j = 0u; j < n; j++) {
+            y[dst] = cl_value(src, off, wt, K, c < pc.cl_vec);
+            c = c + 1u == pc.cl_channels ? 0u : c + 1u;
+            src += in_plane;
+            dst += out_plane;
+        }
+        return;
+    }
     for (uint j = 0u; j < n; j++) {
         float v;
         if (RANK == 1)

@@ -1,5 +1,5 @@
 // Shared by every interpolate_*.comp: the push-constant block (mirrors vkr_vk_push_t in
-// daemon/backend_vulkan.c, 116 bytes) and the mapping of an invocation to its output element.
+// daemon/backend_vulkan.c, 128 bytes) and the mapping of an invocation to its output element.
 //
 // A dispatch covers one chunk: whole N*C planes, or one plane's range of indices along its
 // outermost spatial axis (the split axis).  Offsets into the bound ranges are uint arithmetic
@@ -27,6 +27,8 @@ layout(push_constant) uniform Params {
     uint div_w_m, div_w_s;  // nearest, linear, cubic: fast_div's (magic, shifts) of out_w,
     uint div_h_m, div_h_s;  // out_h and span (the host's fast_div_magic; single words: a uvec2
     uint div_span_m, div_span_s;  // would be 8-byte aligned)
+    uint cl_channels, cl_vec;     // channels-last linear: C and C - C % 8 (its vector-lane channels)
+    uint cl_c0;                   // and the channel of the chunk's first plane
 } pc;
 
 // n / d for the d whose (magic, shifts) the host gave (Granlund and Montgomery's division by an

@@ -43,11 +43,23 @@ void vkr_spec_linear_taps(int64_t n, int64_t o, bool align_corners, bool has_sca
     }
 }
 
-void vkr_spec_nearest_indices(int64_t n, int64_t o, bool exact, bool has_scale, double scale, int32_t *idx)
+bool vkr_spec_channels_last_kernel(int spatial_rank, int64_t channels, const int64_t *in_size)
+{
+    if (spatial_rank < 2)
+        return false;
+    bool spatial_ones = true;
+    for (int d = 0; d < spatial_rank; d++)
+        spatial_ones = spatial_ones && in_size[d] == 1;
+    return channels == 1 || spatial_ones;
+}
+
+void vkr_spec_nearest_indices(int64_t n, int64_t o, bool exact, bool has_scale, double scale, bool channels_last, int32_t *idx)
 {
     float sc = vkr_spec_area_pixel_scale(n, o, false, has_scale, scale);
     for (int64_t i = 0; i < o; i++)
-        idx[i] = exact ? spec_nearest_exact_index((int)i, sc, (int)n) : spec_nearest_index((int)i, sc, (int)n);
+        idx[i] = exact           ? spec_nearest_exact_index((int)i, sc, (int)n)
+                 : channels_last ? spec_nearest_index_cl((int)i, sc, (int)n, (int)o)
+                                 : spec_nearest_index((int)i, sc, (int)n);
 }
 
 void vkr_spec_cubic_taps(int64_t n, int64_t o, bool align_corners, bool has_scale, double scale, vkr_cubic_taps_t taps)

@@ -21,8 +21,18 @@ typedef struct {
 void vkr_spec_linear_taps(int64_t n, int64_t o, bool align_corners, bool has_scale, double scale,
                           vkr_linear_taps_t taps);
 
-/* Nearest / nearest-exact source index of every output position (sec. 3): idx[o]. */
-void vkr_spec_nearest_indices(int64_t n, int64_t o, bool exact, bool has_scale, double scale, int32_t *idx);
+/* Whether torch 1.13 runs its channels-last interpolate kernels (nearest, bilinear, trilinear;
+ * sec. 3.1, 4.3) on a contiguous NCHW / NCDHW input of this shape.  Those kernels are chosen by
+ * input.is_contiguous(ChannelsLast / ChannelsLast3d), i.e. TensorImpl's
+ * compute_channels_last_contiguous_2d/3d: walking the dimensions in the order C, W, H, (D,) N and
+ * skipping those of size 1, each stride must be the product of the sizes walked before.  For
+ * contiguous strides that holds exactly when C == 1 or every spatial extent is 1 (the size-1
+ * dimensions' strides are ignored).  1-D (N, C, L) inputs have no channels-last kernel. */
+bool vkr_spec_channels_last_kernel(int spatial_rank, int64_t channels, const int64_t *in_size);
+
+/* Nearest / nearest-exact source index of every output position (sec. 3): idx[o].  channels_last:
+ * the input takes torch's channels-last kernel (spec_nearest_index_cl's shortcuts for nearest). */
+void vkr_spec_nearest_indices(int64_t n, int64_t o, bool exact, bool has_scale, double scale, bool channels_last, int32_t *idx);
 
 /* Bicubic taps of one axis (sec. 5): source indices clamped to the border, and coefficients. */
 typedef struct {

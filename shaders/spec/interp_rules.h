@@ -52,6 +52,15 @@ SPEC_FN int spec_nearest_index(int i, float scale, int n)
     return idx < n - 1 ? idx : n - 1;
 }
 
+/* nearest in torch 1.13's channels-last kernel (cpu_upsample_nearest_channels_last's nearest_idx,
+ * sec. 3.1), which runs for every input vkr_spec_channels_last_kernel accepts: o == n copies
+ * (idx = i), o == 2n halves (idx = i >> 1), whatever scale_factor gave that size; otherwise the
+ * formula above.  nearest-exact has no shortcut in any kernel. */
+SPEC_FN int spec_nearest_index_cl(int i, float scale, int n, int o)
+{
+    return o == n ? i : o == 2 * n ? (i >> 1) : spec_nearest_index(i, scale, n);
+}
+
 /* nearest-exact (sec. 3.2): idx = min(floor(f32(f32(i + 0.5) * scale)), n - 1). */
 SPEC_FN int spec_nearest_exact_index(int i, float scale, int n)
 {
@@ -69,6 +78,41 @@ SPEC_FN float spec_lerp(float a, float b, float l0, float l1)
     SPEC_PRECISE float r = pa + pb;
     return r;
 }
+
+/* torch 1.13's channels-last linear kernel (cpu_upsample_linear_channels_last, sec. 4.3; run for
+ * every input vkr_spec_channels_last_kernel accepts, bilinear and trilinear).  The taps and
+ * per-axis weights are those of sec. 4.1; a corner's weight is the float product of its axes'
+ * weights, outer axis first: f32(hl * wl), trilinear f32(f32(dl * hl) * wl).  Corners are numbered
+ * with the outer axis' tap as the high bit (2-D: 00, 01, 10, 11 = (h0,w0), (h0,w1), (h1,w0),
+ * (h1,w1)).  Channel c of C is summed one of two ways:
+ *  - c < C - C % 8 (the 8-float vector lanes of the DEFAULT build): float, right to left:
+ *    acc = f32(v_last * w_last), then acc = spec_cl_vec_step(acc, v_k, w_k) for k = last-1 .. 0;
+ *  - the other channels (the scalar tail: every channel when C < 8, so every C == 1 tensor):
+ *    the exact double products summed left to right in double, rounded once to float:
+ *    acc = double(v_0) * w_0, acc = spec_cl_tail_step(acc, v_k, w_k) for k = 1 .. last, f32(acc).
+ * Measured against torch 1.13 (ATEN_CPU_CAPABILITY=default) on random C == 1 and all-spatial-1
+ * tensors, 2-D and 3-D, both align_corners, size and scale_factor: bit-exact. */
+SPEC_FN float spec_cl_weight(float a, float b)
+{
+    SPEC_PRECISE float w = a * b;
+    return w;
+}
+
+SPEC_FN float spec_cl_vec_step(float acc, float v, float w)
+{
+    SPEC_PRECISE float p = v * w;
+    SPEC_PRECISE float r = p + acc;
+    return r;
+}
+
+#ifdef SPEC_DOUBLE
+SPEC_FN SPEC_DOUBLE spec_cl_tail_step(SPEC_DOUBLE acc, float v, float w)
+{
+    SPEC_PRECISE SPEC_DOUBLE p = SPEC_DOUBLE_OF(v) * SPEC_DOUBLE_OF(w);
+    SPEC_PRECISE SPEC_DOUBLE r = acc + p;
+    return r;
+}
+#endif
 
 /* Cubic convolution, A = -0.75 (sec. 5), float, exactly this evaluation order.  The constants fold
  * exactly: A+2 = 1.25, A+3 = 2.25, 5A = -3.75, 8A = -6, 4A = -3.
@@ -125,7 +169,13 @@ SPEC_FN float spec_mul(float v, float w)
 }
 
 /* area (sec. 7): the float running sum of a window divided sequentially by each axis' extent,
- * outer axis first: f32(f32(f32(sum / kd) / kh) / kw).  Pass k = 1 for absent axes (exact). */
+ * outer axis first: f32(f32(f32(sum / kd) / kh) / kw).  Pass k = 1 for absent axes (exact).
+ * This is also the rule for C == 1 and all-spatial-1 tensors: adaptive_avg_pool picks its kernel
+ * by suggest_memory_format (c10's is_channels_last_strides_2d), which says Contiguous for every
+ * contiguous NCHW tensor (a size-1 C keeps its stride H*W > 1, [N, C, 1, 1] its stride 1 < C), so
+ * they never reach the channels-last kernel (measured: C == 1, 1-D to 3-D, bit-exact).  That
+ * kernel, reached only by genuinely channels-last strided inputs, divides once by kh*kw in its
+ * vector lanes and sequentially in its scalar tail. */
 SPEC_FN float spec_area_mean(float sum, int kd, int kh, int kw)
 {
     SPEC_PRECISE float r = sum / SPEC_FLOAT(kd);

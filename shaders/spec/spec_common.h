@@ -24,6 +24,10 @@
 #define SPEC_IN in              /* an array parameter the function reads */
 #define spec_float_bits(x) floatBitsToUint(x)
 #define spec_bits_float(u) uintBitsToFloat(u)
+#ifdef VKR_FP64                 /* the host defines it where the device has shaderFloat64 */
+#define SPEC_DOUBLE double
+#define SPEC_DOUBLE_OF(x) double(x)
+#endif
 #else
 /* ---- C11 ---- */
 #include <math.h>
@@ -45,6 +49,8 @@
 #define SPEC_INT_MIN INT32_MIN
 #define SPEC_OUT
 #define SPEC_IN const
+#define SPEC_DOUBLE double       /* PyTorch's double arithmetic, where it has some on the device side */
+#define SPEC_DOUBLE_OF(x) ((double)(x))
 static inline uint32_t spec_float_bits(float x)
 {
     uint32_t u;

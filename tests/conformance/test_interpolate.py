@@ -5,12 +5,12 @@ Draws random cases (mode, rank, shape, size or scale_factor, align_corners,
 recompute_scale_factor; size-1 inputs and outputs; the scales of the spec's checklist), runs each
 through `vkresampled --backend B` with the Python client, and compares with
 torch.nn.functional.interpolate under the contract of pytorch-semantics.md:
-ATEN_CPU_CAPABILITY=default, inputs made with numpy, C >= 2 (a C == 1 case is compared by
-chaining torch's 1-D kernel along each axis, see separable_reference).  CPU backend: bit-exact.  Vulkan: nearest modes bit-exact, the linear
+ATEN_CPU_CAPABILITY=default, inputs made with numpy, on every shape (C == 1 and all-spatial-1
+tensors take torch's channels-last kernels; --cl-cases adds a set of them).  CPU backend: bit-exact.  Vulkan: nearest modes bit-exact, the linear
 family within 1e-6 relative (max |got - ref| / max |ref|).  Also checks that every argument
 combination torch refuses is refused with torch's message.
 
-usage: test_interpolate.py DAEMON --backend cpu|vulkan [--cases N] [--seed S] [--validation]
+usage: test_interpolate.py DAEMON --backend cpu|vulkan [--cases N] [--cl-cases N] [--seed S] [--validation]
 Prints TAP; the last comment lines summarise counts, bit-exact counts and the largest error per mode."""
 import argparse
 import json
@@ -33,6 +33,7 @@ INTERPOLATING = ('linear', 'bilinear', 'trilinear', 'bicubic')
 # Vulkan tolerance per kind (relative), from the contract; the CPU backend must be bit-exact.
 VULKAN_RTOL = {'nearest': 0.0, 'nearest-exact': 0.0, 'linear': 1e-6, 'bilinear': 1e-6, 'trilinear': 1e-6, 'area': 1e-6,
                'bicubic': 1e-5, 'bilinear-antialias': 1e-5, 'bicubic-antialias': 1e-5}
+CL_MODES = ('nearest', 'nearest-exact', 'bilinear', 'trilinear')   # modes with a channels-last kernel in 1.13
 ALL_KINDS = 'nearest,nearest-exact,linear,bilinear,trilinear,bicubic,area,bilinear-antialias,bicubic-antialias'
 
 
@@ -98,9 +99,11 @@ def checklist_cases():
     # align_corners=True ignores the scale: same output size, same map, different scales
     out.append({'mode': 'bilinear', 'shape': [1, 2, 6, 6], 'scale_factor': 2.09, 'align_corners': True})
     out.append({'mode': 'trilinear', 'shape': [1, 2, 3, 4, 5], 'scale_factor': [2.5, 1.0, 0.7], 'align_corners': True})
-    # C == 1 (torch would take its channels-last kernel: compared via a duplicated channel)
+    # C == 1 and [N, C, 1, 1]: torch's channels-last kernels (nearest's o == 2n shortcut at s = 2.09)
     out.append({'mode': 'nearest', 'shape': [1, 1, 10, 10], 'scale_factor': 2.09})
     out.append({'mode': 'bilinear', 'shape': [1, 1, 9, 13], 'size': [17, 5], 'align_corners': False})
+    out.append({'mode': 'bilinear', 'shape': [3, 4, 1, 1], 'size': [3, 5], 'align_corners': False})
+    out.append({'mode': 'trilinear', 'shape': [2, 11, 1, 1, 1], 'size': [2, 3, 4], 'align_corners': True})
     # bicubic: negative source coordinates (no clamp), taps beyond both borders (n = 1, 2, 3), overshoot
     for n in (1, 2, 3, 4):
         for ac in (False, True):
@@ -145,47 +148,48 @@ def torch_kwargs(case):
 
 
 def takes_channels_last_kernel(x):
-    """torch 1.13 runs its channels-last kernel for any 4-D/5-D tensor that is also channels-last
-    contiguous: C == 1, or every spatial extent 1 (pytorch-semantics.md §3.1, §4.3)."""
-    return x.ndim >= 4 and (x.shape[1] == 1 or all(n == 1 for n in x.shape[2:]))
-
-
-def per_axis(value, d, dim):
-    return value[d] if isinstance(value, (list, tuple)) else value
-
-
-def separable_reference(case, x):
-    """Contract point 4: such tensors get the generic rule.  The generic kernel is separable (W
-    step first, then H, then D, each a 1-D step whose float ops are those of torch's 1-D kernel),
-    so chaining torch's own 1-D interpolate along W, H, D reproduces it bit for bit."""
-    kw = torch_kwargs(case)
-    mode = {'bilinear': 'linear', 'trilinear': 'linear'}.get(case['mode'], case['mode'])
-    dim = x.ndim - 2
-    y = x
-    for d in reversed(range(dim)):
-        axis = 2 + d
-        moved = np.moveaxis(y, axis, -1)
-        flat = np.ascontiguousarray(moved.reshape(-1, 1, moved.shape[-1]))
-        one = {k: v for k, v in kw.items() if k in ('align_corners', 'recompute_scale_factor')}
-        if 'size' in kw:
-            one['size'] = per_axis(kw['size'], d, dim)
-        else:
-            one['scale_factor'] = per_axis(kw['scale_factor'], d, dim)
-        out = F.interpolate(torch.from_numpy(flat), mode=mode, **one).numpy()
-        y = np.moveaxis(out.reshape(moved.shape[:-1] + (out.shape[-1],)), -1, axis)
-    return np.ascontiguousarray(y)
+    """Whether torch 1.13 runs its channels-last interpolate kernels (nearest, bilinear, trilinear)
+    on this contiguous tensor: they are chosen by input.is_contiguous(channels_last[_3d]), true for
+    C == 1 or all spatial extents 1 (axis_tables.h, vkr_spec_channels_last_kernel)."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if t.dim() == 4:
+        return t.is_contiguous(memory_format=torch.channels_last)
+    return t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 def torch_reference(case, x):
-    kw = torch_kwargs(case)
-    if case['mode'] == 'area' and x.shape[1] == 1:
-        # area's channels-last kernel divides once by kh*kw; a duplicated channel takes the NCHW one
-        ref = F.interpolate(torch.from_numpy(np.repeat(x, 2, axis=1)), **kw).numpy()
-        return np.ascontiguousarray(ref[:, :1])
-    if case['mode'] in ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear') and not case.get('antialias') \
-            and takes_channels_last_kernel(x):
-        return separable_reference(case, x)
-    return F.interpolate(torch.from_numpy(x), **kw).numpy()
+    return F.interpolate(torch.from_numpy(x), **torch_kwargs(case)).numpy()
+
+
+def channels_last_case(rng):
+    """A case torch 1.13 sends to its channels-last kernels (when its mode has one): C == 1 with
+    random spatial extents, or [N, C, 1, 1] / [N, C, 1, 1, 1] with C up to 19 (8-float vector lanes
+    and the scalar tail); sizes and scales that hit o == n and o == 2n with a scale other than 1
+    and 2 (nearest's shortcuts).  Some 3-D (N, C, L) and mixed shapes as controls."""
+    mode = str(rng.choice(['nearest', 'nearest-exact', 'bilinear', 'trilinear', 'bicubic', 'area', 'linear']))
+    rank = {'bilinear': 4, 'bicubic': 4, 'trilinear': 5, 'linear': 3}.get(mode, int(rng.choice([3, 4, 5])))
+    dim = rank - 2
+    r = rng.random()
+    if r < 0.6:
+        channels, spatial = 1, [int(rng.integers(1, {1: 40, 2: 24, 3: 9}[dim] + 1)) for _ in range(dim)]
+    elif r < 0.9:
+        channels, spatial = int(rng.integers(1, 20)), [1] * dim
+    else:
+        channels, spatial = int(rng.integers(1, 12)), [int(rng.integers(1, 4)) for _ in range(dim)]
+    case = {'mode': mode, 'shape': [int(rng.integers(1, 3)), channels] + spatial}
+    if mode in INTERPOLATING:
+        case['align_corners'] = bool(rng.random() < 0.5)
+    if mode in ('bilinear', 'bicubic') and rng.random() < 0.2:
+        case['antialias'] = True
+    if rng.random() < 0.5:
+        case['size'] = [int(rng.choice([n, 2 * n, rng.integers(1, 3 * n + 3)])) for n in spatial]
+    else:
+        picks = [1.0, 2.0, 1.05, 2.05, 2.09, 1.1, 0.5, 0.7, 1.5, 7 / 3, 3.0]
+        case['scale_factor'] = [float(rng.choice(picks)) for _ in spatial]
+        case['scale_factor'] = [s if math.floor(n * s) >= 1 else 1.0 for n, s in zip(spatial, case['scale_factor'])]
+        if rng.random() < 0.3:
+            case['recompute_scale_factor'] = True
+    return case
 
 
 def compare(got, ref):
@@ -273,6 +277,8 @@ def main():
     ap.add_argument('--validation', action='store_true')
     ap.add_argument('--summary', help='write the per-mode summary as JSON here')
     ap.add_argument('--kinds', default=ALL_KINDS, help='comma-separated modes (and mode-antialias) to draw (default: all)')
+    ap.add_argument('--cl-cases', type=int, default=0,
+                    help='add N cases of the shapes torch sends to its channels-last kernels (C == 1, spatial all 1)')
     args = ap.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -286,12 +292,17 @@ def main():
         if kind_of(c) in kinds:
             cases.append(c)
     tap = Tap()
-    # The separable reference must itself equal torch's N-D generic kernel where torch uses it.
-    generic = [c for c in cases if not takes_channels_last_kernel(np.empty(c['shape']))
-               and c['mode'] in ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear') and not c.get('antialias')][:60]
-    same = sum(np.array_equal(separable_reference(c, x), torch_reference(c, x), equal_nan=True)
-               for c in generic for x in [make_input(c, rng)])
-    tap.check(same == len(generic), 'separable 1-D reference equals torch N-D kernel bit for bit on %d/%d cases' % (same, len(generic)))
+    cl_rng = np.random.default_rng(args.seed + 1)
+    cl = [c for c in (channels_last_case(cl_rng) for _ in range(args.cl_cases)) if kind_of(c) in kinds]
+    cl_kernel = sum(takes_channels_last_kernel(np.empty(c['shape'], np.float32)) and c['mode'] in CL_MODES
+                    and not c.get('antialias') for c in cl)
+    if cl:
+        # the set must exercise the channels-last kernels, not just name them
+        tap.check(cl_kernel >= len(cl) // 3, 'channels-last set: %d of %d cases take a torch channels-last kernel' %
+                  (cl_kernel, len(cl)))
+    for c in cl:
+        c['set'] = 'cl'
+    cases += cl
     stats = {}
     with running_daemon(args.daemon, backend=args.backend, validation=args.validation) as daemon:
         with daemon.client() as client:
@@ -307,8 +318,8 @@ def main():
                 if not tap.check(client.last_backend == args.backend, 'case %d ran on %s' % (i, client.last_backend)):
                     continue
                 exact, rel = compare(got, ref)
-                mode = kind_of(case)
-                rtol = 0.0 if args.backend == 'cpu' else VULKAN_RTOL[mode]
+                mode = kind_of(case) + (' (cl set)' if case.get('set') == 'cl' else '')
+                rtol = 0.0 if args.backend == 'cpu' else VULKAN_RTOL[kind_of(case)]
                 ok = exact or rel <= rtol
                 s = stats.setdefault(mode, {'cases': 0, 'bit_exact': 0, 'max_rel_err': 0.0, 'failed': 0})
                 s['cases'] += 1
