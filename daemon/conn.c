@@ -474,15 +474,17 @@ static void timer_cb(uv_timer_t *timer)
         return;
     if (now >= write_deadline(c)) {
         /* the peer has not taken a byte of its replies for the idle timeout: it is not waited for */
-        if (c->close_when_flushed)
+        const uint64_t since = c->last_tx_ms > c->out_since_ms ? c->last_tx_ms : c->out_since_ms;
+
+        if (c->close_when_flushed) {
             vkr__log(VKR_LOG_INFO, "connection fd %d: closed: its last replies were not read for %.1f s (--idle-timeout)", c->fd,
                      (double)c->limits.idle_timeout_ms / 1000.0);
-        if (!c->close_when_flushed)
+        } else {
             vkr__log(VKR_LOG_INFO, "connection fd %d: closed: replies waited %.1f s without the peer reading a byte of them "
-                     "(--idle-timeout %.1f s)", c->fd, (double)(now - (c->last_tx_ms > c->out_since_ms ? c->last_tx_ms : c->out_since_ms)) / 1000.0,
-                     (double)c->limits.idle_timeout_ms / 1000.0);
-        else if (c->timed_out != NULL)
-            (*c->timed_out)++;
+                     "(--idle-timeout %.1f s)", c->fd, (double)(now - since) / 1000.0, (double)c->limits.idle_timeout_ms / 1000.0);
+            if (c->timed_out != NULL)
+                (*c->timed_out)++;
+        }
         vkr__conn_close(c);
         return;
     }
