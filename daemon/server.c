@@ -3,10 +3,13 @@
  * and shutdown.  Bytes and descriptors on a connection are conn.c's, admission and scheduling
  * queue.c's, memfd checks and mappings memfd.c's, counters stats.c's, the socket listen.c's.
  *
- * A connection is read continuously (pipelining): every SUBMIT is admitted against the queue
- * limits when its header arrives (a full limit: its body is read and dropped and it gets
- * VKR_E_BUSY), decoded, planned, its memfds checked and mapped, and queued; replies go out as
- * jobs finish, in any order, each carrying its request_id.  A header that cannot be trusted gets
+ * A connection is read continuously (pipelining): every SUBMIT gets a queue slot when its header
+ * arrives and its body's bytes as they arrive (on_body_grow; a full limit: its body is read and
+ * dropped and it gets VKR_E_BUSY, at the header or mid-body), is decoded, planned, its memfds
+ * checked and mapped, and queued; replies go out as jobs finish, in any order, each carrying its
+ * request_id.  A connection whose inline replies still to write pass
+ * VKR__CLIENT_REPLY_BACKLOG_BYTES is not read until they drain, and one that reads none of them
+ * for --idle-timeout is closed (conn.c).  A header that cannot be trusted gets
  * an ERROR and the connection is closed; a well-framed bad request gets an ERROR and the
  * connection carries on.  A job holds its queue slot and bytes until its reply is written (or it
  * is dropped), so what one client leaves unread is bounded too.
