@@ -63,6 +63,13 @@ sys.stdin.read()
 '''
 
 
+MATRIX = []   # (scenario, expected, observed, ok), printed at the end as test_faults.py does
+
+
+def row(scenario, expected, observed, ok):
+    MATRIX.append((scenario, expected, observed, ok))
+
+
 def skip(tap, what, why):
     tap.n += 1
     print('ok %d - %s # SKIP %s' % (tap.n, what, why), flush=True)
@@ -93,6 +100,7 @@ def test_header_hog(tap, binary):
     if why:
         for n in names:
             skip(tap, n, why)
+        row('2 stalled 128 MiB SUBMIT headers of another uid', 'the other uid\'s jobs all succeed at once', 'SKIP: %s' % why, True)
         return
     d = vkr_testlib.shared_dir('vkr-admission-', {'hog.py': HOG_CLIENT})
     sock = os.path.join(d, 's.sock')
@@ -114,11 +122,13 @@ def test_header_hog(tap, binary):
             elapsed = time.monotonic() - t0
             clients = c.stats()['clients']
             c.close()
-            print('# header hog: uid %s stalled 2 x 128 MiB headers; the other uid\'s 20 jobs: %d right, errors %s, slowest %.3f s, '
-                  'all in %.2f s; %d clients open' % (line[1:] or '?', ok, errors, worst, elapsed, clients), flush=True)
+            print('# header hog: uid %s stalled 2 x 128 MiB headers; the other uid\'s 20 jobs: %d right, errors %s, slowest %.2f ms, '
+                  'all in %.1f ms; %d clients open' % (line[1:] or '?', ok, errors, worst * 1e3, elapsed * 1e3, clients), flush=True)
             tap.check(line[:2] == ['stalled', str(NOBODY)] and ok == 20 and not errors and worst < 1.0,
                       '%s (%d of 20 right, slowest %.3f s, errors %s)' % (names[0], ok, worst, errors))
             tap.check(clients == 3, '%s (%d clients)' % (names[1], clients))
+            row('2 stalled 128 MiB SUBMIT headers of another uid', 'the other uid\'s jobs all succeed at once',
+                '%d/20 right, slowest %.2f ms%s' % (ok, worst * 1e3, (', ' + errors[0]) if errors else ''), ok == 20 and not errors)
             hog.stdin.close()
             hog.wait(timeout=30)
             hog = None
@@ -154,8 +164,11 @@ def test_refused_mid_body(tap, binary):
             got = np.frombuffer(res.body, '<f4', offset=v.RESULT_FIXED_BYTES).reshape(v.unpack_result(res.body)['shape'])
         again = small_jobs(second, 1, 3)
         print('# refused mid-body: second connection got %s (request %s)' % (err, reply.request_id if reply else None), flush=True)
-        tap.check(err is not None and reply.request_id == 9 and err[0] == v.VKR_E_BUSY and err[1] == 'queue' and
-                  'body_len %d refused after' % len(body) in err[2] and '--max-bytes-per-uid' in err[2],
+        refused_ok = (err is not None and reply.request_id == 9 and err[0] == v.VKR_E_BUSY and err[1] == 'queue' and
+                      'body_len %d refused after' % len(body) in err[2] and '--max-bytes-per-uid' in err[2])
+        row('a body past the uid\'s share (--max-bytes-per-uid)', 'VKR_E_BUSY [queue] mid-body, connection kept',
+            '%s [%s] %s' % (v.CODES.get(err[0], err[0]), err[1], err[2][:70]) if err else 'no ERROR', refused_ok)
+        tap.check(refused_ok,
                   'a body whose reservation step does not fit is refused mid-body: VKR_E_BUSY [queue] naming body_len, the bytes '
                   'that had arrived and --max-bytes-per-uid (%s)' % (err,))
         tap.check(got is not None and np.array_equal(got, x[:, :, ::112, ::128]) and again[0] == 1,
@@ -240,6 +253,10 @@ def test_unread_replies(tap, binary):
                  'after %.2f s' % closed_at if closed_at is not None else 'never (%.0f s watched)' % (idle_s + 30),
                  st['connections_timed_out'], done, bystander['ok'], bystander['bad'][:2], bystander['worst'],
                  ' (ASan build: bound doubled)' if asan else ''), flush=True)
+        row('a client pipelining 150 x 4 MiB replies, never reading', 'memory bounded, closed after --idle-timeout 2 s',
+            'RSS peak +%.0f MiB, %s, after close +%.0f MiB' % (grow, 'closed after %.2f s' % closed_at if closed_at is not None
+                                                                else 'never closed', (after - base) / 1024.0),
+            grow <= bound_mib and closed_at is not None)
         tap.check(grow <= bound_mib, 'a client that never reads keeps the daemon\'s memory bounded: RSS peak +%.1f MiB <= %d MiB'
                   % (grow, bound_mib))
         tap.check(closed_at is not None and closed_at >= idle_s - 0.05 and st['connections_timed_out'] == 1 and
@@ -266,6 +283,8 @@ def test_shutdown_timeout(tap, binary, timeout_s):
         dm = vkr_testlib.Daemon(binary, backend='cpu', extra=extra)
     except RuntimeError as e:
         tap.check(False, '%s (the daemon did not start: %s)' % (name, str(e).splitlines()[0]))
+        row('SIGTERM, replies left unread, %s' % what, 'exit 0 within %.0f s + %.0f s' % (deadline, SLACK_S),
+            'the daemon did not start (unknown option?)', False)
         return
     x = np.ones((1, 1, 512, 512), np.float32)
     body = v.pack_submit_body(x.shape, x.tobytes(), mode='nearest', scale_factor=2.0, backend='cpu')
@@ -295,6 +314,9 @@ def test_shutdown_timeout(tap, binary, timeout_s):
         left = [p for p in (dm.socket, lock) if os.path.exists(p)]
         print('# %s: %d jobs done, replies unread; SIGTERM -> %s after %.2f s; left behind: %s'
               % (what, done, 'exit %s' % status if status is not None else 'still running', took, left or 'nothing'), flush=True)
+        row('SIGTERM, replies left unread, %s' % what, 'exit 0 within %.0f s + %.0f s, socket and lock removed' % (deadline, SLACK_S),
+            '%s after %.2f s, left %s' % ('exit %s' % status if status is not None else 'still running', took, left or 'nothing'),
+            status == 0 and took <= deadline + SLACK_S and not left)
         tap.check(status == 0 and took <= deadline + SLACK_S and not left and '--shutdown-timeout' in dm.log(),
                   '%s (%s after %.2f s, left %s)' % (name, 'exit %s' % status if status is not None else 'still running', took, left))
     finally:
@@ -319,6 +341,9 @@ def test_sighup(tap, binary):
         print('# SIGHUP: %s; log line %s; %d of 5 jobs right after it'
               % ('daemon running' if alive else 'daemon died with status %s' % dm.proc.returncode,
                  logged and 'SIGHUP' in dm.log(), ok), flush=True)
+        row('SIGHUP', 'logged and ignored, serves on, clean stop later',
+            'running, %d/5 jobs right' % ok if alive else 'died, status %s, socket %s and lock %s left' % (
+                dm.proc.returncode, os.path.exists(dm.socket), os.path.exists(dm.socket + '.lock')), alive and ok == 5)
         tap.check(alive and ok == 5 and 'SIGHUP: ignored' in dm.log(),
                   'SIGHUP is logged and ignored: the daemon serves on (%s, %d of 5 jobs right)'
                   % ('running' if alive else 'died with %s' % dm.proc.returncode, ok))
@@ -345,6 +370,9 @@ def test_lock_first(tap, binary):
             print('# second daemon on a busy socket: exit %d after %.3f s; %d Vulkan log lines; cache dir holds %s; says: %s'
                   % (p.returncode, took, len(vulkan_lines), cached or 'nothing',
                      [ln for ln in p.stdout.splitlines() if 'lock' in ln][:1]), flush=True)
+            row('a second --backend vulkan daemon on a busy socket', 'exit 1 naming the lock < 0.5 s, no Vulkan, no cache',
+                'exit %d after %.3f s, %d Vulkan lines, cache %s' % (p.returncode, took, len(vulkan_lines), cached or 'none'),
+                p.returncode == 1 and took < 0.5 and not cached and not vulkan_lines)
             tap.check(p.returncode == 1 and '.lock' in p.stdout and 'another vkresampled holds its lock' in p.stdout,
                       'a second daemon on a busy socket exits 1 with a message naming the lock (exit %d)' % p.returncode)
             tap.check(took < 0.5 and not cached and not vulkan_lines,
@@ -368,6 +396,10 @@ def main():
     test_shutdown_timeout(tap, args.daemon, None)
     test_sighup(tap, args.daemon)
     test_lock_first(tap, args.daemon)
+    print('# issue 11 fault rows')
+    print('# %-52s | %-52s | %s' % ('scenario', 'expected', 'observed'))
+    for name, expected, observed, ok in MATRIX:
+        print('# %-52s | %-52s | %s%s' % (name, expected, '' if ok else 'FAILED: ', observed))
     return tap.done()
 
 
