@@ -8,9 +8,15 @@
  * Writing keeps a FIFO of frames and sends as much as the socket takes; a frame's descriptor goes
  * with its first byte.
  *
+ * A body's buffer grows as its bytes arrive (VKR__CONN_BODY_FIRST_STEP, doubling, steps of at
+ * most VKR__CONN_BODY_MAX_STEP), each step reserved by the owner first (on_body_grow): a header
+ * announcing a gigabyte followed by one byte holds 64 KiB, not a gigabyte (issue 11).
+ *
  * Time: a frame begun must keep arriving (a byte at least every --idle-timeout) and be complete
  * within --frame-timeout of its first byte; otherwise the stream is broken with VKR_E_TIMEOUT.
- * Between frames a connection may stay idle for as long as it likes.  One timer per connection,
+ * Between frames a connection may stay idle for as long as it likes.  Frames queued to write
+ * must be taken by the peer: when --idle-timeout passes without a byte of them written (the
+ * peer's receive buffer full, nothing read), the connection is closed.  One timer per connection,
  * armed lazily: reads only record the time, the timer checks the deadlines when it fires and
  * re-arms itself for the next one, so a busy connection costs no timer work per read. */
 #include "conn.h"
@@ -46,6 +52,8 @@ struct vkr__conn_out {
 static void poll_cb(uv_poll_t *handle, int status, int events);
 static void timer_cb(uv_timer_t *timer);
 static uint64_t next_deadline(const vkr__conn_t *c);
+static void arm_timer(vkr__conn_t *c, uint64_t deadline_ms);
+static uint64_t write_deadline(const vkr__conn_t *c);
 
 /* ---------------------------------------------------------------- state */
 bool vkr__conn_between_frames(const vkr__conn_t *c)
@@ -160,7 +168,7 @@ void vkr__conn_close_when_flushed(vkr__conn_t *c)
     update_events(c);
     if (!was && c->limits.idle_timeout_ms > 0) {
         c->last_tx_ms = uv_now(c->poll.loop);   /* the peer has the idle timeout to read what is left */
-        arm_timer(c, c->last_tx_ms + c->limits.idle_timeout_ms);
+        arm_timer(c, write_deadline(c));
     }
 }
 
@@ -261,8 +269,13 @@ int vkr__conn_send(vkr__conn_t *c, const void *head, size_t head_len, const void
     c->out_tail = o;
     if (payload_len == 0)
         c->control_backlog += head_len;
-    if (was_empty)
+    if (was_empty) {
+        c->out_since_ms = uv_now(c->poll.loop);
         flush(c);
+    }
+    /* what the socket did not take must be taken within the idle timeout */
+    if (!c->closing && c->out_head != NULL && c->limits.idle_timeout_ms > 0)
+        arm_timer(c, write_deadline(c));
     update_events(c);
     return 0;
 }
@@ -288,7 +301,40 @@ static void frame_complete(vkr__conn_t *c)
     c->rx_state = RX_HEADER;
     c->hdr_got = 0;
     c->body_got = 0;
+    c->body_cap = 0;
     c->cb->on_frame(c, &h, body, fds, n_fds);
+}
+
+/* The body buffer is full (or not there yet): grow it by the next step, reserved by the owner
+ * first.  Returns false when the stream broke (out of memory); a refused step turns the frame
+ * into one whose body is skipped, and returns true. */
+static bool grow_body(vkr__conn_t *c)
+{
+    uint64_t step = c->body_cap == 0 ? VKR__CONN_BODY_FIRST_STEP : c->body_cap;
+    uint64_t to;
+    uint8_t *grown;
+    char msg[128];
+
+    if (step > VKR__CONN_BODY_MAX_STEP)
+        step = VKR__CONN_BODY_MAX_STEP;
+    to = c->hdr.body_len - c->body_cap > step ? c->body_cap + step : c->hdr.body_len;
+    if (!c->cb->on_body_grow(c, &c->hdr, c->body_cap, to)) {
+        vkr__free(c->body);   /* refused: the owner answers once the rest is read past */
+        c->body = NULL;
+        c->body_cap = 0;
+        c->rx_state = RX_SKIP;
+        return true;
+    }
+    grown = vkr__realloc(c->body, (size_t)to);
+    if (grown == NULL) {
+        snprintf(msg, sizeof msg, "out of memory for a body of %llu bytes (%llu of them arrived)",
+                 (unsigned long long)c->hdr.body_len, (unsigned long long)c->body_got);
+        stream_error(c, c->hdr.request_id, VKR_E_NOMEM, "body_len", msg);
+        return false;
+    }
+    c->body = grown;
+    c->body_cap = to;
+    return true;
 }
 
 static void header_complete(vkr__conn_t *c)
@@ -307,16 +353,13 @@ static void header_complete(vkr__conn_t *c)
         return;
     }
     c->body_got = 0;
+    c->body_cap = 0;
     if (c->cb->on_header(c, &c->hdr) == VKR__CONN_SKIP_BODY) {
         c->rx_state = RX_SKIP;
     } else if (c->hdr.body_len > 0) {
-        c->body = vkr__malloc((size_t)c->hdr.body_len);
-        if (c->body == NULL) {
-            snprintf(msg, sizeof msg, "out of memory for a body of %llu bytes", (unsigned long long)c->hdr.body_len);
-            stream_error(c, c->hdr.request_id, VKR_E_NOMEM, "body_len", msg);
-            return;
-        }
         c->rx_state = RX_BODY;
+        if (!grow_body(c))
+            return;
     }
     if (c->hdr.body_len == 0)
         frame_complete(c);
@@ -339,7 +382,10 @@ static void do_read(vkr__conn_t *c)
             want = VKR_FRAME_HEADER_BYTES - c->hdr_got;
         } else {
             left = c->hdr.body_len - c->body_got;
+            if (c->rx_state == RX_BODY && c->body_got == c->body_cap && !grow_body(c))
+                return;
             if (c->rx_state == RX_BODY) {
+                left = c->body_cap - c->body_got;
                 into = c->body + c->body_got;
                 want = left > (1u << 30) ? (1u << 30) : (size_t)left;
             } else {
@@ -371,8 +417,10 @@ static void do_read(vkr__conn_t *c)
         if (vkr__conn_between_frames(c)) {
             /* a frame begins: its clocks start */
             c->frame_start_ms = c->last_rx_ms;
-            if (c->limits.idle_timeout_ms > 0 || c->limits.frame_timeout_ms > 0)
-                arm_timer(c, next_deadline(c));
+            if (c->limits.idle_timeout_ms > 0)
+                arm_timer(c, c->last_rx_ms + c->limits.idle_timeout_ms);
+            if (c->limits.frame_timeout_ms > 0)
+                arm_timer(c, c->frame_start_ms + c->limits.frame_timeout_ms);
         }
         if (c->rx_state == RX_HEADER) {
             c->hdr_got += (size_t)n;
@@ -387,12 +435,29 @@ static void do_read(vkr__conn_t *c)
 }
 
 /* ---------------------------------------------------------------- time limits */
-/* The earliest deadline of the frame being read (UINT64_MAX: none). */
+/* When queued frames that the peer takes nothing of are given up (UINT64_MAX: none due): the
+ * idle timeout after the later of the last byte written and the moment the queue filled. */
+static uint64_t write_deadline(const vkr__conn_t *c)
+{
+    if (c->out_head == NULL || c->limits.idle_timeout_ms == 0)
+        return UINT64_MAX;
+    return (c->last_tx_ms > c->out_since_ms ? c->last_tx_ms : c->out_since_ms) + c->limits.idle_timeout_ms;
+}
+
+/* Whether a frame is being read whose deadlines count. */
+static bool reading_frame(const vkr__conn_t *c)
+{
+    return !c->stream_broken && !c->close_when_flushed && !vkr__conn_between_frames(c);
+}
+
+/* The earliest deadline: the frame being read, the frames waiting to be written (UINT64_MAX: none). */
 static uint64_t next_deadline(const vkr__conn_t *c)
 {
-    uint64_t due = UINT64_MAX;
+    uint64_t due = write_deadline(c);
 
-    if (c->limits.idle_timeout_ms > 0)
+    if (!reading_frame(c))
+        return due;
+    if (c->limits.idle_timeout_ms > 0 && c->last_rx_ms + c->limits.idle_timeout_ms < due)
         due = c->last_rx_ms + c->limits.idle_timeout_ms;
     if (c->limits.frame_timeout_ms > 0 && c->frame_start_ms + c->limits.frame_timeout_ms < due)
         due = c->frame_start_ms + c->limits.frame_timeout_ms;
@@ -407,36 +472,39 @@ static void timer_cb(uv_timer_t *timer)
 
     if (c->closing)
         return;
-    if (c->close_when_flushed) {
-        /* closing after its last replies: a peer that does not read them is not waited for */
-        if (c->out_head == NULL || c->limits.idle_timeout_ms == 0)
-            return;
-        if (now >= c->last_tx_ms + c->limits.idle_timeout_ms) {
+    if (now >= write_deadline(c)) {
+        /* the peer has not taken a byte of its replies for the idle timeout: it is not waited for */
+        const uint64_t since = c->last_tx_ms > c->out_since_ms ? c->last_tx_ms : c->out_since_ms;
+
+        if (c->close_when_flushed) {
             vkr__log(VKR_LOG_INFO, "connection fd %d: closed: its last replies were not read for %.1f s (--idle-timeout)", c->fd,
                      (double)c->limits.idle_timeout_ms / 1000.0);
-            vkr__conn_close(c);
+        } else {
+            vkr__log(VKR_LOG_INFO, "connection fd %d: closed: replies waited %.1f s without the peer reading a byte of them "
+                     "(--idle-timeout %.1f s)", c->fd, (double)(now - since) / 1000.0, (double)c->limits.idle_timeout_ms / 1000.0);
+            if (c->timed_out != NULL)
+                (*c->timed_out)++;
+        }
+        vkr__conn_close(c);
+        return;
+    }
+    if (reading_frame(c)) {
+        if (c->rx_state == RX_HEADER)
+            snprintf(got, sizeof got, "%zu of %u header bytes", c->hdr_got, VKR_FRAME_HEADER_BYTES);
+        else
+            snprintf(got, sizeof got, "%llu of %llu body bytes", (unsigned long long)c->body_got, (unsigned long long)c->hdr.body_len);
+        if (c->limits.frame_timeout_ms > 0 && now >= c->frame_start_ms + c->limits.frame_timeout_ms) {
+            snprintf(msg, sizeof msg, "a frame was not complete %.1f s after its first byte (%s; --frame-timeout %.1f s)",
+                     (double)(now - c->frame_start_ms) / 1000.0, got, (double)c->limits.frame_timeout_ms / 1000.0);
+            stream_error(c, 0, VKR_E_TIMEOUT, "frame_timeout", msg);
             return;
         }
-        arm_timer(c, c->last_tx_ms + c->limits.idle_timeout_ms);
-        return;
-    }
-    if (c->stream_broken || vkr__conn_between_frames(c))
-        return;   /* no frame under way: nothing is due */
-    if (c->rx_state == RX_HEADER)
-        snprintf(got, sizeof got, "%zu of %u header bytes", c->hdr_got, VKR_FRAME_HEADER_BYTES);
-    else
-        snprintf(got, sizeof got, "%llu of %llu body bytes", (unsigned long long)c->body_got, (unsigned long long)c->hdr.body_len);
-    if (c->limits.frame_timeout_ms > 0 && now >= c->frame_start_ms + c->limits.frame_timeout_ms) {
-        snprintf(msg, sizeof msg, "a frame was not complete %.1f s after its first byte (%s; --frame-timeout %.1f s)",
-                 (double)(now - c->frame_start_ms) / 1000.0, got, (double)c->limits.frame_timeout_ms / 1000.0);
-        stream_error(c, 0, VKR_E_TIMEOUT, "frame_timeout", msg);
-        return;
-    }
-    if (c->limits.idle_timeout_ms > 0 && now >= c->last_rx_ms + c->limits.idle_timeout_ms) {
-        snprintf(msg, sizeof msg, "no byte of a frame begun arrived for %.1f s (%s; --idle-timeout %.1f s)",
-                 (double)(now - c->last_rx_ms) / 1000.0, got, (double)c->limits.idle_timeout_ms / 1000.0);
-        stream_error(c, 0, VKR_E_TIMEOUT, "idle_timeout", msg);
-        return;
+        if (c->limits.idle_timeout_ms > 0 && now >= c->last_rx_ms + c->limits.idle_timeout_ms) {
+            snprintf(msg, sizeof msg, "no byte of a frame begun arrived for %.1f s (%s; --idle-timeout %.1f s)",
+                     (double)(now - c->last_rx_ms) / 1000.0, got, (double)c->limits.idle_timeout_ms / 1000.0);
+            stream_error(c, 0, VKR_E_TIMEOUT, "idle_timeout", msg);
+            return;
+        }
     }
     due = next_deadline(c);
     if (due != UINT64_MAX)

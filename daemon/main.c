@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 #define EXIT_USAGE 2
 #define VKR_MMAP_THRESHOLD_BYTES (256 * 1024) /* allocations from this size on are their own mappings */
 #define EXIT_VALIDATION 3
-#define MAX_TIMEOUT_S 86400.0   /* --idle-timeout / --frame-timeout: at most a day */
+#define MAX_TIMEOUT_S 86400.0   /* --idle-timeout / --frame-timeout / --shutdown-timeout: at most a day */
 
 static void usage(FILE *to)
 {
@@ -51,16 +52,30 @@ static void usage(FILE *to)
             "  --max-connections-per-uid N  open connections of one uid; one more is refused with\n"
             "                        VKR_E_BUSY (default %u)\n"
             "  --max-bytes-per-uid N bytes the jobs of one uid may hold in flight (request bodies and\n"
-            "                        outputs), K/M/G suffixes allowed (default: --max-queue-bytes);\n"
-            "                        VKR_E_BUSY past it, VKR_E_TOO_LARGE for one job that alone needs more\n"
+            "                        outputs), K/M/G suffixes allowed.  Default: a quarter of\n"
+            "                        --max-queue-bytes, but at least what one job of --max-job-bytes\n"
+            "                        tensors holds (3 x --max-job-bytes + %u; with the defaults 3G +\n"
+            "                        %u) and at most --max-queue-bytes.  VKR_E_BUSY past it,\n"
+            "                        VKR_E_TOO_LARGE for one job that alone needs more.  A request\n"
+            "                        body is reserved as it arrives (64 KiB, then doubling, steps of\n"
+            "                        at most 64 MiB), so a header alone holds nothing; a body whose\n"
+            "                        next step does not fit is refused with VKR_E_BUSY mid-body.\n"
             "  --idle-timeout SECONDS  a connection in the middle of a frame that sends nothing for\n"
-            "                        this long is closed with VKR_E_TIMEOUT, as is one that does not\n"
-            "                        read its last replies for this long (default %g; 0: off).\n"
-            "                        Idle connections between frames are never closed.\n"
+            "                        this long is closed with VKR_E_TIMEOUT; one whose replies wait\n"
+            "                        this long without it reading a byte of them is closed\n"
+            "                        (default %g; 0: off).  Idle connections between frames are\n"
+            "                        never closed.  A connection with more than %llu MiB of inline\n"
+            "                        replies still to write is not read until they drain.\n"
             "  --frame-timeout SECONDS  a frame not complete this long after its first byte closes\n"
-            "                        its connection with VKR_E_TIMEOUT (default %g; 0: off)\n",
-            VKR_DEFAULT_MAX_CONNECTIONS, VKR__ACCEPT_RETRY_MS, VKR_DEFAULT_MAX_CONNECTIONS_PER_UID, VKR_DEFAULT_IDLE_TIMEOUT_MS / 1000.0,
-            VKR_DEFAULT_FRAME_TIMEOUT_MS / 1000.0);
+            "                        its connection with VKR_E_TIMEOUT (default %g; 0: off)\n"
+            "  --shutdown-timeout SECONDS  after SIGTERM / SIGINT, finish admitted jobs and write their\n"
+            "                        replies for at most this long, then close every connection\n"
+            "                        (unsent replies dropped, running jobs told to stop) and exit 0\n"
+            "                        (default %g; 0: close at once)\n",
+            VKR_DEFAULT_MAX_CONNECTIONS, VKR__ACCEPT_RETRY_MS, VKR_DEFAULT_MAX_CONNECTIONS_PER_UID, (unsigned)VKR_SUBMIT_MAX_FIXED_BYTES,
+            (unsigned)VKR_SUBMIT_MAX_FIXED_BYTES, VKR_DEFAULT_IDLE_TIMEOUT_MS / 1000.0,
+            (unsigned long long)(VKR__CLIENT_REPLY_BACKLOG_BYTES >> 20), VKR_DEFAULT_FRAME_TIMEOUT_MS / 1000.0,
+            VKR_DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000.0);
     fprintf(to,
             "  --backend B           auto (default): Vulkan when a device works, else the CPU;\n"
             "                        vulkan: fail to start without a Vulkan device (CPU jobs are\n"
@@ -93,8 +108,10 @@ static void usage(FILE *to)
             "  -h, --help            show this help\n"
             "  --version             print the version\n"
             "\n"
-            "SIGTERM or SIGINT: stop accepting and reading, finish every job already admitted,\n"
-            "remove the socket and its lock file (unless systemd handed the socket over), exit 0.\n"
+            "SIGTERM or SIGINT: stop accepting and reading, finish every job already admitted (for\n"
+            "at most --shutdown-timeout), remove the socket and its lock file (unless systemd handed\n"
+            "the socket over), exit 0.  SIGHUP is ignored (logged).  PATH.lock is taken before any\n"
+            "backend starts: a second daemon on a busy socket exits 1 at once.\n"
             "Exit status: 0 clean stop, 1 start-up failure, 2 usage error, 3 validation messages seen.\n",
             VKR_DEFAULT_WORKERS, VKR_MAX_WORKERS, VKR_DEFAULT_MAX_CLIENT_JOBS, VKR_DEFAULT_MAX_QUEUED_JOBS,
             VKR_BATCH_MAX_JOB_BYTES >> 10, VKR_DEFAULT_MAX_BATCH, VKR_MAX_BATCH_LIMIT);
@@ -211,10 +228,13 @@ int main(int argc, char **argv)
      * memory goes back to the system when its jobs end (glibc would otherwise raise its mmap
      * threshold after the first free and keep later buffers in its heaps). */
     mallopt(M_MMAP_THRESHOLD, VKR_MMAP_THRESHOLD_BYTES);
+    /* a hang-up (closed terminal, a service manager's "reload") never ends the daemon: ignored
+     * from the first instant, logged by the server once it runs */
+    signal(SIGHUP, SIG_IGN);
     enum { OPT_SOCKET = 256, OPT_BACKEND, OPT_DEVICE, OPT_MAX_JOB, OPT_VALIDATION, OPT_READY_FD, OPT_VERSION, OPT_WORKERS,
            OPT_MAX_CLIENT_JOBS, OPT_MAX_QUEUED_JOBS, OPT_MAX_QUEUE_BYTES, OPT_CACHE_DIR, OPT_SOCKET_MODE, OPT_SOCKET_GROUP,
            OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_MAX_CONNECTIONS, OPT_MAX_CONNECTIONS_PER_UID, OPT_MAX_BYTES_PER_UID,
-           OPT_IDLE_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_MAX_BATCH };
+           OPT_IDLE_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_MAX_BATCH, OPT_SHUTDOWN_TIMEOUT };
     static const struct option options[] = {
         {"socket", required_argument, 0, OPT_SOCKET},
         {"backend", required_argument, 0, OPT_BACKEND},
@@ -237,6 +257,7 @@ int main(int argc, char **argv)
         {"max-bytes-per-uid", required_argument, 0, OPT_MAX_BYTES_PER_UID},
         {"idle-timeout", required_argument, 0, OPT_IDLE_TIMEOUT},
         {"frame-timeout", required_argument, 0, OPT_FRAME_TIMEOUT},
+        {"shutdown-timeout", required_argument, 0, OPT_SHUTDOWN_TIMEOUT},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -252,7 +273,8 @@ int main(int argc, char **argv)
                                .max_queued_jobs = VKR_DEFAULT_MAX_QUEUED_JOBS, .max_queue_bytes = VKR_DEFAULT_MAX_QUEUE_BYTES,
                                .max_connections = VKR_DEFAULT_MAX_CONNECTIONS,
                                .max_connections_per_uid = VKR_DEFAULT_MAX_CONNECTIONS_PER_UID,
-                               .idle_timeout_ms = VKR_DEFAULT_IDLE_TIMEOUT_MS, .frame_timeout_ms = VKR_DEFAULT_FRAME_TIMEOUT_MS};
+                               .idle_timeout_ms = VKR_DEFAULT_IDLE_TIMEOUT_MS, .frame_timeout_ms = VKR_DEFAULT_FRAME_TIMEOUT_MS,
+                               .shutdown_timeout_ms = VKR_DEFAULT_SHUTDOWN_TIMEOUT_MS};
     bool bytes_per_uid_set = false;
     char why[256];
     vkr_vulkan_options_t vk_opts = {.device_index = -1};
@@ -389,6 +411,12 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
+        case OPT_SHUTDOWN_TIMEOUT:
+            if (!parse_seconds(optarg, &cfg.shutdown_timeout_ms)) {
+                fprintf(stderr, "vkresampled: --shutdown-timeout '%s': expected seconds, 0..%g\n", optarg, MAX_TIMEOUT_S);
+                return EXIT_USAGE;
+            }
+            break;
         case 'v': vkr__log_level = VKR_LOG_DEBUG; break;
         case 'q': vkr__log_level = VKR_LOG_ERROR; break;
         case 'h': usage(stdout); return 0;
@@ -409,7 +437,7 @@ int main(int argc, char **argv)
     }
     cfg.allow.uids[cfg.allow.n_uids++] = geteuid();
     if (!bytes_per_uid_set)
-        cfg.max_bytes_per_uid = cfg.max_queue_bytes;
+        cfg.max_bytes_per_uid = vkr__default_bytes_per_uid(cfg.max_queue_bytes, cfg.max_job_bytes);
     raise_nofile();
 
     /* libuv sizes its thread pool from the environment when it first queues work */
@@ -417,10 +445,18 @@ int main(int argc, char **argv)
     snprintf(workers, sizeof workers, "%u", cfg.workers);
     setenv("UV_THREADPOOL_SIZE", workers, 1);
 
+    /* The socket first: its lock, then the path (issue 11).  A second daemon on a busy socket
+     * fails here, before any backend starts (no Vulkan instance, no pipeline cache written). */
+    vkr__listener_t listener;
+    if (vkr__listen_open(&cfg.listen, &listener) < 0)
+        return 1;
+    cfg.listener = &listener;
+
     vkr_error_t err;
     int status = 1;
     if (vkr__backend_cpu_create(&cfg.cpu, &err)) {
         vkr__log(VKR_LOG_ERROR, "cpu backend: %s", err.message);
+        vkr__listen_close(&listener);
         return 1;
     }
     if (backend != VKR_BACKEND_CPU) {
@@ -445,6 +481,7 @@ int main(int argc, char **argv)
             status = EXIT_VALIDATION;
     }
 out:
+    vkr__listen_close(&listener);   /* nothing when the server took it (and closed it) */
     if (cfg.vulkan)
         cfg.vulkan->destroy(cfg.vulkan);
     cfg.cpu->destroy(cfg.cpu);

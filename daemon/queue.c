@@ -88,10 +88,15 @@ static unsigned active_count(vkr__queue_t *q)
 }
 
 /* ---------------------------------------------------------------- admission */
-static int check_bytes(const vkr__queue_t *q, const vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err)
+/* Whether bytes more fit now, for a job that will hold total bytes in all (VKR_E_TOO_LARGE when
+ * total alone exceeds a limit, VKR_E_BUSY when bytes do not fit in what is left). */
+static int check_bytes(const vkr__queue_t *q, const vkr__queue_owner_t *o, uint64_t bytes, uint64_t total, vkr_error_t *err)
 {
     const vkr__queue_account_t *a = o->account;
 
+    if (total > q->max_bytes)
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "queue", "the job holds %llu bytes, more than the daemon's whole queue "
+                                   "(--max-queue-bytes %llu)", (unsigned long long)total, (unsigned long long)q->max_bytes);
     if (bytes > q->max_bytes)
         return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "queue", "the job holds %llu bytes, more than the daemon's whole queue "
                                    "(--max-queue-bytes %llu)", (unsigned long long)bytes, (unsigned long long)q->max_bytes);
@@ -101,6 +106,9 @@ static int check_bytes(const vkr__queue_t *q, const vkr__queue_owner_t *o, uint6
                                    (unsigned long long)bytes);
     if (a == NULL)
         return VKR_OK;
+    if (total > q->max_account_bytes)
+        return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "queue", "the job holds %llu bytes, more than one uid may have in flight "
+                                   "(--max-bytes-per-uid %llu)", (unsigned long long)total, (unsigned long long)q->max_account_bytes);
     if (bytes > q->max_account_bytes)
         return vkr_proto_error_set(err, VKR_E_TOO_LARGE, "queue", "the job holds %llu bytes, more than one uid may have in flight "
                                    "(--max-bytes-per-uid %llu)", (unsigned long long)bytes, (unsigned long long)q->max_account_bytes);
@@ -111,9 +119,9 @@ static int check_bytes(const vkr__queue_t *q, const vkr__queue_owner_t *o, uint6
     return VKR_OK;
 }
 
-int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err)
+int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, uint64_t total, vkr_error_t *err)
 {
-    int rc = check_bytes(q, o, bytes, err);
+    int rc = check_bytes(q, o, bytes, total > bytes ? total : bytes, err);
 
     if (rc != VKR_OK)
         return rc;
@@ -138,7 +146,7 @@ int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr
 
 int vkr__queue_grow(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err)
 {
-    int rc = check_bytes(q, o, bytes, err);
+    int rc = check_bytes(q, o, bytes, bytes, err);
 
     if (rc != VKR_OK)
         return rc;

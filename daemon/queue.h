@@ -116,11 +116,12 @@ void vkr__queue_set_batching(vkr__queue_t *q, unsigned max_batch, bool (*same_ba
 /* Set up an owner with nothing admitted, whose bytes also count against account (its uid's). */
 void vkr__queue_owner_init(vkr__queue_t *q, vkr__queue_owner_t *o, vkr__queue_account_t *account);
 
-/* Admit one job holding bytes for owner: VKR_OK (one slot and the bytes are the owner's until
- * vkr__queue_release), VKR_E_BUSY when a limit is full now (field "queue", the limit and its
- * flag named), or VKR_E_TOO_LARGE when bytes alone exceed --max-queue-bytes or
- * --max-bytes-per-uid. */
-int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, vkr_error_t *err);
+/* Admit one job holding bytes for owner now, and total bytes once all of its body has arrived
+ * (the server reserves a body as it arrives, vkr__queue_grow for each step): VKR_OK (one slot
+ * and the bytes are the owner's until vkr__queue_release), VKR_E_BUSY when a limit is full now
+ * (field "queue", the limit and its flag named), or VKR_E_TOO_LARGE when total (or bytes) alone
+ * exceed --max-queue-bytes or --max-bytes-per-uid. */
+int vkr__queue_admit(vkr__queue_t *q, vkr__queue_owner_t *o, uint64_t bytes, uint64_t total, vkr_error_t *err);
 
 /* Add bytes to an admitted job (its output, once planned).  Same codes as vkr__queue_admit; on
  * failure nothing changes. */

@@ -3,10 +3,13 @@
  * and shutdown.  Bytes and descriptors on a connection are conn.c's, admission and scheduling
  * queue.c's, memfd checks and mappings memfd.c's, counters stats.c's, the socket listen.c's.
  *
- * A connection is read continuously (pipelining): every SUBMIT is admitted against the queue
- * limits when its header arrives (a full limit: its body is read and dropped and it gets
- * VKR_E_BUSY), decoded, planned, its memfds checked and mapped, and queued; replies go out as
- * jobs finish, in any order, each carrying its request_id.  A header that cannot be trusted gets
+ * A connection is read continuously (pipelining): every SUBMIT gets a queue slot when its header
+ * arrives and its body's bytes as they arrive (on_body_grow; a full limit: its body is read and
+ * dropped and it gets VKR_E_BUSY, at the header or mid-body), is decoded, planned, its memfds
+ * checked and mapped, and queued; replies go out as jobs finish, in any order, each carrying its
+ * request_id.  A connection whose inline replies still to write pass
+ * VKR__CLIENT_REPLY_BACKLOG_BYTES is not read until they drain, and one that reads none of them
+ * for --idle-timeout is closed (conn.c).  A header that cannot be trusted gets
  * an ERROR and the connection is closed; a well-framed bad request gets an ERROR and the
  * connection carries on.  A job holds its queue slot and bytes until its reply is written (or it
  * is dropped), so what one client leaves unread is bounded too.
@@ -74,7 +77,9 @@ typedef struct client_s {
     job_t *jobs;                    /* live jobs (CANCEL looks them up; a disconnect drops them) */
     /* the SUBMIT whose body is being read */
     bool admitted;                  /* it holds a queue slot and admitted_bytes */
-    uint64_t admitted_bytes;
+    uint64_t admitted_bytes;        /* what of its body is reserved so far (it grows as the body arrives) */
+    uint64_t reply_bytes;           /* inline output bytes of its live jobs: replies still to write
+                                     * (reading pauses past VKR__CLIENT_REPLY_BACKLOG_BYTES) */
     bool refused;                   /* its body is skipped; refusal is the answer */
     vkr_error_t refusal;
     client_mapping_t mappings[VKR__CLIENT_MAPPINGS];
@@ -88,6 +93,7 @@ struct job_s {
     uint32_t request_id;
     uint64_t t0_ns;                 /* when its frame was read */
     uint64_t held_bytes;            /* queue bytes admitted + grown, released in job_finish */
+    uint64_t reply_bytes;           /* its inline output: counted in its client's reply_bytes */
     uint8_t *body;                  /* owns the request body (inline tensor views point into it) */
     vkr_job_t job;
     vkr_plan_t plan;
@@ -117,7 +123,8 @@ struct server_s {
     uv_loop_t *loop;
     vkr__listener_t listener;
     uv_poll_t listen_poll;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t shutdown_timer;      /* --shutdown-timeout: draining gives up when it fires */
     uv_prepare_t loop_turn;         /* resets loop_jobs once per loop iteration */
     unsigned loop_jobs;             /* tiny jobs run on the loop thread this iteration */
     vkr__queue_t queue;
@@ -159,6 +166,16 @@ static void client_unref(client_t *c)
     vkr__account_unref(&s->accounts, c->account);
     vkr__free(c);
     maybe_finish_shutdown(s);
+}
+
+/* Read the client's requests unless the daemon is stopping or its replies still to write (inline
+ * outputs of its live jobs, computed or not) are past VKR__CLIENT_REPLY_BACKLOG_BYTES: a client
+ * that does not read its replies stops being read (issue 11), and is read again as they drain. */
+static void client_update_reading(client_t *c)
+{
+    if (c->conn_closed)
+        return;
+    vkr__conn_set_reading(&c->conn, !c->server->shutting_down && c->reply_bytes <= VKR__CLIENT_REPLY_BACKLOG_BYTES);
 }
 
 /* ---------------------------------------------------------------- memfd mappings kept per client */
@@ -407,6 +424,10 @@ static void job_finish(job_t *j)
     if (j->next != NULL)
         j->next->prev = j->prev;
     vkr__queue_release(&s->queue, &c->owner, j->held_bytes);
+    if (j->reply_bytes > 0) {
+        c->reply_bytes -= j->reply_bytes;
+        client_update_reading(c);
+    }
     vkr__free(j);
     client_unref(c);
 }
@@ -859,6 +880,9 @@ static int map_tensors(job_t *j, const int *fds, unsigned n_fds, vkr_error_t *er
         if (rc != VKR_OK)
             return rc;
         j->held_bytes += out_bytes;
+        j->reply_bytes = out_bytes;
+        j->client->reply_bytes += out_bytes;
+        client_update_reading(j->client);
         break;   /* the output is allocated on the worker (regions[2].data set there) */
     }
     return VKR_OK;
@@ -1030,13 +1054,37 @@ static int on_header(vkr__conn_t *conn, const vkr_frame_header_t *h)
     if (h->type != VKR_MSG_SUBMIT)
         return VKR__CONN_READ_BODY;
     memset(&c->refusal, 0, sizeof c->refusal);
-    if (vkr__queue_admit(&s->queue, &c->owner, h->body_len, &c->refusal) != VKR_OK) {
+    /* a slot now, and bytes as the body arrives (on_body_grow): a header alone reserves nothing */
+    if (vkr__queue_admit(&s->queue, &c->owner, 0, h->body_len, &c->refusal) != VKR_OK) {
         c->refused = true;        /* read the body past, then answer (handle_submit) */
         return VKR__CONN_SKIP_BODY;
     }
     c->admitted = true;
-    c->admitted_bytes = h->body_len;
+    c->admitted_bytes = 0;
     return VKR__CONN_READ_BODY;
+}
+
+/* The body of the SUBMIT being read grows: reserve the step.  A step that does not fit refuses
+ * the frame with VKR_E_BUSY in the middle of its body (its slot and bytes given back at once;
+ * the answer goes out once the rest is read past). */
+static bool on_body_grow(vkr__conn_t *conn, const vkr_frame_header_t *h, uint64_t from, uint64_t to)
+{
+    client_t *c = conn->owner;
+    server_t *s = c->server;
+    vkr_error_t why;
+
+    if (!c->admitted)
+        return true;   /* not a SUBMIT: its body is bounded by the header decode */
+    if (vkr__queue_grow(&s->queue, &c->owner, to - from, &why) == VKR_OK) {
+        c->admitted_bytes += to - from;
+        return true;
+    }
+    vkr__queue_release(&s->queue, &c->owner, c->admitted_bytes);
+    c->admitted = false;
+    c->refused = true;
+    vkr_proto_error_set(&c->refusal, why.code, why.field, "request %u: body_len %llu refused after %llu bytes arrived: %s", h->request_id,
+                        (unsigned long long)h->body_len, (unsigned long long)from, why.message);
+    return false;
 }
 
 static void on_frame(vkr__conn_t *conn, const vkr_frame_header_t *h, uint8_t *body, int *fds, unsigned n_fds)
@@ -1118,7 +1166,7 @@ static void on_closed(vkr__conn_t *conn)
         accept_and_watch(s);
 }
 
-static const vkr__conn_callbacks_t conn_callbacks = {on_header, on_frame, on_stream_error, on_closed};
+static const vkr__conn_callbacks_t conn_callbacks = {on_header, on_body_grow, on_frame, on_stream_error, on_closed};
 
 /* ---------------------------------------------------------------- accepting */
 /* Refuse an accepted connection: one ERROR with request_id 0 (written straight to the fresh
@@ -1202,6 +1250,8 @@ static void accept_one(server_t *s, int fd)
     s->n_clients++;
     vkr__log(VKR_LOG_DEBUG, "client %u: connected (pid %d, uid %u)", c->id, (int)peer.pid, (unsigned)peer.uid);
     rc = vkr__conn_start(&c->conn, s->loop, fd, &conn_callbacks, c, &limits, &s->stats.bytes_in, &s->stats.bytes_out);
+    if (rc >= 0)
+        c->conn.timed_out = &s->stats.connections_timed_out;
     if (rc < 0) {
         vkr__log(VKR_LOG_WARN, "client %u: %s", c->id, uv_strerror(rc));
         c->conn_closed = true;
@@ -1324,12 +1374,35 @@ static void maybe_finish_shutdown(server_t *s)
             vkr__conn_close_when_flushed(&c->conn);
 }
 
+/* --shutdown-timeout passed while draining: close every connection.  Their waiting jobs go, the
+ * running ones are told to stop (orphaned) and end when their workers return; then the loop runs
+ * out of handles and the daemon exits 0. */
+static void shutdown_timer_cb(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    unsigned open = 0;
+
+    for (client_t *c = s->clients; c != NULL; c = c->next)
+        if (!c->conn_closed)
+            open++;
+    vkr__log(VKR_LOG_WARN, "still draining %.1f s after the signal (--shutdown-timeout): closing %u connection(s) "
+             "(jobs queued: %u, running: %u; unsent replies dropped)", (double)s->cfg->shutdown_timeout_ms / 1000.0, open,
+             s->queue.waiting, s->queue.running);
+    for (client_t *c = s->clients; c != NULL; c = c->next)
+        if (!c->conn_closed)
+            vkr__conn_close(&c->conn);
+}
+
 static void begin_shutdown(server_t *s, const char *why)
 {
     if (s->shutting_down)
         return;
     s->shutting_down = true;
-    vkr__log(VKR_LOG_INFO, "%s: stopping (jobs queued: %u, running: %u)", why, s->queue.waiting, s->queue.running);
+    vkr__log(VKR_LOG_INFO, "%s: stopping (jobs queued: %u, running: %u; --shutdown-timeout %.1f s)", why, s->queue.waiting,
+             s->queue.running, (double)s->cfg->shutdown_timeout_ms / 1000.0);
+    /* the deadline does not keep the loop alive: a drain that ends sooner ends the daemon */
+    uv_timer_start(&s->shutdown_timer, shutdown_timer_cb, s->cfg->shutdown_timeout_ms, 0);
+    uv_unref((uv_handle_t *)&s->shutdown_timer);
     uv_close((uv_handle_t *)&s->listen_poll, listener_closed_cb);
     uv_close((uv_handle_t *)&s->accept_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&s->sigterm, handle_closed_cb);
@@ -1345,6 +1418,23 @@ static void begin_shutdown(server_t *s, const char *why)
 static void signal_cb(uv_signal_t *h, int signum)
 {
     begin_shutdown(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* SIGHUP (a closed terminal, a "reload" from a service manager): nothing to reload, the log is
+ * stderr; it must not end the daemon (issue 11: it used to, leaving socket and lock behind). */
+static void sighup_cb(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    vkr__log(VKR_LOG_INFO, "SIGHUP: ignored (nothing to reload; SIGTERM or SIGINT stops the daemon)");
+}
+
+uint64_t vkr__default_bytes_per_uid(uint64_t max_queue_bytes, uint64_t max_job_bytes)
+{
+    uint64_t quarter = max_queue_bytes / 4, one_job = 3 * max_job_bytes + VKR_SUBMIT_MAX_FIXED_BYTES;
+    uint64_t share = quarter > one_job ? quarter : one_job;
+
+    return share < max_queue_bytes ? share : max_queue_bytes;
 }
 
 /* ---------------------------------------------------------------- run */
@@ -1398,7 +1488,11 @@ int vkr__server_run(const vkr_server_config_t *cfg)
     s.max_batch = max_batch_of(cfg);
     vkr__queue_set_batching(&s.queue, s.max_batch, same_batch);
     signal(SIGPIPE, SIG_IGN);
-    if (vkr__listen_open(&cfg->listen, &s.listener) < 0)
+    if (cfg->listener != NULL) {
+        s.listener = *cfg->listener;   /* main.c took the lock and bound it before the backends */
+        cfg->listener->fd = -1;        /* the server's to close from here on */
+        cfg->listener->lock_fd = -1;
+    } else if (vkr__listen_open(&cfg->listen, &s.listener) < 0)
         return 1;
     rc = uv_poll_init(s.loop, &s.listen_poll, s.listener.fd);
     if (rc < 0) {
@@ -1417,11 +1511,17 @@ int vkr__server_run(const vkr_server_config_t *cfg)
     }
     uv_timer_init(s.loop, &s.accept_timer);
     s.accept_timer.data = &s;
+    uv_timer_init(s.loop, &s.shutdown_timer);
+    s.shutdown_timer.data = &s;
     uv_signal_init(s.loop, &s.sigterm);
     uv_signal_init(s.loop, &s.sigint);
-    s.sigterm.data = s.sigint.data = &s;
+    uv_signal_init(s.loop, &s.sighup);
+    s.sigterm.data = s.sigint.data = s.sighup.data = &s;
     uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
     uv_signal_start(&s.sigint, signal_cb, SIGINT);
+    /* SIGHUP is watched for the whole run, draining included (unref'd: it keeps nothing alive) */
+    uv_signal_start(&s.sighup, sighup_cb, SIGHUP);
+    uv_unref((uv_handle_t *)&s.sighup);
     uv_prepare_init(s.loop, &s.loop_turn);
     s.loop_turn.data = &s;
     uv_prepare_start(&s.loop_turn, loop_turn_cb);
@@ -1447,6 +1547,12 @@ int vkr__server_run(const vkr_server_config_t *cfg)
         close(cfg->ready_fd);
     }
     uv_run(s.loop, UV_RUN_DEFAULT);
+    /* the two unref'd handles go last; libuv gives SIGHUP its default action back when its last
+     * watcher closes, so it is ignored again from then on */
+    uv_close((uv_handle_t *)&s.shutdown_timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&s.sighup, handle_closed_cb);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    signal(SIGHUP, SIG_IGN);
     vkr__stats_log_batches(&s.stats);
     rc = uv_loop_close(s.loop);
     if (rc < 0)

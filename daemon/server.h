@@ -17,10 +17,14 @@
 #define VKR_DEFAULT_MAX_CONNECTIONS 1024u            /* open connections; accepting pauses at it (--max-connections) */
 #define VKR_DEFAULT_MAX_CONNECTIONS_PER_UID 256u     /* open connections of one uid; refused past it
                                                       * (--max-connections-per-uid) */
-                                                     /* --max-bytes-per-uid defaults to --max-queue-bytes */
+                                                     /* --max-bytes-per-uid defaults to vkr__default_bytes_per_uid() */
 #define VKR_DEFAULT_IDLE_TIMEOUT_MS 60000u           /* mid-frame without a byte: closed (--idle-timeout, seconds) */
 #define VKR_DEFAULT_FRAME_TIMEOUT_MS 120000u         /* one frame from first to last byte (--frame-timeout, seconds) */
+#define VKR_DEFAULT_SHUTDOWN_TIMEOUT_MS 10000u       /* SIGTERM: drain for this long, then close everything
+                                                      * (--shutdown-timeout, seconds) */
 #define VKR__ACCEPT_RETRY_MS 250u                    /* out of descriptors: accept again after this long */
+#define VKR__CLIENT_REPLY_BACKLOG_BYTES (64ull << 20) /* a connection's inline replies still to write
+                                                      * (computed or not) past which it is not read */
 /* Batches (issue 5): a Vulkan-bound job whose tensors (inputs and output together) hold at most
  * VKR_BATCH_MAX_JOB_BYTES is "small"; a worker that takes one gathers up to max_batch - 1 more
  * waiting small jobs of the same plan (op, shapes, modes, parameters), from any client in
@@ -47,6 +51,9 @@
 typedef struct {
     vkr__listen_config_t listen;    /* where and how to bind (already resolved from flags /
                                      * environment); unused under socket activation */
+    vkr__listener_t *listener;      /* NULL, or the socket main.c already opened (and locked) with
+                                     * vkr__listen_open before the backends: the server serves it
+                                     * and closes it */
     vkr__allow_t allow;             /* who may connect (--allow-uid, --allow-group; the daemon's
                                      * own uid is always in it) */
     unsigned max_connections;       /* --max-connections */
@@ -54,6 +61,7 @@ typedef struct {
     uint64_t max_bytes_per_uid;     /* --max-bytes-per-uid */
     uint64_t idle_timeout_ms;       /* --idle-timeout (0: off) */
     uint64_t frame_timeout_ms;      /* --frame-timeout (0: off) */
+    uint64_t shutdown_timeout_ms;   /* --shutdown-timeout (0: close at once) */
     uint64_t max_job_bytes;         /* largest input or output tensor, bytes (--max-job-bytes) */
     unsigned workers;               /* --workers */
     unsigned max_client_jobs;       /* --max-client-jobs */
@@ -66,10 +74,11 @@ typedef struct {
     unsigned max_batch;             /* --max-batch: jobs per Vulkan batch; 0: VKR_DEFAULT_MAX_BATCH, 1: no batches */
 } vkr_server_config_t;
 
-/* Listen (socket activation, or lock and bind the path: mode 0600 from the first instant; a
- * stale socket file is replaced, a live one refused), serve until SIGTERM/SIGINT, then stop
- * accepting and reading, finish every admitted job and write its reply, remove the socket it
- * bound and its lock file and return 0.  Returns 1 if the socket could not be set up or a test
+/* Listen (cfg->listener, else socket activation, or lock and bind the path: mode 0600 from the
+ * first instant; a stale socket file is replaced, a live one refused), serve until
+ * SIGTERM/SIGINT, then stop accepting and reading, finish every admitted job and write its reply
+ * (for at most cfg->shutdown_timeout_ms: then every connection is closed, its jobs dropped),
+ * remove the socket it bound and its lock file and return 0.  SIGHUP is logged and ignored.  Returns 1 if the socket could not be set up or a test
  * switch in the environment is malformed (message logged).  The worker count must be in the
  * environment (UV_THREADPOOL_SIZE) before the first call: main.c sets it.
  *
@@ -79,5 +88,11 @@ typedef struct {
  * admitted for Vulkan run on the CPU backend, later 'auto' jobs go to the CPU, later jobs that ask
  * for 'vulkan' get VKR_E_BACKEND_UNAVAILABLE, and STATS reports it. */
 int vkr__server_run(const vkr_server_config_t *cfg);
+
+/* --max-bytes-per-uid when not given: a quarter of --max-queue-bytes, but never less than the
+ * most one job may hold (two input tensors and an inline output of --max-job-bytes each, plus the
+ * fixed part of its SUBMIT), and never more than --max-queue-bytes: a uid alone can always run
+ * any job the daemon accepts. */
+uint64_t vkr__default_bytes_per_uid(uint64_t max_queue_bytes, uint64_t max_job_bytes);
 
 #endif

@@ -20,7 +20,8 @@ typedef struct {
     uint64_t jobs_busy, jobs_cancelled, frames_refused;
     uint64_t jobs_moved_to_cpu;                   /* bound for Vulkan, run on the CPU after the device was lost */
     uint64_t connections_refused;                 /* closed at accept: allow lists, per-uid connection cap */
-    uint64_t connections_timed_out;               /* closed mid-frame: --idle-timeout, --frame-timeout */
+    uint64_t connections_timed_out;               /* closed mid-frame (--idle-timeout, --frame-timeout) or
+                                                   * with replies unread for --idle-timeout (conn.c) */
     uint64_t accept_pauses;                       /* accepting paused: descriptors, --max-connections */
     /* Not in STATS_REPLY (its layout is fixed, see proto/PROTOCOL.md): logged (vkr__stats_log_batches). */
     uint64_t batches;                             /* worker tasks that ran several Vulkan jobs of one plan */

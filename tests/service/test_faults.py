@@ -123,8 +123,11 @@ def scenarios(sock, backend, daemon_pid):
         return finished, 'job finished (stats), client closed without reading its %d-byte reply' % (x_big.nbytes * 4)
 
     def kill9_with_queue():
+        # 40 jobs sent without reading a reply: their outputs (768 KiB each, 30 MiB in all) stay
+        # under the 64 MiB of replies a connection may have outstanding before the daemon stops
+        # reading it (VKR__CLIENT_REPLY_BACKLOG_BYTES), so all 40 go out before the kill
         code = ('import sys, numpy as np; sys.path.insert(0, %r); import vkresample as v\n'
-                'c = v.Client(%r); x = np.ones((2, 3, 256, 256), np.float32)\n'
+                'c = v.Client(%r); x = np.ones((1, 3, 128, 128), np.float32)\n'
                 'body = v.pack_submit_body(x.shape, x.tobytes(), mode="bilinear", scale_factor=2.0, align_corners=False,'
                 ' backend=%r)\n'
                 'for i in range(40): c.send_raw(v.pack_header(v.MSG_SUBMIT, i + 1, len(body)) + body)\n'
