@@ -397,10 +397,7 @@ def main():
     test_shutdown_timeout(tap, args.daemon, None)
     test_sighup(tap, args.daemon)
     test_lock_first(tap, args.daemon)
-    print('# issue 11 fault rows')
-    print('# %-52s | %-52s | %s' % ('scenario', 'expected', 'observed'))
-    for name, expected, observed, ok in MATRIX:
-        print('# %-52s | %-52s | %s%s' % (name, expected, '' if ok else 'FAILED: ', observed))
+    vkr_testlib.print_fault_rows('issue 11 fault rows', MATRIX, (52, 52))
     return tap.done()
 
 

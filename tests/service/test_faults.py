@@ -19,7 +19,7 @@ import threading
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from vkr_testlib import (Daemon, Tap, built_with_asan, closed_by_peer, error_of, exchange, job_ok, memfd,  # noqa: E402
+from vkr_testlib import (Daemon, Tap, built_with_asan, print_fault_rows, closed_by_peer, error_of, exchange, job_ok, memfd,  # noqa: E402
                          open_fds, rss_kib, running_daemon, vkresample as v, wait_until)
 
 RSS_SLACK_KIB = 32 * 1024
@@ -316,10 +316,7 @@ def main():
                 break
         d.stop()
     sigterm_under_load(tap, args.daemon, args.backend, matrix)
-    print('# fault matrix (%s backend)' % args.backend)
-    print('# %-40s | %-50s | %s' % ('scenario', 'expected', 'observed'))
-    for name, expected, observed, ok in matrix:
-        print('# %-40s | %-50s | %s%s' % (name, expected, '' if ok else 'FAILED: ', observed))
+    print_fault_rows('fault matrix (%s backend)' % args.backend, matrix)
     return tap.done()
 
 

@@ -91,6 +91,16 @@ def check_stopped(tap, daemon, what='daemon stopped cleanly'):
     return tap.check(True, what)
 
 
+def print_fault_rows(title, rows, widths=(40, 50)):
+    """A fault table as TAP comments: rows of (scenario, expected, observed, ok); a row that
+    failed says so in its observed column."""
+    fmt = '# %%-%ds | %%-%ds | %%s' % widths
+    print('# ' + title)
+    print(fmt % ('scenario', 'expected', 'observed'))
+    for name, expected, observed, ok in rows:
+        print(fmt % (name, expected, ('' if ok else 'FAILED: ') + observed))
+
+
 class Tap:
     """TAP lines for meson (protocol: 'tap')."""
 
