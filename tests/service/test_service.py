@@ -201,7 +201,9 @@ def test_concurrent_clients(tap, binary, backend, n_clients=16, jobs=12):
 
 
 def test_sigterm_with_job_in_flight(tap, binary, backend):
-    with running_daemon(binary, backend=backend, extra=('--verbose',)) as d:
+    # the drain, not its deadline (test_admission.py has that): a 128 MiB reply under valgrind
+    # takes longer to send than the default 10 s --shutdown-timeout
+    with running_daemon(binary, backend=backend, extra=('--verbose', '--shutdown-timeout', '120')) as d:
         x = np.random.default_rng(5).standard_normal((8, 16, 256, 256)).astype(np.float32)
         c = d.client()
         result = {}
