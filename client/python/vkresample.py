@@ -719,7 +719,8 @@ class _Lease:
 
 class _Pool:
     """The free pooled buffers of one connection of one process: at most max_buffers of them
-    and max_bytes in all (the least recently returned go first).  Buffers handed out are the
+    and max_bytes in all (over a bound, the least recently returned of a size with several free
+    go first).  Buffers handed out are the
     caller's until give_back; a pool closed (the Client closed, or left in a forked child's
     memory) destroys what comes back."""
 
@@ -756,7 +757,12 @@ class _Pool:
         self.free.append(buf)
         self.free_bytes += buf.cap
         while self.free and (len(self.free) > self.max_buffers or self.free_bytes > self.max_bytes):
-            old = self.free.pop(0)
+            # the least recently returned buffer of a size that has several free, so that many
+            # results of one size dropped at once do not push out the buffer of another size
+            # (the input's, typically); else the least recently returned of all
+            caps = [b.cap for b in self.free]
+            i = next((k for k, cap in enumerate(caps) if caps.count(cap) > 1), 0)
+            old = self.free.pop(i)
             self.free_bytes -= old.cap
             old.destroy()
 
