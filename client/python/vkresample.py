@@ -15,9 +15,13 @@ proto/PROTOCOL.md and proto/vkr_proto.h.
 
 Tensors in memfds (no copy through the socket; proto/PROTOCOL.md, "Tensors in memfds"):
 
-    with Client(memfd_threshold=MEMFD_THRESHOLD_BYTES) as c:   # as libvkresample does by default
-        y = c.interpolate(big, scale_factor=2)       # tensors of 1 MiB or more go in sealed memfds,
-                                                     # the output comes back as a mapped memfd
+    with Client() as c:                              # memfd_threshold=MEMFD_THRESHOLD_BYTES, pool=True
+        y = c.interpolate(big, scale_factor=2)       # tensors of 1 MiB or more go through the
+                                                     # connection's pool of pre-faulted memfds: big is
+                                                     # copied once into one, y views another (no copy)
+                                                     # that is reused once y is gone
+    Client(memfd_threshold=None)                     # every tensor inline through the socket
+    with Client() as c:
         t = c.memfd_tensor((8, 3, 512, 512))         # a reusable memfd tensor: t.array is its view
         o = c.memfd_tensor((8, 3, 1024, 1024))
         for frame in frames:
