@@ -44,6 +44,7 @@ import operator
 import os
 import socket
 import struct
+import threading
 from collections import namedtuple
 
 import numpy as np
@@ -724,9 +725,8 @@ class _Lease:
 class _Pool:
     """The free pooled buffers of one connection of one process: at most max_buffers of them
     and max_bytes in all (over a bound, the least recently returned of a size with several free
-    go first).  Buffers handed out are the
-    caller's until give_back; a pool closed (the Client closed, or left in a forked child's
-    memory) destroys what comes back."""
+    go first).  Buffers handed out are the caller's until give_back; a pool closed (the Client
+    closed), or one in a forked child's memory, destroys what comes back."""
 
     def __init__(self, max_bytes=POOL_MAX_BYTES, max_buffers=POOL_MAX_BUFFERS):
         self.max_bytes, self.max_buffers = max_bytes, max_buffers
@@ -736,23 +736,50 @@ class _Pool:
         self.leased = 0              # buffers handed out and not yet back
         self.created = 0             # buffers made (a test's and the curious' counter)
         self.closed = False
+        self._lock = threading.Lock()   # taken without blocking by give_back (see there)
+        self._pending = []               # (buffer, reuse) returned while the lock was taken
 
     def take(self, nbytes):
+        """A buffer of at least nbytes, the caller's until give_back: a free one of its size
+        class, else a new one."""
         cap = _size_class(nbytes)
-        for i in range(len(self.free) - 1, -1, -1):
-            if self.free[i].cap == cap:
-                buf = self.free.pop(i)
-                self.free_bytes -= cap
-                self.leased += 1
-                return buf
-        buf = _PoolBuffer(self, cap)
-        self.created += 1
-        self.leased += 1
-        return buf
+        with self._lock:
+            self._drain()
+            for i in range(len(self.free) - 1, -1, -1):
+                if self.free[i].cap == cap:
+                    buf = self.free.pop(i)
+                    self.free_bytes -= cap
+                    self.leased += 1
+                    return buf
+            buf = _PoolBuffer(self, cap)
+            self.created += 1
+            self.leased += 1
+            return buf
 
     def give_back(self, buf, reuse=True):
         """buf is no longer used by anyone: keep it for reuse, or destroy it (reuse False: a
-        job whose end is not known may still write into it)."""
+        job whose end is not known may still write into it).  Called from a lease's __del__,
+        that is from whatever thread drops an array, at any point, even inside take() (a
+        collection it triggers): when the lock is taken the buffer waits in _pending for the
+        next call, so nothing blocks and the free list never changes under take()."""
+        if self.pid != os.getpid():      # the parent's pool in a forked child (its lock may
+            self.leased -= 1                 # be held for ever, by a thread the child lacks)
+            buf.destroy()
+            return
+        if not self._lock.acquire(blocking=False):
+            self._pending.append((buf, reuse))
+            return
+        try:
+            self._put(buf, reuse)
+            self._drain()
+        finally:
+            self._lock.release()
+
+    def _drain(self):
+        while self._pending:
+            self._put(*self._pending.pop())
+
+    def _put(self, buf, reuse):
         self.leased -= 1
         if not reuse or buf.dead or buf.fd < 0 or self.closed or self.pid != os.getpid() \
                 or buf.cap > self.max_bytes or self.max_buffers <= 0:
@@ -772,12 +799,25 @@ class _Pool:
 
     def close(self):
         """Destroy the free buffers; those handed out are destroyed when they come back."""
-        self.closed = True
-        free, self.free, self.free_bytes = self.free, [], 0
+        if self.pid != os.getpid():
+            # a forked child's copy of the parent's pool: close this process's copies of its
+            # descriptors, without the lock (a thread of the parent may have held it at fork())
+            self.closed = True
+            free, self.free, self.free_bytes = self.free, [], 0
+            for buf in free + [b for b, _ in self._pending]:
+                buf.destroy()
+            self._pending = []
+            return
+        with self._lock:
+            self.closed = True
+            self._drain()
+            free, self.free, self.free_bytes = self.free, [], 0
         for buf in free:
             buf.destroy()
 
     def stats(self):
+        with self._lock:
+            self._drain()
         return {'free': len(self.free), 'free_bytes': self.free_bytes, 'leased': self.leased,
                 'created': self.created}
 
