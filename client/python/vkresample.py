@@ -59,6 +59,7 @@ __all__ = [
     'MSG_PING', 'MSG_PONG', 'MSG_SUBMIT', 'MSG_RESULT', 'MSG_ERROR', 'MSG_CANCEL', 'MSG_STATS',
     'MSG_STATS_REPLY', 'STORAGE_INLINE', 'STORAGE_MEMFD', 'STORAGE_OUTPUT_FD', 'RESULT_INLINE',
     'RESULT_INTO_FD', 'RESULT_DAEMON_FD', 'MAX_FDS_PER_FRAME', 'MEMFD_THRESHOLD_BYTES', 'MEMFD_SEALS',
+    'POOL_MAX_BYTES', 'POOL_MAX_BUFFERS',
     'MODES', 'GRID_MODES', 'PADDING_MODES', 'BACKENDS', 'CODES',
     'OP_INTERPOLATE', 'OP_GRID_SAMPLE', 'OP_AFFINE_GRID', 'OP_AFFINE_SAMPLE',
 ]
@@ -751,7 +752,11 @@ class _Pool:
                     self.free_bytes -= cap
                     self.leased += 1
                     return buf
-            buf = _PoolBuffer(self, cap)
+            try:
+                buf = _PoolBuffer(self, cap)
+            except OSError as e:
+                raise VkresampleError(VKR_E_NOMEM, 'memfd', 'cannot create, seal and map a pooled '
+                                      'memfd of %d bytes: %s' % (cap, e.strerror or e)) from e
             self.created += 1
             self.leased += 1
             return buf
@@ -846,7 +851,8 @@ class Client(_Closing):
     its mappings of them): an input is copied once into a pooled buffer ('pool' in
     last_transport); the daemon writes an output into a pooled buffer and the returned array
     views it, no copy ('pool').  That buffer is reused only once the array and every view of it
-    are gone.  At most pool_buffers free buffers of pool_bytes in all are kept; a forked child
+    are gone.  At most pool_buffers free buffers of pool_bytes in all are kept (a tensor bigger
+    than pool_bytes goes as with pool=False); a forked child
     gets a pool of its own.  Results alive in a process that forks are shared memory (MAP_SHARED)
     with the child, as MemfdTensors are.  pool=False: a new memfd per tensor instead ('memfd
     copy'), and outputs in a memfd the daemon makes ('daemon memfd'), mapped."""
@@ -857,6 +863,10 @@ class Client(_Closing):
                 memfd_threshold, (int, np.integer)) or memfd_threshold < 0):
             raise VkresampleError(VKR_E_INVALID_ARG, 'memfd_threshold', 'memfd_threshold must be None '
                                   'or a number of bytes >= 0, not %r' % (memfd_threshold,))
+        for name, value in (('pool_bytes', pool_bytes), ('pool_buffers', pool_buffers)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise VkresampleError(VKR_E_INVALID_ARG, name, '%s must be a number >= 0, not %r'
+                                      % (name, value))
         self.path = default_socket_path() if path is None else path
         self.timeout = timeout
         self.memfd_threshold = memfd_threshold
@@ -1380,14 +1390,15 @@ class Client(_Closing):
             return self._run_job(pack([None] * len(tensors), RESULT_INLINE),
                                  [_contiguous(t[0]) for t in tensors], want, refused_why)
         pool = self._pool if self.pool and threshold is not None else None
+        pool_max = pool.max_bytes if pool is not None else -1   # bigger: fresh memfds, as pool=False
         fds, temp_fds, where, inline, transport, bufs = [], [], [], [], {}, []
         out_buf, done, ok = None, False, False
         try:
             for a, at, name in tensors:
                 if at is not None:
                     transport[name] = 'memfd'
-                elif threshold is not None and a.nbytes >= threshold and (pool is None or a.nbytes):
-                    if pool is not None:
+                elif threshold is not None and a.nbytes >= threshold:
+                    if 0 < a.nbytes <= pool_max:
                         buf = pool.take(a.nbytes)
                         bufs.append(buf)
                         np.copyto(buf.view(a.shape), a)      # the input's one copy
@@ -1416,15 +1427,15 @@ class Client(_Closing):
                 fds.append(out_fd)
                 result_storage = RESULT_INTO_FD
                 transport['output'] = 'out memfd'
-            elif out_bytes is not None and threshold is not None and out_bytes >= threshold \
-                    and pool is not None and out_bytes:
+            elif out_bytes is not None and threshold is not None and 0 < out_bytes <= pool_max \
+                    and out_bytes >= threshold:
                 out_buf = pool.take(out_bytes)
                 out_arr = out_buf.view(want)
                 fds.append(out_buf.fd)
                 result_storage = RESULT_INTO_FD
                 transport['output'] = 'pool'
             elif out_bytes is not None and threshold is not None and out_bytes >= threshold \
-                    and pool is None:
+                    and (pool is None or out_bytes > pool_max):
                 result_storage = RESULT_DAEMON_FD
                 transport['output'] = 'daemon memfd'
             else:
