@@ -741,17 +741,22 @@ class _Pool:
         self._pending = []               # (buffer, reuse) returned while the lock was taken
 
     def take(self, nbytes):
-        """A buffer of at least nbytes, the caller's until give_back: a free one of its size
-        class, else a new one."""
+        """A buffer of at least nbytes, the caller's until give_back: the smallest free one of
+        its size class up to twice that (the most recently returned of them), else a new one
+        of its size class."""
         cap = _size_class(nbytes)
         with self._lock:
             self._drain()
+            best = None
             for i in range(len(self.free) - 1, -1, -1):
-                if self.free[i].cap == cap:
-                    buf = self.free.pop(i)
-                    self.free_bytes -= cap
-                    self.leased += 1
-                    return buf
+                got = self.free[i].cap
+                if cap <= got <= 2 * cap and (best is None or got < self.free[best].cap):
+                    best = i
+            if best is not None:
+                buf = self.free.pop(best)
+                self.free_bytes -= buf.cap
+                self.leased += 1
+                return buf
             try:
                 buf = _PoolBuffer(self, cap)
             except OSError as e:
