@@ -45,6 +45,7 @@ import os
 import socket
 import struct
 import threading
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -669,7 +670,7 @@ def _size_class(nbytes):
 
 class _PoolBuffer:
     """One pooled memfd (sealed like every memfd of this module) and its mapping."""
-    __slots__ = ('fd', 'map', 'cap', 'pool', 'dead')
+    __slots__ = ('fd', 'map', 'cap', 'pool', 'dead', 'gen')
 
     def __init__(self, pool, cap):
         fd = _memfd_of(cap, 'vkresample-pool')
@@ -679,7 +680,7 @@ class _PoolBuffer:
         except BaseException:
             os.close(fd)
             raise
-        self.fd, self.cap, self.pool, self.dead = fd, cap, pool, False
+        self.fd, self.cap, self.pool, self.dead, self.gen = fd, cap, pool, False, pool.gen
         if _c_madvise(self.map.addr, cap, _MADV_POPULATE_WRITE) != 0:
             # an older kernel: touch every page once (memfd pages read as zeros: writing one
             # keeps it zero and makes it present)
@@ -739,6 +740,8 @@ class _Pool:
         self.closed = False
         self._lock = threading.Lock()   # taken without blocking by give_back (see there)
         self._pending = []               # (buffer, reuse) returned while the lock was taken
+        self.gen = 0                     # fork()s of this process since the pool was made
+        _POOLS.add(self)
 
     def take(self, nbytes):
         """A buffer of at least nbytes, the caller's until give_back: the smallest free one of
@@ -756,6 +759,7 @@ class _Pool:
                 buf = self.free.pop(best)
                 self.free_bytes -= buf.cap
                 self.leased += 1
+                buf.gen = self.gen
                 return buf
             try:
                 buf = _PoolBuffer(self, cap)
@@ -792,7 +796,7 @@ class _Pool:
     def _put(self, buf, reuse):
         self.leased -= 1
         if not reuse or buf.dead or buf.fd < 0 or self.closed or self.pid != os.getpid() \
-                or buf.cap > self.max_bytes or self.max_buffers <= 0:
+                or buf.gen != self.gen or buf.cap > self.max_bytes or self.max_buffers <= 0:
             buf.destroy()
             return
         self.free.append(buf)
@@ -832,6 +836,20 @@ class _Pool:
                 'created': self.created}
 
 
+# Buffers in use when the process forks are never reused: a child may still hold its copy of an
+# array that views one (MAP_SHARED), and the parent's next output must not land in it.
+_POOLS = weakref.WeakSet()
+
+
+def _after_fork_in_parent():
+    for pool in list(_POOLS):
+        pool.gen += 1
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_parent=_after_fork_in_parent)
+
+
 def _lease_array(buf, shape):
     """A float32 array of shape viewing buf, which returns to its pool with the array's last view."""
     return np.asarray(_Lease(buf, shape))
@@ -859,7 +877,8 @@ class Client(_Closing):
     are gone.  At most pool_buffers free buffers of pool_bytes in all are kept (a tensor bigger
     than pool_bytes goes as with pool=False); a forked child
     gets a pool of its own.  Results alive in a process that forks are shared memory (MAP_SHARED)
-    with the child, as MemfdTensors are.  pool=False: a new memfd per tensor instead ('memfd
+    with the child, as MemfdTensors are, and their buffers are never reused after the fork (so a
+    child's copy does not change when the parent drops its own and runs more jobs).  pool=False: a new memfd per tensor instead ('memfd
     copy'), and outputs in a memfd the daemon makes ('daemon memfd'), mapped."""
 
     def __init__(self, path=None, timeout=None, memfd_threshold=MEMFD_THRESHOLD_BYTES, pool=True,

@@ -17,7 +17,9 @@ returns results that view their pooled buffer.  Against a real vkresampled (CPU 
 - fork: a child of a process with a pooled Client and live pooled results gets a pool of its own;
   while the parent holds results in the buffers that were free at fork(), the child runs jobs of
   the same size: the child's results are right, and the parent's live arrays (those from before
-  the fork and those taken after it) are untouched.
+  the fork and those taken after it) are untouched.  And the other way: a result alive at fork()
+  that the parent then drops is not reused by the parent's next jobs while the child still holds
+  its copy (the child's copy stays equal to its reference).
 
 usage: test_python_pool.py DAEMON [--backend cpu]     (TAP output)"""
 import argparse
@@ -203,7 +205,36 @@ def main():
         yp = c.interpolate(inputs[0], backend='cpu', **KW)
         tap.check(np.array_equal(yp, refs[0]) and c.last_transport == {'input': 'pool', 'output': 'pool'},
                   'parent: the pooled Client carries on after the child')
-        del before, after, yp
+        # the parent drops a result the child still holds: the parent's next jobs must not reuse it
+        held = c.interpolate(inputs[7], backend='cpu', **KW)
+        go_r, go_w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(go_w)
+                os.close(res_r)
+                os.read(go_r, 1)             # the parent has dropped held and run jobs
+                os.write(res_w, b'1' if np.array_equal(held, refs[7]) else b'0')
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(go_r)
+        os.close(res_w)
+        del held
+        gc.collect()
+        more = [c.interpolate(inputs[12 + k], backend='cpu', **KW) for k in range(4)]
+        more_right = sum(np.array_equal(m, refs[12 + k]) for k, m in enumerate(more))
+        os.write(go_w, b'g')
+        os.close(go_w)
+        msg = os.read(res_r, 10)
+        os.close(res_r)
+        _, status = os.waitpid(pid, 0)
+        tap.check(status == 0 and msg == b'1' and more_right == 4,
+                  'a result alive at fork() and then dropped by the parent is not reused by its next %d jobs (all right: %d): '
+                  'the child\'s copy still equals its reference (%s)' % (len(more), more_right, msg == b'1'))
+        del before, after, yp, more
         c.close()
         gc.collect()
         check_stopped(tap, d, 'daemon stopped cleanly')
