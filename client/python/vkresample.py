@@ -15,9 +15,13 @@ proto/PROTOCOL.md and proto/vkr_proto.h.
 
 Tensors in memfds (no copy through the socket; proto/PROTOCOL.md, "Tensors in memfds"):
 
-    with Client(memfd_threshold=MEMFD_THRESHOLD_BYTES) as c:   # as libvkresample does by default
-        y = c.interpolate(big, scale_factor=2)       # tensors of 1 MiB or more go in sealed memfds,
-                                                     # the output comes back as a mapped memfd
+    with Client() as c:                              # memfd_threshold=MEMFD_THRESHOLD_BYTES, pool=True
+        y = c.interpolate(big, scale_factor=2)       # tensors of 1 MiB or more go through the
+                                                     # connection's pool of pre-faulted memfds: big is
+                                                     # copied once into one, y views another (no copy)
+                                                     # that is reused once y is gone
+    Client(memfd_threshold=None)                     # every tensor inline through the socket
+    with Client() as c:
         t = c.memfd_tensor((8, 3, 512, 512))         # a reusable memfd tensor: t.array is its view
         o = c.memfd_tensor((8, 3, 1024, 1024))
         for frame in frames:
@@ -40,6 +44,8 @@ import operator
 import os
 import socket
 import struct
+import threading
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -54,6 +60,7 @@ __all__ = [
     'MSG_PING', 'MSG_PONG', 'MSG_SUBMIT', 'MSG_RESULT', 'MSG_ERROR', 'MSG_CANCEL', 'MSG_STATS',
     'MSG_STATS_REPLY', 'STORAGE_INLINE', 'STORAGE_MEMFD', 'STORAGE_OUTPUT_FD', 'RESULT_INLINE',
     'RESULT_INTO_FD', 'RESULT_DAEMON_FD', 'MAX_FDS_PER_FRAME', 'MEMFD_THRESHOLD_BYTES', 'MEMFD_SEALS',
+    'POOL_MAX_BYTES', 'POOL_MAX_BUFFERS',
     'MODES', 'GRID_MODES', 'PADDING_MODES', 'BACKENDS', 'CODES',
     'OP_INTERPOLATE', 'OP_GRID_SAMPLE', 'OP_AFFINE_GRID', 'OP_AFFINE_SAMPLE',
 ]
@@ -506,7 +513,7 @@ def _mapping_of(a):
     base = a
     for _ in range(16):
         base = getattr(base, 'base', None)
-        if base is None or isinstance(base, _Mapping):
+        if base is None or isinstance(base, (_Mapping, _Lease)):
             return base
     return None
 
@@ -635,29 +642,261 @@ def memfd_tensor(shape, data=None):
     return MemfdTensor(shape, data)
 
 
+# ------------------------------------------------------------------ the per-connection pool
+# The default path for large numpy tensors (issue 18): sealed memfds made once per connection,
+# mapped once, pre-faulted, and reused job after job, so that neither side page-faults or maps
+# anew (the daemon keeps its mappings of a reused memfd: daemon/server.c, mapping_find).  An
+# input is copied into a pooled buffer (one copy); an output is written by the daemon into one
+# (RESULT_INTO_FD) and returned as a numpy array that views it (no copy): the array's base is a
+# _Lease, and the buffer goes back to the pool only when the lease, that is the last view of the
+# array, is collected.  A leased buffer is never handed out again while a view of it lives.
+_MADV_POPULATE_WRITE = 23        # Linux 5.14: fault every page in, writable, in one call
+_c_madvise = _libc.madvise
+_c_madvise.restype = ctypes.c_int
+_c_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_PAGE = os.sysconf('SC_PAGE_SIZE') if hasattr(os, 'sysconf') else 4096
+POOL_MAX_BYTES = 256 << 20       # Client(pool_bytes=...): the free buffers a connection keeps
+POOL_MAX_BUFFERS = 8             # Client(pool_buffers=...): at most this many free buffers
+POOL_MAX_OPEN_LEASES = 64        # results alive beyond this many give up their memfd (no reuse)
+
+
+def _size_class(nbytes):
+    """The capacity of the buffer that serves nbytes: a whole number of pages, rounded up to a
+    quarter of nbytes' power of two (at most 25 % more), so jobs of one size share buffers."""
+    n = max(int(nbytes), _PAGE)
+    step = max(_PAGE, 1 << max(0, n.bit_length() - 3))
+    return (n + step - 1) // step * step
+
+
+class _PoolBuffer:
+    """One pooled memfd (sealed like every memfd of this module) and its mapping."""
+    __slots__ = ('fd', 'map', 'cap', 'pool', 'dead', 'gen')
+
+    def __init__(self, pool, cap):
+        fd = _memfd_of(cap, 'vkresample-pool')
+        try:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, MEMFD_SEALS)
+            self.map = _Mapping(fd, cap)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd, self.cap, self.pool, self.dead, self.gen = fd, cap, pool, False, pool.gen
+        if _c_madvise(self.map.addr, cap, _MADV_POPULATE_WRITE) != 0:
+            # an older kernel: touch every page once (memfd pages read as zeros: writing one
+            # keeps it zero and makes it present)
+            np.asarray(self.map).view(np.uint8)[::_PAGE] = 0
+
+    def view(self, shape):
+        return self.map.array(shape)
+
+    def destroy(self):
+        """Close the memfd (the mapping goes with the last reference)."""
+        self.dead = True
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+class _Lease:
+    """The base of a returned array that views a pooled buffer; its collection gives the buffer
+    back to its pool.  Looks like a _Mapping to _mapping_of (addr, nbytes, fd), so a result
+    passed back as an input travels by its memfd, with no copy."""
+    __slots__ = ('buf', 'addr', 'nbytes', 'shape', '__weakref__')
+
+    def __init__(self, buf, shape):
+        self.buf, self.addr, self.shape = buf, buf.map.addr, tuple(shape)
+        self.nbytes = buf.cap
+
+    @property
+    def fd(self):
+        return self.buf.fd
+
+    @property
+    def __array_interface__(self):
+        return {'version': 3, 'shape': self.shape, 'typestr': '<f4', 'data': (self.addr, False)}
+
+    def __del__(self):
+        buf, self.buf = self.buf, None
+        if buf is not None:
+            try:
+                buf.pool.give_back(buf)
+            except Exception:      # noqa: BLE001 - at interpreter exit, say
+                pass
+
+
+class _Pool:
+    """The free pooled buffers of one connection of one process: at most max_buffers of them
+    and max_bytes in all (over a bound, the least recently returned of a size with several free
+    go first).  Buffers handed out are the caller's until give_back; a pool closed (the Client
+    closed), or one in a forked child's memory, destroys what comes back."""
+
+    def __init__(self, max_bytes=POOL_MAX_BYTES, max_buffers=POOL_MAX_BUFFERS):
+        self.max_bytes, self.max_buffers = max_bytes, max_buffers
+        self.pid = os.getpid()
+        self.free = []               # least recently returned first
+        self.free_bytes = 0
+        self.leased = 0              # buffers handed out and not yet back
+        self.created = 0             # buffers made (a test's and the curious' counter)
+        self.closed = False
+        self._lock = threading.Lock()   # taken without blocking by give_back (see there)
+        self._pending = []               # (buffer, reuse) returned while the lock was taken
+        self.gen = 0                     # fork()s of this process since the pool was made
+        _POOLS.add(self)
+
+    def take(self, nbytes):
+        """A buffer of at least nbytes, the caller's until give_back: the smallest free one of
+        its size class up to twice that (the most recently returned of them), else a new one
+        of its size class."""
+        cap = _size_class(nbytes)
+        with self._lock:
+            self._drain()
+            best = None
+            for i in range(len(self.free) - 1, -1, -1):
+                got = self.free[i].cap
+                if cap <= got <= 2 * cap and (best is None or got < self.free[best].cap):
+                    best = i
+            if best is not None:
+                buf = self.free.pop(best)
+                self.free_bytes -= buf.cap
+                self.leased += 1
+                buf.gen = self.gen
+                return buf
+            try:
+                buf = _PoolBuffer(self, cap)
+            except OSError as e:
+                raise VkresampleError(VKR_E_NOMEM, 'memfd', 'cannot create, seal and map a pooled '
+                                      'memfd of %d bytes: %s' % (cap, e.strerror or e)) from e
+            self.created += 1
+            self.leased += 1
+            return buf
+
+    def give_back(self, buf, reuse=True):
+        """buf is no longer used by anyone: keep it for reuse, or destroy it (reuse False: a
+        job whose end is not known may still write into it).  Called from a lease's __del__,
+        that is from whatever thread drops an array, at any point, even inside take() (a
+        collection it triggers): when the lock is taken the buffer waits in _pending for the
+        next call, so nothing blocks and the free list never changes under take()."""
+        if self.pid != os.getpid():      # the parent's pool in a forked child (its lock may
+            self.leased -= 1                 # be held for ever, by a thread the child lacks)
+            buf.destroy()
+            return
+        if not self._lock.acquire(blocking=False):
+            self._pending.append((buf, reuse))
+            return
+        try:
+            self._put(buf, reuse)
+            self._drain()
+        finally:
+            self._lock.release()
+
+    def _drain(self):
+        while self._pending:
+            self._put(*self._pending.pop())
+
+    def _put(self, buf, reuse):
+        self.leased -= 1
+        if not reuse or buf.dead or buf.fd < 0 or self.closed or self.pid != os.getpid() \
+                or buf.gen != self.gen or buf.cap > self.max_bytes or self.max_buffers <= 0:
+            buf.destroy()
+            return
+        self.free.append(buf)
+        self.free_bytes += buf.cap
+        while self.free and (len(self.free) > self.max_buffers or self.free_bytes > self.max_bytes):
+            # the least recently returned buffer of a size that has several free, so that many
+            # results of one size dropped at once do not push out the buffer of another size
+            # (the input's, typically); else the least recently returned of all
+            caps = [b.cap for b in self.free]
+            i = next((k for k, cap in enumerate(caps) if caps.count(cap) > 1), 0)
+            old = self.free.pop(i)
+            self.free_bytes -= old.cap
+            old.destroy()
+
+    def close(self):
+        """Destroy the free buffers; those handed out are destroyed when they come back."""
+        if self.pid != os.getpid():
+            # a forked child's copy of the parent's pool: close this process's copies of its
+            # descriptors, without the lock (a thread of the parent may have held it at fork())
+            self.closed = True
+            free, self.free, self.free_bytes = self.free, [], 0
+            for buf in free + [b for b, _ in self._pending]:
+                buf.destroy()
+            self._pending = []
+            return
+        with self._lock:
+            self.closed = True
+            self._drain()
+            free, self.free, self.free_bytes = self.free, [], 0
+        for buf in free:
+            buf.destroy()
+
+    def stats(self):
+        with self._lock:
+            self._drain()
+        return {'free': len(self.free), 'free_bytes': self.free_bytes, 'leased': self.leased,
+                'created': self.created}
+
+
+# Buffers in use when the process forks are never reused: a child may still hold its copy of an
+# array that views one (MAP_SHARED), and the parent's next output must not land in it.
+_POOLS = weakref.WeakSet()
+
+
+def _after_fork_in_parent():
+    for pool in list(_POOLS):
+        pool.gen += 1
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_parent=_after_fork_in_parent)
+
+
+def _lease_array(buf, shape):
+    """A float32 array of shape viewing buf, which returns to its pool with the array's last view."""
+    return np.asarray(_Lease(buf, shape))
+
+
 # ------------------------------------------------------------------ client
 class Client(_Closing):
     """A blocking connection to vkresampled.  path: the socket (None: default_socket_path()).
     timeout: seconds for each socket operation (None: wait forever).  Usable as a context
     manager; close() is idempotent.  Not thread-safe: one Client per thread.
 
-    memfd_threshold: how tensors that are plain numpy arrays travel.  None (the default): inline,
-    through the socket.  A number of bytes N (MEMFD_THRESHOLD_BYTES, 1 MiB, is libvkresample's
-    choice; 0 means every tensor): an input of at least N bytes is copied into a sealed memfd
-    that is passed with the job (one copy instead of the socket's two), and an output of at least
-    N bytes is written by the daemon into a memfd of its own, which is mapped, not copied, into
-    the returned array.  Whatever the threshold, a MemfdTensor (or a view of its .array) travels
+    memfd_threshold: how tensors that are plain numpy arrays travel.  A number of bytes N (the
+    default, MEMFD_THRESHOLD_BYTES: 1 MiB, as libvkresample; 0 means every tensor): a tensor of at
+    least N bytes travels in shared memory, a smaller one inline through the socket (one copy
+    each way: gathered by sendmsg from the array, read straight into the new result).  None:
+    every tensor inline.  Whatever the threshold, a MemfdTensor (or a view of its .array) travels
     by its memfd without any copy, and ``out=`` takes the output into one.  The attribute can be
-    changed between jobs; last_transport tells how the last job's tensors went."""
+    changed between jobs; last_transport tells how the last job's tensors went.
 
-    def __init__(self, path=None, timeout=None, memfd_threshold=None):
+    pool (the default True): the shared memory is a pool of sealed memfds of this connection,
+    mapped once, pre-faulted and reused (so same-size jobs reuse the same memfds, and the daemon
+    its mappings of them): an input is copied once into a pooled buffer ('pool' in
+    last_transport); the daemon writes an output into a pooled buffer and the returned array
+    views it, no copy ('pool').  That buffer is reused only once the array and every view of it
+    are gone.  At most pool_buffers free buffers of pool_bytes in all are kept (a tensor bigger
+    than pool_bytes goes as with pool=False); a forked child
+    gets a pool of its own.  Results alive in a process that forks are shared memory (MAP_SHARED)
+    with the child, as MemfdTensors are, and their buffers are never reused after the fork (so a
+    child's copy does not change when the parent drops its own and runs more jobs).  pool=False: a new memfd per tensor instead ('memfd
+    copy'), and outputs in a memfd the daemon makes ('daemon memfd'), mapped."""
+
+    def __init__(self, path=None, timeout=None, memfd_threshold=MEMFD_THRESHOLD_BYTES, pool=True,
+                 pool_bytes=POOL_MAX_BYTES, pool_buffers=POOL_MAX_BUFFERS):
         if memfd_threshold is not None and (isinstance(memfd_threshold, bool) or not isinstance(
                 memfd_threshold, (int, np.integer)) or memfd_threshold < 0):
             raise VkresampleError(VKR_E_INVALID_ARG, 'memfd_threshold', 'memfd_threshold must be None '
                                   'or a number of bytes >= 0, not %r' % (memfd_threshold,))
+        for name, value in (('pool_bytes', pool_bytes), ('pool_buffers', pool_buffers)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise VkresampleError(VKR_E_INVALID_ARG, name, '%s must be a number >= 0, not %r'
+                                      % (name, value))
         self.path = default_socket_path() if path is None else path
         self.timeout = timeout
         self.memfd_threshold = memfd_threshold
+        self.pool = bool(pool)
+        self._pool_limits = (int(pool_bytes), int(pool_buffers))
+        self._pool = None
         self.last_backend = None      # 'vulkan' or 'cpu': what ran the last interpolate
         self.last_transport = None    # {'input': 'inline' | 'memfd' | 'memfd copy', ..., 'output':
         #                               'inline' | 'out memfd' | 'daemon memfd'} of the last job
@@ -682,6 +921,11 @@ class Client(_Closing):
         self._sock = sock
         self._pid = os.getpid()
         self._next_id = 1
+        if self._pool is not None:
+            # the pool of the connection this one replaces (a forked child's copy of the
+            # parent's): its buffers are the parent's shared memory, never this process's outputs
+            self._pool.close()
+        self._pool = _Pool(*self._pool_limits)
 
     # -------------------------------------------------------------- lifetime
     def close(self):
@@ -690,6 +934,14 @@ class Client(_Closing):
         if self._sock is not None:
             sock, self._sock = self._sock, None
             sock.close()
+        if self._pool is not None:
+            self._pool.close()
+
+    def pool_stats(self):
+        """This connection's pool: {'free', 'free_bytes', 'leased', 'created'} (buffers kept
+        free, their bytes, buffers in use by results alive or the job running, buffers made)."""
+        self._own_connection()
+        return self._pool.stats() if self._pool is not None else None
 
     def fileno(self):
         """The connection's descriptor (-1 once closed); in a forked child, the child's own."""
@@ -1105,15 +1357,16 @@ class Client(_Closing):
     # -------------------------------------------------------------- the job path
     @staticmethod
     def _tensor_arg(x, name):
-        """(x as a contiguous little-endian float32 array, (fd, byte offset) of the open memfd
-        it lies in or None).  x: a numpy array (or anything np.asarray takes) or a MemfdTensor;
+        """(x as a float32 array of any byte order and strides (the job makes it contiguous
+        little-endian as it sends or copies it), (fd, byte offset) of the open memfd it lies in
+        or None).  x: a numpy array (or anything np.asarray takes) or a MemfdTensor;
         an array that is a C-contiguous float32 view into an open MemfdTensor keeps its memfd."""
         if isinstance(x, MemfdTensor):
             if x.closed:
                 raise VkresampleError(VKR_E_INVALID_ARG, name, 'the MemfdTensor is closed')
             return x.array, (x.fileno(), 0)
-        a = _as_f32(x, name)
-        if a.base is not None and a.nbytes:
+        a = _as_f32(x, name, convert=False)
+        if a.base is not None and a.nbytes and a.dtype == np.dtype('<f4') and a.flags.c_contiguous:
             m = _mapping_of(a)
             if m is not None and m.fd >= 0:
                 off = a.__array_interface__['data'][0] - m.addr
@@ -1153,24 +1406,37 @@ class Client(_Closing):
             out_bytes = 4
             for d in want:
                 out_bytes *= d
-        if threshold is None and out is None and not any(t[1] for t in tensors):
+        if out is None and not any(t[1] for t in tensors) and (threshold is None or (
+                all(t[0].nbytes < threshold for t in tensors)
+                and (out_bytes is None or out_bytes < threshold))):
             # the common small-job path: everything inline
             self.last_transport = dict.fromkeys([t[2] for t in tensors] + ['output'], 'inline')
-            return self._run_job(pack([None] * len(tensors), RESULT_INLINE), [t[0] for t in tensors],
-                                 want, refused_why)
-        fds, temp_fds, where, inline, transport = [], [], [], [], {}
+            return self._run_job(pack([None] * len(tensors), RESULT_INLINE),
+                                 [_contiguous(t[0]) for t in tensors], want, refused_why)
+        pool = self._pool if self.pool and threshold is not None else None
+        pool_max = pool.max_bytes if pool is not None else -1   # bigger: fresh memfds, as pool=False
+        fds, temp_fds, where, inline, transport, bufs = [], [], [], [], {}, []
+        out_buf, done, ok = None, False, False
         try:
             for a, at, name in tensors:
                 if at is not None:
                     transport[name] = 'memfd'
                 elif threshold is not None and a.nbytes >= threshold:
-                    at = (_memfd_copy(a, name), 0)
-                    temp_fds.append(at[0])
-                    transport[name] = 'memfd copy'
+                    if 0 < a.nbytes <= pool_max:
+                        buf = pool.take(a.nbytes)
+                        bufs.append(buf)
+                        np.copyto(buf.view(a.shape), a)      # the input's one copy
+                        at = (buf.fd, 0)
+                        transport[name] = 'pool'
+                    else:
+                        a = _contiguous(a)
+                        at = (_memfd_copy(a, name), 0)
+                        temp_fds.append(at[0])
+                        transport[name] = 'memfd copy'
                 else:
                     transport[name] = 'inline'
                     where.append(None)
-                    inline.append(a)
+                    inline.append(_contiguous(a))
                     continue
                 if at[0] not in fds:
                     fds.append(at[0])
@@ -1185,19 +1451,41 @@ class Client(_Closing):
                 fds.append(out_fd)
                 result_storage = RESULT_INTO_FD
                 transport['output'] = 'out memfd'
-            elif out_bytes is not None and threshold is not None and out_bytes >= threshold:
+            elif out_bytes is not None and threshold is not None and 0 < out_bytes <= pool_max \
+                    and out_bytes >= threshold:
+                out_buf = pool.take(out_bytes)
+                out_arr = out_buf.view(want)
+                fds.append(out_buf.fd)
+                result_storage = RESULT_INTO_FD
+                transport['output'] = 'pool'
+            elif out_bytes is not None and threshold is not None and out_bytes >= threshold \
+                    and (pool is None or out_bytes > pool_max):
                 result_storage = RESULT_DAEMON_FD
                 transport['output'] = 'daemon memfd'
             else:
                 transport['output'] = 'inline'
             fixed = pack(where, result_storage)
             self.last_transport = transport
-            return self._run_job(fixed, inline, want, refused_why, fds, temp_fds, result_storage,
-                                 out_arr)
+            result = self._run_job(fixed, inline, want, refused_why, fds, temp_fds, result_storage,
+                                   out_arr)
+            done = ok = True
+        except VkresampleError:
+            done = True           # the daemon answered, or the connection (and its pool) is closed
+            raise
         finally:
             for fd in temp_fds:
                 os.close(fd)
             temp_fds.clear()
+            for buf in bufs:
+                pool.give_back(buf, reuse=done)
+            if out_buf is not None and not ok:
+                pool.give_back(out_buf, reuse=done)
+        if out_buf is None:
+            return result
+        lease = _lease_array(out_buf, want)
+        if pool.leased > POOL_MAX_OPEN_LEASES:
+            out_buf.destroy()     # so many results alive: this one keeps its memory, not its memfd
+        return lease
 
     def _run_job(self, fixed, arrays, want, refused_why, fds=(), temp_fds=None,
                  result_storage=RESULT_INLINE, out=None):
@@ -1305,7 +1593,7 @@ class Client(_Closing):
 
 
 # ------------------------------------------------------------------ argument checks
-def _as_f32(x, name):
+def _as_f32(x, name, convert=True):
     """x as a contiguous little-endian float32 array of rank 1..MAX_RANK (VkresampleError if it
     is not float32 or has a rank the wire cannot carry).  A torch tensor is read through
     numpy; one of another dtype (bfloat16, float16, ...) is refused by name, before numpy
@@ -1326,7 +1614,12 @@ def _as_f32(x, name):
     if not 1 <= x.ndim <= MAX_RANK:
         raise VkresampleError(VKR_E_VALUE, name + '.rank', '%s has %d dimensions: the protocol '
                               'carries 1 to %d' % (name, x.ndim, MAX_RANK))
-    return np.ascontiguousarray(x, dtype='<f4')
+    return np.ascontiguousarray(x, dtype='<f4') if convert else x
+
+
+def _contiguous(a):
+    """a as a C-contiguous little-endian float32 array (itself when it is one)."""
+    return np.ascontiguousarray(a, dtype='<f4')
 
 
 def _check_backend(backend):

@@ -3,7 +3,11 @@
 
 For every workload it prints the median of several timed runs of
   cpu        our CPU backend in-process (vkr-bench-backend)
-  daemon     the same job through a running vkresampled over its socket (C client, inline bytes)
+  daemon     the same job through a running vkresampled over its socket (Python module, every
+             tensor inline: Client(memfd_threshold=None))
+  memfd      the same from memfd tensors made once, output into a memfd tensor given as out=
+  default    the same from a Client(sock) with no options, numpy in, numpy out (what a new user
+             writes: tensors of 1 MiB or more through the connection's memfd pool)
   vulkan     the Vulkan backend in-process (lavapipe here, a GPU where there is one)
   torch      PyTorch CPU (torch.nn.functional), same thread count
   opencv     cv2.resize / cv2.remap on the same data in HWC, same thread count (where it has the op)
@@ -157,12 +161,22 @@ class Daemon:
         self.proc.wait(timeout=60)
 
 
-def daemon_times(client, op, args_kw, tensors, runs):
-    """The job through the daemon (cpu backend), twice: inline bytes both ways, and zero-copy
-    (inputs in memfd tensors made once, the output written into a memfd tensor given as out=;
-    what a caller that reuses its buffers pays).  Returns (inline_s, memfd_s)."""
+def daemon_times(client, default_client, op, args_kw, tensors, runs):
+    """The job through the daemon (cpu backend), three times: inline bytes both ways (client:
+    memfd_threshold=None), zero-copy (inputs in memfd tensors made once, the output written into
+    a memfd tensor given as out=; what a caller that reuses its buffers pays), and the default
+    client's way (default_client: Client(sock), numpy arrays in and out, each result kept until
+    the next one is made, as `y = c.interpolate(x)` in a loop does).  Returns (inline_s, memfd_s,
+    default_s)."""
     call = getattr(client, op)
     inline = median_time(lambda: call(*tensors, backend='cpu', **args_kw), runs)
+    dcall = getattr(default_client, op)
+    last = [None]
+
+    def default_job():
+        last[0] = dcall(*tensors, backend='cpu', **args_kw)
+    default = median_time(default_job, runs)
+    last[0] = None
     shape = call(*tensors, backend='cpu', **args_kw).shape
     ins = [client.memfd_tensor(t.shape, t) for t in tensors]
     out = client.memfd_tensor(shape)
@@ -171,7 +185,7 @@ def daemon_times(client, op, args_kw, tensors, runs):
     finally:
         for t in ins + [out]:
             t.close()
-    return inline, memfd
+    return inline, memfd, default
 
 
 def small_job_latency(sock, seconds):
@@ -246,7 +260,8 @@ def main():
     rows = []
     daemon = Daemon(args.build, 'cpu')
     try:
-        client = vkresample.Client(daemon.socket)
+        client = vkresample.Client(daemon.socket, memfd_threshold=None)
+        default_client = vkresample.Client(daemon.socket)
         for name, targs, tcall, cvspec, shape in WORKLOADS:
             if args.only and not any(name.startswith(p) for p in args.only.split(',')):
                 continue
@@ -261,8 +276,8 @@ def main():
                 _, mode, pad = tcall.split(':')
                 x = rng.uniform(-1, 1, shape).astype(np.float32)
                 grid = rng.uniform(-1.1, 1.1, (shape[0], shape[2], shape[3], 2)).astype(np.float32)
-                row['daemon_inline_s'], row['daemon_memfd_s'] = daemon_times(
-                    client, 'grid_sample', {'mode': mode, 'padding_mode': pad, 'align_corners': False}, [x, grid], runs)
+                row['daemon_inline_s'], row['daemon_memfd_s'], row['default_s'] = daemon_times(
+                    client, default_client, 'grid_sample', {'mode': mode, 'padding_mode': pad, 'align_corners': False}, [x, grid], runs)
             else:
                 kw = {}
                 for a in targs:
@@ -278,9 +293,11 @@ def main():
                     elif k == 'aa':
                         kw['antialias'] = bool(int(v))
                 x = rng.uniform(-1, 1, shape).astype(np.float32)
-                row['daemon_inline_s'], row['daemon_memfd_s'] = daemon_times(client, 'interpolate', kw, [x], runs)
+                row['daemon_inline_s'], row['daemon_memfd_s'], row['default_s'] = daemon_times(
+                    client, default_client, 'interpolate', kw, [x], runs)
             rows.append(row)
         client.close()
+        default_client.close()
         p50, p99, jps = small_job_latency(daemon.socket, 1.0 if args.quick else 3.0)
         c_small = small_job_c(args.build, daemon.socket, 1.0 if args.quick else 3.0)
     finally:
@@ -297,15 +314,18 @@ def main():
         info['opencv'], info['copy_bandwidth_gbs']))
     print('# times in ms (median of %d); ratios are ours / peer (< 1: we are faster)' % runs)
     print('# daemon: the job through vkresampled (cpu backend) from the Python module, inline bytes; memfd: from memfd')
-    print('# tensors with out= (zero-copy); dm/c: memfd through the daemon / in-process (target <= 1.15 for jobs >= 8 MiB)')
-    print('%-36s %9s %9s %9s %9s %9s %9s %9s | %6s %6s %6s %6s' % ('workload', 'cpu', 'daemon', 'memfd', 'vulkan', 'torch', 'opencv',
-                                                                    'floor', 'c/tch', 'c/cv', 'c/flr', 'dm/c'))
+    print('# tensors with out= (zero-copy); default: Client(sock) with no options, numpy in and out (the memfd pool);')
+    print('# dm/c: memfd through the daemon / in-process (target <= 1.15 for jobs >= 8 MiB); df/tch: default / torch')
+    print('%-36s %9s %9s %9s %9s %9s %9s %9s %9s | %6s %6s %6s %6s %6s' % (
+        'workload', 'cpu', 'daemon', 'memfd', 'default', 'vulkan', 'torch', 'opencv', 'floor', 'c/tch', 'c/cv', 'c/flr', 'dm/c',
+        'df/tch'))
     for r in rows:
-        print('%-36s %s %s %s %s %s %s %s | %s %s %s %s' % (
-            r['workload'], fmt_ms(r['cpu_s']), fmt_ms(r.get('daemon_inline_s')), fmt_ms(r.get('daemon_memfd_s')), fmt_ms(r['vulkan_s']),
+        print('%-36s %s %s %s %s %s %s %s %s | %s %s %s %s %s' % (
+            r['workload'], fmt_ms(r['cpu_s']), fmt_ms(r.get('daemon_inline_s')), fmt_ms(r.get('daemon_memfd_s')),
+            fmt_ms(r.get('default_s')), fmt_ms(r['vulkan_s']),
             fmt_ms(r['torch_s']), fmt_ms(r['opencv_s']), fmt_ms(r.get('floor_s')), fmt_ratio(r['cpu_s'], r['torch_s']),
             fmt_ratio(r['cpu_s'], r['opencv_s']), fmt_ratio(r['cpu_s'], r.get('floor_s')),
-            fmt_ratio(r.get('daemon_memfd_s'), r['cpu_s'])))
+            fmt_ratio(r.get('daemon_memfd_s'), r['cpu_s']), fmt_ratio(r.get('default_s'), r['torch_s'])))
         if r['error']:
             print('#   %s: %s' % (r['workload'], r['error']))
     print('# small job 1x3x32x32 -> 64x64 bilinear through the daemon (cpu backend; target p50 <= 50 us, p99 <= 200 us):')

@@ -333,7 +333,9 @@ def test_per_uid_caps(tap, binary):
         holder.connect(dm.socket)
         body = v.pack_submit_body(big.shape, big.tobytes(), mode='nearest', scale_factor=2.0, backend='cpu')
         holder.sendall(v.pack_header(v.MSG_SUBMIT, 1, len(body)) + body)
-        watch = dm.client()
+        # inline bytes, which the daemon holds for the job (the default Client's pool would bring
+        # its own memory in memfds, which --max-bytes-per-uid does not count)
+        watch = v.Client(dm.socket, memfd_threshold=None)
         for _ in range(100000):   # until the job ran: its 5 MiB then wait for the holder to read its reply
             if any(r['op'] == 'interpolate' and r['done'] == 1 for r in watch.stats()['jobs']):
                 break

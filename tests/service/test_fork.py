@@ -13,7 +13,7 @@ block.  Now a Client checks the pid on every call and, in a child, drops the inh
   between children, so a crossed reply would fit) through the inherited Client, each result
   checked against torch bit for bit (CPU backend).  One child closes the inherited Client first:
   that must not touch the parent's connection.
-- The same with a Client(memfd_threshold=0) and a MemfdTensor the parent made: the threshold
+- The same with a Client(memfd_threshold=0, pool=False) and a MemfdTensor the parent made: the threshold
   carries over to the child's new connection (inputs and outputs go by memfd), and the parent's
   MemfdTensor is usable as an input in the children.
 - The parent keeps working after the children have run, on the same connection.
@@ -186,7 +186,7 @@ def main():
             attempt(client.ping), str), 'parent: ping answered after the children')
 
         # memfd settings and a MemfdTensor made by the parent
-        mclient = v.Client(daemon.socket, timeout=SOCKET_TIMEOUT_S, memfd_threshold=0)
+        mclient = v.Client(daemon.socket, timeout=SOCKET_TIMEOUT_S, memfd_threshold=0, pool=False)
         mclient.interpolate(np.ones((1, 2, 3, 3), np.float32), scale_factor=2.0)
         shared_in = mclient.memfd_tensor((1, 3, 6, 7), np.random.default_rng(7).standard_normal((1, 3, 6, 7)))
         shared_ref = F.interpolate(torch.from_numpy(np.array(shared_in.array)), scale_factor=2.0).numpy()

@@ -83,7 +83,7 @@ def test_reuse(tap, daemon):
     kw = dict(scale_factor=2.0, mode='bilinear', align_corners=False)
     with running_daemon(daemon, backend='vulkan', validation=True, extra=('-v',)) as d:
         pid = d.proc.pid
-        with d.client() as c0:
+        with v.Client(d.socket, memfd_threshold=None) as c0:     # the reference inline (no memfd, no import)
             want = c0.interpolate(x, backend='vulkan', **kw)
         wait_until(lambda: d.log().count('client 1: gone') == 1, 10)
         base_fds, base_rss = open_fds(pid), rss_kib(pid)

@@ -3,15 +3,17 @@
 and MemfdTensor (Client.memfd_tensor), not raw frames.
 
 - One conformance subset of every op (tests/service/test_clients.py's cases: interpolate in every
-  mode, grid_sample, affine_grid, affine_sample, and arguments torch refuses) runs three ways on
-  one daemon: inline (the default Client), every tensor through memfds (memfd_threshold=0: inputs
-  copied into sealed memfds, the output in the daemon's memfd, mapped into the returned array),
-  and from MemfdTensors with out= (nothing copied).  The three give the same bytes, and torch's
+  mode, grid_sample, affine_grid, affine_sample, and arguments torch refuses) runs four ways on
+  one daemon: inline (memfd_threshold=None), every tensor through fresh memfds (memfd_threshold=0,
+  pool=False: inputs copied into sealed memfds, the output in the daemon's memfd, mapped into the
+  returned array), every tensor through the connection's pool (memfd_threshold=0: the output
+  written into a pooled memfd the returned array views), and from MemfdTensors with out=
+  (nothing copied).  The four give the same bytes, and torch's
   (bit for bit on the CPU backend; within the README's bounds on Vulkan); what torch refuses
   raises VkresampleError with torch's message on every path.
 - The threshold: tensors under it inline, at or over it in memfds (inputs and output decided
-  separately, as libvkresample does), checked by the daemon's memfd byte counters; the default
-  Client sends everything inline; the threshold can change between jobs.
+  separately, as libvkresample does), checked by the daemon's memfd byte counters;
+  memfd_threshold=None sends everything inline; the threshold can change between jobs.
 - A reused MemfdTensor pair: 20 jobs, each refilling the input in place, the output written into
   the same out= tensor; each byte-identical to the job inline; no memfd is created on the way
   (the process's descriptor count stays put) and views into a tensor (at an offset) go by memfd.
@@ -88,9 +90,13 @@ def main():
         pid = d.proc.pid
         watch.ping()
         daemon_fds = open_fds(pid)
-        inline = d.client()
-        tap.check(inline.memfd_threshold is None, 'the default Client sends tensors inline (memfd_threshold None)')
-        every = v.Client(d.socket, memfd_threshold=0)
+        default = d.client()
+        tap.check(default.memfd_threshold == v.MEMFD_THRESHOLD_BYTES and default.pool,
+                  'the default Client sends tensors of 1 MiB or more by its memfd pool (issue 18)')
+        default.close()
+        inline = v.Client(d.socket, memfd_threshold=None)
+        every = v.Client(d.socket, memfd_threshold=0, pool=False)
+        pooled = v.Client(d.socket, memfd_threshold=0)
 
         # ---------------------------------------------------------------- the conformance subset, three ways
         for name, op, arrays, kw in cases(rng):
@@ -99,6 +105,8 @@ def main():
             a_transport = inline.last_transport
             b = run(every, op, arrays, kw, backend)
             b_transport = every.last_transport
+            p = run(pooled, op, arrays, kw, backend)
+            p_transport = pooled.last_transport
             tensors = [inline.memfd_tensor(x.shape, x) for x in arrays]
             out_shape = ref.shape if not isinstance(ref, tuple) else (1,)
             out = inline.memfd_tensor(out_shape)
@@ -108,7 +116,8 @@ def main():
             if isinstance(ref, tuple):
                 c_transport = None
             if isinstance(ref, tuple):
-                ok = all(isinstance(r, tuple) and ref[1] in r[2] for r in (a, b, c)) and a[1] == b[1] == c[1] and a[2] == b[2] == c[2]
+                ok = all(isinstance(r, tuple) and ref[1] in r[2] for r in (a, b, c, p)) and a[1] == b[1] == c[1] == p[1] \
+                    and a[2] == b[2] == c[2] == p[2]
                 detail = 'refused alike on every path (%s: %s)' % (v.CODES.get(a[1]) if isinstance(a, tuple) else a,
                                                                    a[2][:60] if isinstance(a, tuple) else '')
                 if not ok:
@@ -116,13 +125,14 @@ def main():
                                                                              b if isinstance(b, tuple) else 'array',
                                                                              c if isinstance(c, tuple) else 'array', ref[1])
             else:
-                arrays_ok = not any(isinstance(r, tuple) for r in (a, b, c))
-                ok = (arrays_ok and close_to(a, ref, exact) and a.tobytes() == b.tobytes() and c is out.array
+                arrays_ok = not any(isinstance(r, tuple) for r in (a, b, c, p))
+                ok = (arrays_ok and close_to(a, ref, exact) and a.tobytes() == b.tobytes() == p.tobytes() and c is out.array
                       and a.tobytes() == out.array.tobytes() and v._mapping_of(b) is not None
                       and set(b_transport.values()) == {'memfd copy', 'daemon memfd'}
-                      and set(a_transport.values()) == {'inline'} and set(c_transport.values()) == {'memfd', 'out memfd'})
-                detail = ('memfd and MemfdTensor results byte-identical to inline, inline %s torch; transports %s / %s'
-                          % ('bit-exact with' if exact else 'within 1e-5 of', b_transport, c_transport))
+                      and set(a_transport.values()) == {'inline'} and set(c_transport.values()) == {'memfd', 'out memfd'}
+                      and set(p_transport.values()) == {'pool'} and isinstance(v._mapping_of(p), v._Lease))
+                detail = ('memfd, pool and MemfdTensor results byte-identical to inline, inline %s torch; transports %s / %s / %s'
+                          % ('bit-exact with' if exact else 'within 1e-5 of', b_transport, p_transport, c_transport))
                 if not ok:
                     detail = 'inline %s, memfd %s, tensors %s, transports %s %s %s' % (
                         'array' if not isinstance(a, tuple) else a, 'array' if not isinstance(b, tuple) else b,
@@ -131,13 +141,13 @@ def main():
                 t.close()
             tap.check(ok and fds_during == self_fds() + len(tensors) + 1,
                       '%s: %s' % (name, detail))
-            del a, b, c, tensors, out
+            del a, b, c, p, tensors, out
 
         # ---------------------------------------------------------------- the threshold
         x_small = rng.standard_normal((1, 2, 16, 16)).astype(np.float32)     # 2 KiB in
         x_big = rng.standard_normal((1, 2, 64, 64)).astype(np.float32)       # 32 KiB in
         threshold = 32 * 1024
-        c = v.Client(d.socket, memfd_threshold=threshold)
+        c = v.Client(d.socket, memfd_threshold=threshold, pool=False)
 
         def counters():
             st = watch.stats()
@@ -169,7 +179,7 @@ def main():
         before = counters()
         y = inline.interpolate(rng.standard_normal((1, 3, 256, 256)).astype(np.float32), scale_factor=2, mode='nearest', backend=backend)
         tap.check(counters() == before and type(y) is np.ndarray and y.flags.writeable and v._mapping_of(y) is None,
-                  'the default Client sends a 768 KiB / 3 MiB job inline and returns an ordinary writable array')
+                  'memfd_threshold=None sends a 768 KiB / 3 MiB job inline and returns an ordinary writable array')
         c.memfd_threshold = v.MEMFD_THRESHOLD_BYTES
         before = counters()
         xm = rng.standard_normal((1, 4, 256, 256)).astype(np.float32)   # exactly 1 MiB
@@ -282,7 +292,7 @@ def main():
                   'the connection carries on after every refusal')
 
         # ---------------------------------------------------------------- resources
-        c.memfd_threshold = 0
+        c.memfd_threshold, c.pool = 0, False
         fds_mid, maps_mid = self_fds(), memfd_maps()
         held = [c.interpolate(x, scale_factor=2, mode='nearest', backend=backend) for _ in range(5)]
         tap.check(self_fds() == fds_mid and memfd_maps() == maps_mid + 5 and all(v._mapping_of(h) is not None for h in held),
@@ -300,7 +310,7 @@ def main():
                   'a view outlives close(): its mapping stays valid until the last view is gone')
         del keep, theta, one, two, both, got, x, g, src, o, t
         t_in = t_out = None   # (rebound, not deleted: the lambdas above refer to them)
-        for cl in (c, every, inline):
+        for cl in (c, every, pooled, inline):
             cl.close()
         gc.collect()
         live = [o for o in gc.get_objects() if isinstance(o, v._Mapping) and o.addr]
