@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "alloc.h"
 #include "backend.h"
@@ -981,6 +982,30 @@ static void grid_point(const vkr_grid_plan_t *plan, const float *coords, float *
  * weights, hence NaN, reading nothing. */
 #define GS_TILE 4096
 #define GS_CHANNELS 4
+/* With C >= GS_CB_MIN_CHANNELS the batch is first copied channel-blocked (8 channels of a pixel
+ * side by side, cpu_interleave8, GS_CB_CHUNK pixels a step), then every point's taps are read
+ * once per 8 channels with plain vector loads (cpu_gs_*_cb), GS_CB_TILE points a tile.  The sums
+ * are the same, lane by lane. */
+#define GS_CB_MIN_CHANNELS 8
+#define GS_CB_CHUNK 16384
+#define GS_CB_TILE 1024
+
+/* A scratch block read at random (grid_sample's blocked copy): aligned to a 2 MiB page inside
+ * its allocation (HUGE_PAGE extra bytes), and the kernel asked for transparent huge pages there,
+ * which spares the reads a TLB miss each (THP "madvise" mode; a hint, nothing depends on it). */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static void *huge_pages(void *mem, size_t bytes)
+{
+    char *p = (char *)(((uintptr_t)mem + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+#ifdef MADV_HUGEPAGE
+    if (bytes >= HUGE_PAGE)   /* whole huge pages only, all inside the allocation */
+        (void)madvise(p, bytes & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
+#else
+    (void)bytes;
+#endif
+    return p;
+}
 
 static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const float *coords, float *const base[3], int64_t points,
                        int64_t in_plane, float *out, bool *separable, vkr_error_t *err)
@@ -995,6 +1020,11 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
     float *flts = (float *)(ints + groups * G);
     const int64_t tiles = (points + GS_TILE - 1) / GS_TILE;
+    const int64_t nb = (C + 7) / 8, bstride = (in_plane + 1) * 8;   /* pixel in_plane of a block: 0s */
+    void *blocks_mem = C >= GS_CB_MIN_CHANNELS ? vkr__malloc((size_t)(nb * bstride) * sizeof(float) + HUGE_PAGE) : NULL;
+    float *blocks = blocks_mem ? huge_pages(blocks_mem, (size_t)(nb * bstride) * sizeof(float)) : NULL;
+    for (int64_t b = 0; blocks && b < nb; b++)
+        memset(blocks + b * bstride + in_plane * 8, 0, 8 * sizeof(float));
     const atomic_bool *cancel = job_cancel;
     int ok = 1, stopped = 0;
     for (int64_t n = 0; n < plan->batch && ok && !stopped; n++) {
@@ -1035,6 +1065,46 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
         }
         if (!ok)
             break;
+        if (blocks) {
+            const int64_t chunks = (in_plane + GS_CB_CHUNK - 1) / GS_CB_CHUNK;
+#pragma omp parallel for schedule(static) collapse(2) reduction(| : stopped) if(!job_is_serial)
+            for (int64_t b = 0; b < nb; b++) {
+                for (int64_t ch = 0; ch < chunks; ch++) {
+                    if (stopped || (stopped = cancelled(cancel)))
+                        continue;
+                    const int64_t x0 = ch * GS_CB_CHUNK, len = x0 + GS_CB_CHUNK < in_plane ? GS_CB_CHUNK : in_plane - x0;
+                    const float *rows[8];
+                    for (int r = 0; r < 8; r++) {   /* lanes past C repeat channel C - 1 and are not stored */
+                        const int64_t c = 8 * b + r < C ? 8 * b + r : C - 1;
+                        rows[r] = image + (n * C + c) * in_plane + x0;
+                    }
+                    cpu_interleave8(rows, len, blocks + b * bstride + x0 * 8);
+                }
+            }
+            if (stopped)
+                break;
+            const int64_t cb_tiles = (points + GS_CB_TILE - 1) / GS_CB_TILE;
+#pragma omp parallel for schedule(static) collapse(2) reduction(| : stopped) if(!job_is_serial)
+            for (int64_t b = 0; b < nb; b++)
+            for (int64_t tile = 0; tile < cb_tiles; tile++) {
+                if (stopped || (stopped = cancelled(cancel)))
+                    continue;
+                const int64_t p0 = tile * GS_CB_TILE, len = p0 + GS_CB_TILE < points ? GS_CB_TILE : points - p0;
+                const int32_t *iv[8];
+                const float *fv[8];
+                for (int k = 0; k < nw; k++) {
+                    iv[k] = ints + p0 / 8 * G + 8 * k;
+                    fv[k] = flts + p0 / 8 * G + 8 * k;
+                }
+                float *dst = out + (n * C + 8 * b) * points + p0;
+                const int nc = C - 8 * b < 8 ? (int)(C - 8 * b) : 8;
+                if (cubic)
+                    cpu_gs_bicubic_cb(nc, blocks + b * bstride, bstride, in_plane, iv, fv, G, len, dst, points);
+                else
+                    cpu_gs_bilinear_cb(nc, blocks + b * bstride, bstride, in_plane, iv, fv, G, len, dst, points);
+            }
+            continue;
+        }
         const int64_t cblocks = (C + GS_CHANNELS - 1) / GS_CHANNELS;
 #pragma omp parallel for schedule(static) collapse(2) reduction(| : stopped) if(!job_is_serial)
         for (int64_t cbk = 0; cbk < cblocks; cbk++) {
@@ -1062,6 +1132,7 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
             }
         }
     }
+    vkr__free(blocks_mem);
     vkr__free(ints);
     *separable = ok || stopped;
     return stopped ? cancelled_error(err) : VKR_OK;
