@@ -1020,11 +1020,15 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
         return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
     float *flts = (float *)(ints + groups * G);
     const int64_t tiles = (points + GS_TILE - 1) / GS_TILE;
-    const int64_t nb = (C + 7) / 8, bstride = (in_plane + 1) * 8;   /* pixel in_plane of a block: 0s */
+#ifndef GS_CB_LANES
+#define GS_CB_LANES 4
+#endif
+    const int L = GS_CB_LANES;
+    const int64_t nb = (C + L - 1) / L, bstride = (in_plane + 1) * L;   /* pixel in_plane of a block: 0s */
     void *blocks_mem = C >= GS_CB_MIN_CHANNELS ? vkr__malloc((size_t)(nb * bstride) * sizeof(float) + HUGE_PAGE) : NULL;
     float *blocks = blocks_mem ? huge_pages(blocks_mem, (size_t)(nb * bstride) * sizeof(float)) : NULL;
     for (int64_t b = 0; blocks && b < nb; b++)
-        memset(blocks + b * bstride + in_plane * 8, 0, 8 * sizeof(float));
+        memset(blocks + b * bstride + in_plane * L, 0, (size_t)L * sizeof(float));
     const atomic_bool *cancel = job_cancel;
     int ok = 1, stopped = 0;
     for (int64_t n = 0; n < plan->batch && ok && !stopped; n++) {
@@ -1074,11 +1078,14 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
                         continue;
                     const int64_t x0 = ch * GS_CB_CHUNK, len = x0 + GS_CB_CHUNK < in_plane ? GS_CB_CHUNK : in_plane - x0;
                     const float *rows[8];
-                    for (int r = 0; r < 8; r++) {   /* lanes past C repeat channel C - 1 and are not stored */
-                        const int64_t c = 8 * b + r < C ? 8 * b + r : C - 1;
+                    for (int r = 0; r < L; r++) {   /* lanes past C repeat channel C - 1 and are not stored */
+                        const int64_t c = L * b + r < C ? L * b + r : C - 1;
                         rows[r] = image + (n * C + c) * in_plane + x0;
                     }
-                    cpu_interleave8(rows, len, blocks + b * bstride + x0 * 8);
+                    if (L == 4)
+                        cpu_interleave4(rows, len, blocks + b * bstride + x0 * L);
+                    else
+                        cpu_interleave8(rows, len, blocks + b * bstride + x0 * L);
                 }
             }
             if (stopped)
@@ -1096,9 +1103,13 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
                     iv[k] = ints + p0 / 8 * G + 8 * k;
                     fv[k] = flts + p0 / 8 * G + 8 * k;
                 }
-                float *dst = out + (n * C + 8 * b) * points + p0;
-                const int nc = C - 8 * b < 8 ? (int)(C - 8 * b) : 8;
-                if (cubic)
+                float *dst = out + (n * C + L * b) * points + p0;
+                const int nc = C - L * b < L ? (int)(C - L * b) : L;
+                if (L == 4 && cubic)
+                    cpu_gs_bicubic_cb4(nc, blocks + b * bstride, in_plane, iv, fv, G, len, dst, points);
+                else if (L == 4)
+                    cpu_gs_bilinear_cb4(nc, blocks + b * bstride, in_plane, iv, fv, G, len, dst, points);
+                else if (cubic)
                     cpu_gs_bicubic_cb(nc, blocks + b * bstride, bstride, in_plane, iv, fv, G, len, dst, points);
                 else
                     cpu_gs_bilinear_cb(nc, blocks + b * bstride, bstride, in_plane, iv, fv, G, len, dst, points);

@@ -698,6 +698,101 @@ CPU_CLONES void cpu_gs_bicubic_cb(int nc, const float *blocks, int64_t bstride, 
     }
 }
 
+/* 4 channels as lanes (cpu_kernels.h: the 4-channel blocked copy). */
+typedef float v4f __attribute__((vector_size(16)));
+typedef float v4fu __attribute__((vector_size(16), aligned(4), may_alias));
+#define LD4(p) (*(const v4fu *)(const void *)(p))
+
+CPU_CLONES void cpu_interleave4(const float *const rows[4], int64_t n, float *T)
+{
+    const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3];
+    int64_t x = 0;
+#if CPU_X86
+    for (; x + 4 <= n; x += 4) {
+        __m128 a = _mm_loadu_ps(r0 + x), b = _mm_loadu_ps(r1 + x), c = _mm_loadu_ps(r2 + x), d = _mm_loadu_ps(r3 + x);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        float *t = T + x * 4;
+        _mm_storeu_ps(t, a);
+        _mm_storeu_ps(t + 4, b);
+        _mm_storeu_ps(t + 8, c);
+        _mm_storeu_ps(t + 12, d);
+    }
+#endif
+    for (; x < n; x++) {
+        float *t = T + x * 4;
+        t[0] = r0[x], t[1] = r1[x], t[2] = r2[x], t[3] = r3[x];
+    }
+}
+
+/* out[r][p + j] = buf[j * 4 + r] for r < nc, j < m (buf 16-byte aligned). */
+CPU_INLINE void gs_cb4_store(const float *buf, int nc, int m, int64_t p, float *dst, int64_t dstride)
+{
+#if CPU_X86
+    if (m == 8 && nc == 4) {
+        for (int h = 0; h < 8; h += 4) {
+            __m128 a = _mm_load_ps(buf + 4 * h), b = _mm_load_ps(buf + 4 * h + 4);
+            __m128 c = _mm_load_ps(buf + 4 * h + 8), d = _mm_load_ps(buf + 4 * h + 12);
+            _MM_TRANSPOSE4_PS(a, b, c, d);
+            _mm_storeu_ps(dst + p + h, a);
+            _mm_storeu_ps(dst + dstride + p + h, b);
+            _mm_storeu_ps(dst + 2 * dstride + p + h, c);
+            _mm_storeu_ps(dst + 3 * dstride + p + h, d);
+        }
+        return;
+    }
+#endif
+    for (int r = 0; r < nc; r++)
+        for (int j = 0; j < m; j++)
+            dst[r * dstride + p + j] = buf[j * 4 + r];
+}
+
+CPU_CLONES void cpu_gs_bilinear_cb4(int nc, const float *T, int64_t zero, const int32_t *const off[4], const float *const w[4],
+                                    int64_t G, int64_t n, float *dst, int64_t dstride)
+{
+    float buf[32] __attribute__((aligned(16)));
+    for (int64_t p = 0; p < n; p += 8) {
+        const int m = n - p < 8 ? (int)(n - p) : 8;
+        for (int j = 0; j < m; j++) {
+            const int64_t a = AT(p + j);
+            const int32_t o0 = off[0][a], o1 = off[1][a], o2 = off[2][a], o3 = off[3][a];
+            v4f acc = LD4(T + (o0 >= 0 ? o0 : zero) * 4) * w[0][a];
+            acc = acc + LD4(T + (o1 >= 0 ? o1 : zero) * 4) * w[1][a];
+            acc = acc + LD4(T + (o2 >= 0 ? o2 : zero) * 4) * w[2][a];
+            acc = acc + LD4(T + (o3 >= 0 ? o3 : zero) * 4) * w[3][a];
+            *(v4f *)(void *)(buf + j * 4) = acc;
+        }
+        gs_cb4_store(buf, nc, m, p, dst, dstride);
+    }
+}
+
+CPU_CLONES void cpu_gs_bicubic_cb4(int nc, const float *T, int64_t zero, const int32_t *const rc[8], const float *const w[8], int64_t G,
+                                   int64_t n, float *dst, int64_t dstride)
+{
+    float buf[32] __attribute__((aligned(16)));
+    for (int64_t p = 0; p < n; p += 8) {
+        const int m = n - p < 8 ? (int)(n - p) : 8;
+        for (int j = 0; j < m; j++) {
+            const int64_t a = AT(p + j);
+            const int32_t c0 = rc[4][a], c1 = rc[5][a], c2 = rc[6][a], c3 = rc[7][a];
+            const float wx0 = w[0][a], wx1 = w[1][a], wx2 = w[2][a], wx3 = w[3][a];
+            v4f acc = {0};
+            for (int i = 0; i < 4; i++) {
+                const int32_t ro = rc[i][a];
+                const int64_t t0 = ro >= 0 && c0 >= 0 ? (int64_t)ro + c0 : zero, t1 = ro >= 0 && c1 >= 0 ? (int64_t)ro + c1 : zero;
+                const int64_t t2 = ro >= 0 && c2 >= 0 ? (int64_t)ro + c2 : zero, t3 = ro >= 0 && c3 >= 0 ? (int64_t)ro + c3 : zero;
+                v4f row = LD4(T + t0 * 4) * wx0;
+                row = row + LD4(T + t1 * 4) * wx1;
+                row = row + LD4(T + t2 * 4) * wx2;
+                row = row + LD4(T + t3 * 4) * wx3;
+                const v4f t = row * w[4 + i][a];
+                acc = i == 0 ? t : acc + t;
+            }
+            *(v4f *)(void *)(buf + j * 4) = acc;
+        }
+        gs_cb4_store(buf, nc, m, p, dst, dstride);
+    }
+}
+
 /* ------------------------------------------------------------------ W step by permutes */
 #if CPU_X86 && defined(__GNUC__) && !defined(VKR_CPU_BASELINE)
 __attribute__((target("avx2"))) static void wlin_perm_avx2(const float *in, const int32_t *base, const int32_t *rel, const float *w0,
