@@ -74,14 +74,6 @@ void cpu_gs_bilinear_cb(int nc, const float *blocks, int64_t bstride, int64_t ze
 void cpu_gs_bicubic_cb(int nc, const float *blocks, int64_t bstride, int64_t zero, const int32_t *const rc[8],
                        const float *const w[8], int64_t G, int64_t n, float *dst, int64_t dstride);
 
-/* The same with 4 channels as lanes, one block: channel r < nc <= 4 of pixel i is T[i * 4 + r];
- * cpu_interleave4 makes such a block (T[x * 4 + r] = rows[r][x]). */
-void cpu_interleave4(const float *const rows[4], int64_t n, float *T);
-void cpu_gs_bilinear_cb4(int nc, const float *T, int64_t zero, const int32_t *const off[4], const float *const w[4], int64_t G,
-                         int64_t n, float *dst, int64_t dstride);
-void cpu_gs_bicubic_cb4(int nc, const float *T, int64_t zero, const int32_t *const rc[8], const float *const w[8], int64_t G,
-                        int64_t n, float *dst, int64_t dstride);
-
 /* Linear taps along one row by permutes (AVX2; cpu_wlin_perm_available() says whether the fast
  * kernel is there - without it cpu_wlin_perm runs scalar): for block b of 8 outputs, tap k's value
  * for output 8 b + j is in[base[2 b + k] + rel[16 b + 8 k + j]] (0 <= rel < 8, base + 8 <= the row's
