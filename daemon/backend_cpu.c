@@ -985,7 +985,7 @@ static void grid_point(const vkr_grid_plan_t *plan, const float *coords, float *
 /* With C >= GS_CB_MIN_CHANNELS the batch is first copied channel-blocked (8 channels of a pixel
  * side by side, cpu_interleave8, GS_CB_CHUNK pixels a step); then each tile of GS_CB_TILE points
  * is prepared into a record on the stack (no per-batch arrays, prepared once for all channels)
- * and applied to the blocks one by one, 8 channels a vector load (cpu_gs_*_cb).  The sums are the
+ * and applied to all channel blocks, point by point, 8 channels a vector load (cpu_gs_*_cb).  The sums are the
  * spec's, lane by lane; cancellation is checked per tile as in the planar path. */
 #define GS_CB_MIN_CHANNELS 8
 #define GS_CB_CHUNK 16384
@@ -1103,14 +1103,11 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
                     iv[k] = ti + 8 * k;
                     fv[k] = tf + 8 * k;
                 }
-                for (int64_t b = 0; b < nb; b++) {   /* one block (2 MiB for 256^2) at a time */
-                    float *dst = out + (n * C + 8 * b) * points + p0;
-                    const int nc = C - 8 * b < 8 ? (int)(C - 8 * b) : 8;
-                    if (cubic)
-                        cpu_gs_bicubic_cb(nc, blocks + b * bstride, bstride, in_plane, iv, fv, G, len, dst, points);
-                    else
-                        cpu_gs_bilinear_cb(nc, blocks + b * bstride, bstride, in_plane, iv, fv, G, len, dst, points);
-                }
+                float *dst = out + n * C * points + p0;
+                if (cubic)
+                    cpu_gs_bicubic_cb((int)C, blocks, bstride, in_plane, iv, fv, G, len, dst, points);
+                else
+                    cpu_gs_bilinear_cb((int)C, blocks, bstride, in_plane, iv, fv, G, len, dst, points);
             }
             continue;
         }
