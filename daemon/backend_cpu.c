@@ -990,6 +990,12 @@ static void grid_point(const vkr_grid_plan_t *plan, const float *coords, float *
 #define GS_CB_MIN_CHANNELS 8
 #define GS_CB_CHUNK 16384
 #define GS_CB_TILE 256
+/* The tile's outputs go through a buffer on the stack, GS_CB_OCH channels at a time, each
+ * channel's row GS_CB_OSTRIDE floats apart (not a multiple of 4 KiB: rows that far apart would
+ * share L1 sets), then out one contiguous row per channel, instead of 8 x nb output planes
+ * (exactly a plane apart) written at once in 16-byte pieces. */
+#define GS_CB_OCH 32
+#define GS_CB_OSTRIDE (GS_CB_TILE + 16)
 
 /* A scratch block read at random (grid_sample's blocked copy): aligned to a 2 MiB page inside
  * its allocation (HUGE_PAGE extra bytes), and the kernel asked for transparent huge pages there,
@@ -1103,11 +1109,16 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
                     iv[k] = ti + 8 * k;
                     fv[k] = tf + 8 * k;
                 }
-                float *dst = out + n * C * points + p0;
-                if (cubic)
-                    cpu_gs_bicubic_cb((int)C, blocks, bstride, in_plane, iv, fv, G, len, dst, points);
-                else
-                    cpu_gs_bilinear_cb((int)C, blocks, bstride, in_plane, iv, fv, G, len, dst, points);
+                float obuf[GS_CB_OCH * GS_CB_OSTRIDE];
+                for (int64_t c0 = 0; c0 < C; c0 += GS_CB_OCH) {
+                    const int nc = C - c0 < GS_CB_OCH ? (int)(C - c0) : GS_CB_OCH;
+                    if (cubic)
+                        cpu_gs_bicubic_cb(nc, blocks + c0 / 8 * bstride, bstride, in_plane, iv, fv, G, len, obuf, GS_CB_OSTRIDE);
+                    else
+                        cpu_gs_bilinear_cb(nc, blocks + c0 / 8 * bstride, bstride, in_plane, iv, fv, G, len, obuf, GS_CB_OSTRIDE);
+                    for (int c = 0; c < nc; c++)
+                        memcpy(out + (n * C + c0 + c) * points + p0, obuf + c * GS_CB_OSTRIDE, (size_t)len * sizeof(float));
+                }
             }
             continue;
         }
