@@ -988,6 +988,7 @@ static void grid_point(const vkr_grid_plan_t *plan, const float *coords, float *
  * and applied to all channel blocks, point by point, 8 channels a vector load (cpu_gs_*_cb).  The sums are the
  * spec's, lane by lane; cancellation is checked per tile as in the planar path. */
 #define GS_CB_MIN_CHANNELS 8
+#define GS_CB_MAX_BYTES ((uint64_t)256 << 20)   /* the copy is one batch's input: bigger ones stay planar */
 #define GS_CB_CHUNK 16384
 #define GS_CB_TILE 256
 /* The tile's outputs go through a buffer on the stack, GS_CB_OCH channels at a time, each
@@ -1062,7 +1063,8 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
     const int64_t G = 8 * nw, groups = (points + 7) / 8;   /* records interleaved in groups of 8 points */
     const int64_t tiles = (points + GS_TILE - 1) / GS_TILE;
     const int64_t nb = (C + 7) / 8, bstride = (in_plane + 1) * 8;   /* pixel in_plane of a block: 0s */
-    void *blocks_mem = C >= GS_CB_MIN_CHANNELS ? vkr__malloc((size_t)(nb * bstride) * sizeof(float) + HUGE_PAGE) : NULL;
+    const bool cb = C >= GS_CB_MIN_CHANNELS && (uint64_t)(nb * bstride) * sizeof(float) <= GS_CB_MAX_BYTES;
+    void *blocks_mem = cb ? vkr__malloc((size_t)(nb * bstride) * sizeof(float) + HUGE_PAGE) : NULL;
     float *blocks = blocks_mem ? huge_pages(blocks_mem, (size_t)(nb * bstride) * sizeof(float)) : NULL;
     for (int64_t b = 0; blocks && b < nb; b++)
         memset(blocks + b * bstride + in_plane * 8, 0, 8 * sizeof(float));
