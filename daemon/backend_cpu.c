@@ -6,7 +6,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "alloc.h"
 #include "backend.h"
@@ -998,23 +997,6 @@ static void grid_point(const vkr_grid_plan_t *plan, const float *coords, float *
 #define GS_CB_OCH 32
 #define GS_CB_OSTRIDE (GS_CB_TILE + 16)
 
-/* A scratch block read at random (grid_sample's blocked copy): aligned to a 2 MiB page inside
- * its allocation (HUGE_PAGE extra bytes), and the kernel asked for transparent huge pages there,
- * which spares the reads a TLB miss each (THP "madvise" mode; a hint, nothing depends on it). */
-#define HUGE_PAGE ((size_t)2 << 20)
-
-static void *huge_pages(void *mem, size_t bytes)
-{
-    char *p = (char *)(((uintptr_t)mem + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-#ifdef MADV_HUGEPAGE
-    if (bytes >= HUGE_PAGE)   /* whole huge pages only, all inside the allocation */
-        (void)madvise(p, bytes & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
-#else
-    (void)bytes;
-#endif
-    return p;
-}
-
 /* Point p of batch n prepared into its group's record (ip, fp: entry 0 of the point, entries 8
  * apart): bilinear 4 offsets and weights, bicubic 4 rows, 4 columns and 8 weights.  Returns 0
  * where the bicubic taps are not rows x columns (the caller takes the generic path). */
@@ -1064,8 +1046,7 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
     const int64_t tiles = (points + GS_TILE - 1) / GS_TILE;
     const int64_t nb = (C + 7) / 8, bstride = (in_plane + 1) * 8;   /* pixel in_plane of a block: 0s */
     const bool cb = C >= GS_CB_MIN_CHANNELS && (uint64_t)(nb * bstride) * sizeof(float) <= GS_CB_MAX_BYTES;
-    void *blocks_mem = cb ? vkr__malloc((size_t)(nb * bstride) * sizeof(float) + HUGE_PAGE) : NULL;
-    float *blocks = blocks_mem ? huge_pages(blocks_mem, (size_t)(nb * bstride) * sizeof(float)) : NULL;
+    float *blocks = cb ? vkr__malloc((size_t)(nb * bstride) * sizeof(float)) : NULL;
     for (int64_t b = 0; blocks && b < nb; b++)
         memset(blocks + b * bstride + in_plane * 8, 0, 8 * sizeof(float));
     int32_t *ints = blocks ? NULL : vkr__malloc((size_t)(groups * G) * 2 * sizeof(int32_t));
@@ -1156,7 +1137,7 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
             }
         }
     }
-    vkr__free(blocks_mem);
+    vkr__free(blocks);
     vkr__free(ints);
     *separable = ok || stopped;
     return stopped ? cancelled_error(err) : VKR_OK;
