@@ -981,58 +981,133 @@ static void grid_point(const vkr_grid_plan_t *plan, const float *coords, float *
  * weights, hence NaN, reading nothing. */
 #define GS_TILE 4096
 #define GS_CHANNELS 4
+/* With C >= GS_CB_MIN_CHANNELS the batch is first copied channel-blocked (8 channels of a pixel
+ * side by side, cpu_interleave8, GS_CB_CHUNK pixels a step); then each tile of GS_CB_TILE points
+ * is prepared into a record on the stack (no per-batch arrays, prepared once for all channels)
+ * and applied to all channel blocks, point by point, 8 channels a vector load (cpu_gs_*_cb).  The sums are the
+ * spec's, lane by lane; cancellation is checked per tile as in the planar path. */
+#define GS_CB_MIN_CHANNELS 8
+#define GS_CB_MAX_BYTES ((uint64_t)256 << 20)   /* the copy is one batch's input: bigger ones stay planar */
+#define GS_CB_CHUNK 16384
+#define GS_CB_TILE 256
+/* The tile's outputs go through a buffer on the stack, GS_CB_OCH channels at a time, each
+ * channel's row GS_CB_OSTRIDE floats apart (not a multiple of 4 KiB: rows that far apart would
+ * share L1 sets), then out one contiguous row per channel, instead of 8 x nb output planes
+ * (exactly a plane apart) written at once in 16-byte pieces. */
+#define GS_CB_OCH 32
+#define GS_CB_OSTRIDE (GS_CB_TILE + 16)
+
+/* Point p of batch n prepared into its group's record (ip, fp: entry 0 of the point, entries 8
+ * apart): bilinear 4 offsets and weights, bicubic 4 rows, 4 columns and 8 weights.  Returns 0
+ * where the bicubic taps are not rows x columns (the caller takes the generic path). */
+static int gs_prepare_point(const vkr_grid_plan_t *plan, const float *coords, float *const base[3], int64_t n, int64_t p, int64_t points,
+                            bool cubic, int32_t *ip, float *fp)
+{
+    const int H = (int)plan->in_size[0], W = (int)plan->in_size[1];
+    float g[3], pw[8];
+    int tap[16];
+    grid_point(plan, coords, base, n, p, points, g);
+    const int taps = spec_gs_prepare_2d(H, W, g[0], g[1], plan->mode, plan->padding_mode, plan->align_corners, tap, pw);
+    if (!cubic) {
+        for (int k = 0; k < 4; k++) {
+            ip[8 * k] = taps ? tap[k] : -1;
+            fp[8 * k] = taps ? pw[k] : spec_nan();
+        }
+        return 1;
+    }
+    int ok = 1;
+    int32_t row[4] = {-1, -1, -1, -1}, col[4] = {-1, -1, -1, -1};
+    for (int i = 0; i < 4 && taps; i++)
+        for (int j = 0; j < 4; j++)
+            if (tap[4 * i + j] >= 0) {
+                if (row[i] < 0)
+                    row[i] = tap[4 * i + j] / W * W;
+                col[j] = tap[4 * i + j] - row[i];
+            }
+    for (int i = 0; i < 4 && taps; i++)
+        for (int j = 0; j < 4; j++)
+            ok &= tap[4 * i + j] == (row[i] >= 0 && col[j] >= 0 ? row[i] + col[j] : -1);
+    for (int k = 0; k < 4; k++) {
+        ip[8 * k] = row[k];
+        ip[8 * (4 + k)] = col[k];
+    }
+    for (int k = 0; k < 8; k++)
+        fp[8 * k] = taps ? pw[k] : spec_nan();
+    return ok;
+}
 
 static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const float *coords, float *const base[3], int64_t points,
                        int64_t in_plane, float *out, bool *separable, vkr_error_t *err)
 {
-    const int H = (int)plan->in_size[0], W = (int)plan->in_size[1];
     const int64_t C = plan->channels;
     const bool cubic = plan->mode == SPEC_GS_BICUBIC;
     const int nw = cubic ? 8 : 4;   /* int arrays = float arrays = nw */
     const int64_t G = 8 * nw, groups = (points + 7) / 8;   /* records interleaved in groups of 8 points */
-    int32_t *ints = vkr__malloc((size_t)(groups * G) * 2 * sizeof(int32_t));
-    if (!ints)
-        return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
-    float *flts = (float *)(ints + groups * G);
     const int64_t tiles = (points + GS_TILE - 1) / GS_TILE;
+    const int64_t nb = (C + 7) / 8, bstride = (in_plane + 1) * 8;   /* pixel in_plane of a block: 0s */
+    const bool cb = C >= GS_CB_MIN_CHANNELS && (uint64_t)(nb * bstride) * sizeof(float) <= GS_CB_MAX_BYTES;
+    float *blocks = cb ? vkr__malloc((size_t)(nb * bstride) * sizeof(float)) : NULL;
+    for (int64_t b = 0; blocks && b < nb; b++)
+        memset(blocks + b * bstride + in_plane * 8, 0, 8 * sizeof(float));
+    int32_t *ints = blocks ? NULL : vkr__malloc((size_t)(groups * G) * 2 * sizeof(int32_t));
+    if (!blocks && !ints)
+        return vkr_proto_error_set(err, VKR_E_NOMEM, "backend", "cpu: out of memory for %lld prepared grid points", (long long)points);
+    float *flts = ints ? (float *)(ints + groups * G) : NULL;
     const atomic_bool *cancel = job_cancel;
     int ok = 1, stopped = 0;
     for (int64_t n = 0; n < plan->batch && ok && !stopped; n++) {
         if ((stopped = cancelled(cancel)))
             break;
-#pragma omp parallel for schedule(static) reduction(& : ok) if(!job_is_serial)
-        for (int64_t p = 0; p < points; p++) {
-            float g[3], pw[8];
-            int tap[16];
-            grid_point(plan, coords, base, n, p, points, g);
-            const int taps = spec_gs_prepare_2d(H, W, g[0], g[1], plan->mode, plan->padding_mode, plan->align_corners, tap, pw);
-            int32_t *ip = ints + p / 8 * G + p % 8;
-            float *fp = flts + p / 8 * G + p % 8;
-            if (!cubic) {
-                for (int k = 0; k < 4; k++) {
-                    ip[8 * k] = taps ? tap[k] : -1;
-                    fp[8 * k] = taps ? pw[k] : spec_nan();
-                }
-                continue;
-            }
-            int32_t row[4] = {-1, -1, -1, -1}, col[4] = {-1, -1, -1, -1};
-            for (int i = 0; i < 4 && taps; i++)
-                for (int j = 0; j < 4; j++)
-                    if (tap[4 * i + j] >= 0) {
-                        if (row[i] < 0)
-                            row[i] = tap[4 * i + j] / W * W;
-                        col[j] = tap[4 * i + j] - row[i];
+        if (blocks) {
+            const int64_t chunks = (in_plane + GS_CB_CHUNK - 1) / GS_CB_CHUNK;
+#pragma omp parallel for schedule(static) collapse(2) reduction(| : stopped) if(!job_is_serial)
+            for (int64_t b = 0; b < nb; b++) {
+                for (int64_t ch = 0; ch < chunks; ch++) {
+                    if (stopped || (stopped = cancelled(cancel)))
+                        continue;
+                    const int64_t x0 = ch * GS_CB_CHUNK, len = x0 + GS_CB_CHUNK < in_plane ? GS_CB_CHUNK : in_plane - x0;
+                    const float *rows[8];
+                    for (int r = 0; r < 8; r++) {   /* lanes past C repeat channel C - 1 and are not stored */
+                        const int64_t c = 8 * b + r < C ? 8 * b + r : C - 1;
+                        rows[r] = image + (n * C + c) * in_plane + x0;
                     }
-            for (int i = 0; i < 4 && taps; i++)
-                for (int j = 0; j < 4; j++)
-                    ok &= tap[4 * i + j] == (row[i] >= 0 && col[j] >= 0 ? row[i] + col[j] : -1);
-            for (int k = 0; k < 4; k++) {
-                ip[8 * k] = row[k];
-                ip[8 * (4 + k)] = col[k];
+                    cpu_interleave8(rows, len, blocks + b * bstride + x0 * 8);
+                }
             }
-            for (int k = 0; k < 8; k++)
-                fp[8 * k] = taps ? pw[k] : spec_nan();
+            if (stopped)
+                break;
+            const int64_t cb_tiles = (points + GS_CB_TILE - 1) / GS_CB_TILE;
+#pragma omp parallel for schedule(static) reduction(| : stopped) reduction(& : ok) if(!job_is_serial)
+            for (int64_t tile = 0; tile < cb_tiles; tile++) {
+                if (stopped || !ok || (stopped = cancelled(cancel)))
+                    continue;
+                const int64_t p0 = tile * GS_CB_TILE, len = p0 + GS_CB_TILE < points ? GS_CB_TILE : points - p0;
+                int32_t ti[GS_CB_TILE * 8];   /* this tile's prepared points, as grid_soa_2d's records */
+                float tf[GS_CB_TILE * 8];
+                for (int64_t q = 0; q < len; q++)
+                    ok &= gs_prepare_point(plan, coords, base, n, p0 + q, points, cubic, ti + q / 8 * G + q % 8, tf + q / 8 * G + q % 8);
+                const int32_t *iv[8];
+                const float *fv[8];
+                for (int k = 0; k < nw; k++) {
+                    iv[k] = ti + 8 * k;
+                    fv[k] = tf + 8 * k;
+                }
+                float obuf[GS_CB_OCH * GS_CB_OSTRIDE];
+                for (int64_t c0 = 0; c0 < C; c0 += GS_CB_OCH) {
+                    const int nc = C - c0 < GS_CB_OCH ? (int)(C - c0) : GS_CB_OCH;
+                    if (cubic)
+                        cpu_gs_bicubic_cb(nc, blocks + c0 / 8 * bstride, bstride, in_plane, iv, fv, G, len, obuf, GS_CB_OSTRIDE);
+                    else
+                        cpu_gs_bilinear_cb(nc, blocks + c0 / 8 * bstride, bstride, in_plane, iv, fv, G, len, obuf, GS_CB_OSTRIDE);
+                    for (int c = 0; c < nc; c++)
+                        memcpy(out + (n * C + c0 + c) * points + p0, obuf + c * GS_CB_OSTRIDE, (size_t)len * sizeof(float));
+                }
+            }
+            continue;
         }
+#pragma omp parallel for schedule(static) reduction(& : ok) if(!job_is_serial)
+        for (int64_t p = 0; p < points; p++)
+            ok &= gs_prepare_point(plan, coords, base, n, p, points, cubic, ints + p / 8 * G + p % 8, flts + p / 8 * G + p % 8);
         if (!ok)
             break;
         const int64_t cblocks = (C + GS_CHANNELS - 1) / GS_CHANNELS;
@@ -1062,6 +1137,7 @@ static int grid_soa_2d(const vkr_grid_plan_t *plan, const float *image, const fl
             }
         }
     }
+    vkr__free(blocks);
     vkr__free(ints);
     *separable = ok || stopped;
     return stopped ? cancelled_error(err) : VKR_OK;

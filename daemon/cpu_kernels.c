@@ -563,6 +563,141 @@ void cpu_gs_bicubic(int nc, const float *const src[], const int32_t *const rc[8]
     gs_bicubic_scalar(nc, src, rc, w, G, 0, n, dst);
 }
 
+/* ------------------------------------------------------------------ grid_sample over channel blocks */
+/* The channels as lanes: 8 channels of a point at a time from the blocked copy of the batch (see
+ * cpu_kernels.h), each lane the scalar spec's sum; the 8 points x 8 channels of a step are
+ * transposed into the 8 output planes. */
+CPU_INLINE void gs_cb_store(const float *buf, int nc, int b, int m, int64_t p, float *dst, int64_t dstride)
+{
+    float *outp[8];
+    for (int r = 0; r < 8; r++)
+        outp[r] = 8 * b + r < nc ? dst + (8 * b + r) * dstride : NULL;
+    store_cols(buf, m, p, outp);
+}
+
+/* The random reads of the points GS_CB_AHEAD groups on, asked for early (the taps' addresses are
+ * known from the prepared points; the hardware prefetchers cannot guess them). */
+#define GS_CB_AHEAD 2
+
+CPU_INLINE void gs_cb_prefetch_span(const float *blocks, int64_t bstride, int nb, int64_t first, int64_t last)
+{
+    for (int b = 0; b < nb; b++) {
+        const float *q = blocks + b * bstride;
+        for (int64_t f = first * 8; f < last * 8 + 8; f += 16)
+            __builtin_prefetch(q + f);
+        __builtin_prefetch(q + last * 8 + 7);
+    }
+}
+
+CPU_INLINE void gs_cb_prefetch_bilinear(const float *blocks, int64_t bstride, int nb, const int32_t *const off[4], int64_t G, int64_t p,
+                                        int64_t n)
+{
+    for (int64_t q = p; q < n && q < p + 8; q++) {
+        const int64_t a = AT(q);
+        for (int k = 0; k < 4; k += 2) {
+            const int32_t u = off[k][a], v = off[k + 1][a];
+            if (u >= 0 || v >= 0)
+                gs_cb_prefetch_span(blocks, bstride, nb, u >= 0 ? u : v, v >= 0 ? v : u);
+        }
+    }
+}
+
+CPU_INLINE void gs_cb_prefetch_bicubic(const float *blocks, int64_t bstride, int nb, const int32_t *const rc[8], int64_t G, int64_t p,
+                                       int64_t n)
+{
+    for (int64_t q = p; q < n && q < p + 8; q++) {
+        const int64_t a = AT(q);
+        int32_t lo = -1, hi = -1;
+        for (int k = 4; k < 8; k++) {
+            const int32_t c = rc[k][a];
+            if (c >= 0) {
+                lo = lo < 0 || c < lo ? c : lo;
+                hi = c > hi ? c : hi;
+            }
+        }
+        if (lo < 0)
+            continue;
+        for (int i = 0; i < 4; i++)
+            if (rc[i][a] >= 0)
+                gs_cb_prefetch_span(blocks, bstride, nb, (int64_t)rc[i][a] + lo, (int64_t)rc[i][a] + hi);
+    }
+}
+
+CPU_CLONES void cpu_gs_bilinear_cb(int nc, const float *blocks, int64_t bstride, int64_t zero, const int32_t *const off[4],
+                                   const float *const w[4], int64_t G, int64_t n, float *dst, int64_t dstride)
+{
+    float buf[64] __attribute__((aligned(32)));
+    const int nb = (nc + 7) / 8;
+    for (int64_t p = 0; p < n; p += 8) {
+        const int m = n - p < 8 ? (int)(n - p) : 8;
+        gs_cb_prefetch_bilinear(blocks, bstride, nb, off, G, p + 8 * GS_CB_AHEAD, n);
+        int64_t o[8][4];
+        float ww[8][4];
+        for (int j = 0; j < m; j++) {
+            const int64_t a = AT(p + j);
+            for (int k = 0; k < 4; k++) {
+                const int32_t v = off[k][a];
+                o[j][k] = (v >= 0 ? (int64_t)v : zero) * 8;
+                ww[j][k] = w[k][a];
+            }
+        }
+        for (int b = 0; b < nb; b++) {
+            const float *T = blocks + b * bstride;
+            for (int j = 0; j < m; j++) {
+                v8f acc = LD(T + o[j][0]) * ww[j][0];
+                acc = acc + LD(T + o[j][1]) * ww[j][1];
+                acc = acc + LD(T + o[j][2]) * ww[j][2];
+                acc = acc + LD(T + o[j][3]) * ww[j][3];
+                ST(buf + j * 8, acc);
+            }
+            gs_cb_store(buf, nc, b, m, p, dst, dstride);
+        }
+    }
+}
+
+CPU_CLONES void cpu_gs_bicubic_cb(int nc, const float *blocks, int64_t bstride, int64_t zero, const int32_t *const rc[8],
+                                  const float *const w[8], int64_t G, int64_t n, float *dst, int64_t dstride)
+{
+    float buf[64] __attribute__((aligned(32)));
+    const int nb = (nc + 7) / 8;
+    for (int64_t p = 0; p < n; p += 8) {
+        const int m = n - p < 8 ? (int)(n - p) : 8;
+        gs_cb_prefetch_bicubic(blocks, bstride, nb, rc, G, p + 8 * GS_CB_AHEAD, n);
+        int64_t o[8][16];
+        float ww[8][8];
+        for (int j = 0; j < m; j++) {
+            const int64_t a = AT(p + j);
+            for (int i = 0; i < 4; i++) {
+                const int32_t ro = rc[i][a];
+                for (int k = 0; k < 4; k++) {
+                    const int32_t cl = rc[4 + k][a];
+                    o[j][4 * i + k] = (ro >= 0 && cl >= 0 ? (int64_t)ro + cl : zero) * 8;
+                }
+            }
+            for (int k = 0; k < 8; k++)
+                ww[j][k] = w[k][a];
+        }
+        for (int b = 0; b < nb; b++) {
+            const float *T = blocks + b * bstride;
+            for (int j = 0; j < m; j++) {
+                const int64_t *oj = o[j];
+                const float *wj = ww[j];
+                v8f acc = {0};
+                for (int i = 0; i < 4; i++) {
+                    v8f row = LD(T + oj[4 * i]) * wj[0];
+                    row = row + LD(T + oj[4 * i + 1]) * wj[1];
+                    row = row + LD(T + oj[4 * i + 2]) * wj[2];
+                    row = row + LD(T + oj[4 * i + 3]) * wj[3];
+                    const v8f t = row * wj[4 + i];
+                    acc = i == 0 ? t : acc + t;
+                }
+                ST(buf + j * 8, acc);
+            }
+            gs_cb_store(buf, nc, b, m, p, dst, dstride);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ W step by permutes */
 #if CPU_X86 && defined(__GNUC__) && !defined(VKR_CPU_BASELINE)
 __attribute__((target("avx2"))) static void wlin_perm_avx2(const float *in, const int32_t *base, const int32_t *rel, const float *w0,

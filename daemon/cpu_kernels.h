@@ -64,6 +64,16 @@ void cpu_gs_bilinear(int nc, const float *const src[], const int32_t *const off[
 void cpu_gs_bicubic(int nc, const float *const src[], const int32_t *const rc[8], const float *const w[8], int64_t G, int64_t n,
                     float *const dst[]);
 
+/* The same two sums with the channels as lanes, for nc >= 1 channels read from a blocked copy of
+ * the batch: channel 8 b + r of pixel i is blocks[b * bstride + i * 8 + r] (b < ceil(nc / 8)), and
+ * pixel `zero` of every block holds 0s, read for every outside tap (off < 0; bicubic: a row or a
+ * column < 0), so that it enters the sum as the spec's 0.  The prepared points as above (G, AT);
+ * the output of channel c, point p at dst[c * dstride + p], for c < nc, p < n. */
+void cpu_gs_bilinear_cb(int nc, const float *blocks, int64_t bstride, int64_t zero, const int32_t *const off[4],
+                        const float *const w[4], int64_t G, int64_t n, float *dst, int64_t dstride);
+void cpu_gs_bicubic_cb(int nc, const float *blocks, int64_t bstride, int64_t zero, const int32_t *const rc[8],
+                       const float *const w[8], int64_t G, int64_t n, float *dst, int64_t dstride);
+
 /* Linear taps along one row by permutes (AVX2; cpu_wlin_perm_available() says whether the fast
  * kernel is there - without it cpu_wlin_perm runs scalar): for block b of 8 outputs, tap k's value
  * for output 8 b + j is in[base[2 b + k] + rel[16 b + 8 k + j]] (0 <= rel < 8, base + 8 <= the row's

@@ -301,13 +301,16 @@ SPEC_FN int spec_gs_prepare_2d(int H, int W, float gx, float gy, int mode, int p
         SPEC_PRECISE float iy = SPEC_FLOORF(y);
         SPEC_PRECISE float tx = x - ix;
         SPEC_PRECISE float ty = y - iy;
+        int xx[4];                                    /* a column's padding is the same in every row */
+        for (int j = 0; j < 4; j++) {
+            SPEC_PRECISE float cx = ix + SPEC_FLOAT(j - 1);
+            xx[j] = spec_gs_index(spec_gs_pad_2d(cx, W, padding, align_corners));
+        }
         for (int i = 0; i < 4; i++) {
             SPEC_PRECISE float cy = iy + SPEC_FLOAT(i - 1);
             int yy = spec_gs_index(spec_gs_pad_2d(cy, H, padding, align_corners));
-            for (int j = 0; j < 4; j++) {
-                SPEC_PRECISE float cx = ix + SPEC_FLOAT(j - 1);
-                tap[4 * i + j] = spec_gs_offset_2d(H, W, yy, spec_gs_index(spec_gs_pad_2d(cx, W, padding, align_corners)));
-            }
+            for (int j = 0; j < 4; j++)
+                tap[4 * i + j] = spec_gs_offset_2d(H, W, yy, xx[j]);
             w[i] = spec_gs_cubic_coeff(tx, i);
             w[4 + i] = spec_gs_cubic_coeff(ty, i);
         }

@@ -60,6 +60,12 @@ CASES = [
     ['op=grid_sample', 'mode=bilinear', 'padding=reflection', 'shape=1,7,33,65', 'grid=1,203,41'],
     ['op=grid_sample', 'mode=bicubic', 'padding=zeros', 'shape=2,3,64,64', 'grid=2,50,51'],
     ['op=grid_sample', 'mode=nearest', 'padding=border', 'shape=2,3,64,64', 'grid=2,50,51'],
+    # C >= 8: the channel-blocked path (ragged last block of 8, planes over one copy chunk of 16384
+    # pixels, point tiles of 256 with a ragged end)
+    ['op=grid_sample', 'mode=bilinear', 'padding=zeros', 'shape=2,12,150,130', 'grid=2,77,99'],
+    ['op=grid_sample', 'mode=bilinear', 'padding=reflection', 'shape=1,8,33,65', 'grid=1,203,41'],
+    ['op=grid_sample', 'mode=bicubic', 'padding=border', 'shape=1,9,140,121', 'grid=1,63,85'],
+    ['op=grid_sample', 'mode=bicubic', 'padding=zeros', 'shape=3,17,40,50', 'grid=3,31,29'],
 ]
 
 

@@ -283,6 +283,43 @@ def run_nonfinite(tap, client, backend, rng, stats):
         tap.check(ok, label + ': as grid_sample(affine_grid(theta)) in torch (%s)' % ('bit-exact' if exact else 'rel %.3g' % rel))
 
 
+def run_wide_channels(tap, client, backend, rng, stats):
+    """2-D bilinear and bicubic with C >= 8 (the CPU backend's channel-blocked path: 8 channels a
+    vector, ragged last block, ragged point tiles), grids laced with special and non-finite values,
+    every padding x align_corners; and affine_sample into the same path."""
+    tol = lambda mode: 0.0 if backend == 'cpu' else VULKAN_RTOL[mode]  # noqa: E731
+    for mode in ('bilinear', 'bicubic'):
+        for pad in PADDINGS:
+            for ac in (None, False, True):
+                c = int(rng.choice([8, 9, 13, 16, 20]))
+                shape = [int(rng.integers(1, 3)), c, int(rng.integers(1, 14)), int(rng.integers(1, 14))]
+                out = [int(rng.integers(1, 40)), int(rng.integers(1, 40))]
+                x = rng.standard_normal(shape).astype(f32)
+                grid = make_grid(rng, [shape[0]] + out + [2], [shape[3], shape[2]], bool(ac))
+                lace = rng.random(grid.shape) < 0.05
+                grid[lace] = rng.choice(NONFINITE, lace.sum())
+                ref = torch_grid_sample(x, grid, {'mode': mode, 'padding_mode': pad, 'align_corners': ac})
+                got = client.grid_sample(x, grid, mode=mode, padding_mode=pad, align_corners=ac, backend=backend)
+                exact, rel = compare(got, ref)
+                ok = exact or rel <= tol(mode)
+                stats.add('2D %s %s C>=8' % (mode, pad), exact, rel, ok)
+                tap.check(ok, 'C=%d %s/%s/ac=%s %s grid %s: %s' % (c, mode, pad, ac, shape, list(grid.shape),
+                                                                   'bit-exact' if exact else 'rel err %.3g' % rel))
+    for i in range(6):
+        mode, pad, ac = ('bilinear', 'bicubic')[i % 2], PADDINGS[i % 3], bool(i // 3)
+        shape = [2, int(rng.choice([8, 11, 24])), int(rng.integers(2, 20)), int(rng.integers(2, 20))]
+        out = [int(rng.integers(1, 30)), int(rng.integers(1, 30))]
+        theta = (np.eye(2, 3) + 0.3 * rng.standard_normal((2, 2, 3))).astype(f32)
+        x = rng.standard_normal(shape).astype(f32)
+        grid = F.affine_grid(torch.from_numpy(theta), shape[:2] + out, align_corners=ac)
+        ref = F.grid_sample(torch.from_numpy(x), grid, mode=mode, padding_mode=pad, align_corners=ac).numpy()
+        got = client.affine_sample(x, theta, out, mode=mode, padding_mode=pad, align_corners=ac, backend=backend)
+        exact, rel = compare(got, ref)
+        tol_as = 0.0 if backend == 'cpu' else VULKAN_RTOL['affine_sample']
+        tap.check(exact or rel <= tol_as, 'affine_sample C=%d %s/%s/ac=%s %s -> %s: %s' % (
+            shape[1], mode, pad, ac, shape, out, 'bit-exact' if exact else 'rel err %.3g' % rel))
+
+
 def run_affine(tap, client, backend, rng, n_cases, stats):
     sizes = [1, 2, 3, 7, 15, 16, 17, 33]
     for i in range(n_cases):
@@ -396,6 +433,7 @@ def main():
         with daemon.client() as client:
             run_grid_cases(tap, client, args.backend, rng, args.cases, stats)
             run_nonfinite(tap, client, args.backend, rng, stats)
+            run_wide_channels(tap, client, args.backend, rng, stats)
             run_affine(tap, client, args.backend, rng, args.affine_cases, stats)
             run_affine_sample(tap, client, args.backend, rng, max(60, args.affine_cases // 3), stats)
             check_refusals(tap, client, args.backend)
