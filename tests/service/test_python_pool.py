@@ -51,6 +51,36 @@ def self_fds():
     return len(os.listdir('/proc/self/fd'))
 
 
+class ForkedChild:
+    """fork() now; the child waits until release_and_wait(), then runs body() -> str and sends
+    it back through a pipe.  release_and_wait() returns (exit status, the string)."""
+
+    def __init__(self, body):
+        go_r, self._go_w = os.pipe()
+        self._res_r, res_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            status = 1
+            try:
+                os.close(self._go_w)
+                os.close(self._res_r)
+                os.read(go_r, 1)
+                os.write(res_w, body().encode()[:4000])
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(go_r)
+        os.close(res_w)
+
+    def release_and_wait(self):
+        os.write(self._go_w, b'g')
+        os.close(self._go_w)
+        msg = os.read(self._res_r, 4000).decode()
+        os.close(self._res_r)
+        _, status = os.waitpid(self.pid, 0)
+        return status, msg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('daemon')
@@ -163,36 +193,21 @@ def main():
         del spare
         gc.collect()
         free_at_fork = c.pool_stats()['free']
-        go_r, go_w = os.pipe()
-        res_r, res_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                os.close(go_w)
-                os.close(res_r)
-                os.read(go_r, 1)             # the parent holds its post-fork results now
-                st0 = c.pool_stats()         # (the child's first call: its own connection and pool)
-                right = 0
-                kept_child = []
-                for j in range(12):
-                    yj = c.interpolate(inputs[(j + 5) % 20], backend='cpu', **KW)
-                    right += np.array_equal(yj, refs[(j + 5) % 20])
-                    kept_child.append(yj)
-                fresh = st0['free'] == st0['created'] == st0['leased'] == 0 and c.pool_stats()['created'] >= 1
-                parents = sum(np.array_equal(b, refs[k]) for k, b in enumerate(before))
-                os.write(res_w, ('%d %d %d' % (right, int(fresh), parents)).encode())
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(go_r)
-        os.close(res_w)
+        def child_first_jobs():
+            # (the child's first call: its own connection and pool)
+            st0 = c.pool_stats()
+            right = 0
+            kept_child = []
+            for j in range(12):
+                yj = c.interpolate(inputs[(j + 5) % 20], backend='cpu', **KW)
+                right += np.array_equal(yj, refs[(j + 5) % 20])
+                kept_child.append(yj)
+            fresh = st0['free'] == st0['created'] == st0['leased'] == 0 and c.pool_stats()['created'] >= 1
+            parents = sum(np.array_equal(b, refs[k]) for k, b in enumerate(before))
+            return '%d %d %d' % (right, int(fresh), parents)
+        child = ForkedChild(child_first_jobs)     # it waits until the parent holds its post-fork results
         after = [c.interpolate(inputs[10 + k], backend='cpu', **KW) for k in range(free_at_fork)]
-        os.write(go_w, b'g')
-        os.close(go_w)
-        msg = os.read(res_r, 100).decode()
-        os.close(res_r)
-        _, status = os.waitpid(pid, 0)
+        status, msg = child.release_and_wait()
         right, fresh, parents = (int(t) for t in msg.split()) if msg else (0, 0, 0)
         tap.check(status == 0 and right == 12 and fresh == 1 and parents == 3,
                   'forked child: %d/12 results right, its own pool (empty at first, then new memfds: %s), the parent\'s pre-fork results intact in '
@@ -207,33 +222,15 @@ def main():
                   'parent: the pooled Client carries on after the child')
         # the parent drops a result the child still holds: the parent's next jobs must not reuse it
         held = c.interpolate(inputs[7], backend='cpu', **KW)
-        go_r, go_w = os.pipe()
-        res_r, res_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                os.close(go_w)
-                os.close(res_r)
-                os.read(go_r, 1)             # the parent has dropped held and run jobs
-                os.write(res_w, b'1' if np.array_equal(held, refs[7]) else b'0')
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(go_r)
-        os.close(res_w)
-        del held
+        child = ForkedChild(lambda: '1' if np.array_equal(held, refs[7]) else '0')
+        del held                             # dropped by the parent, still held by the child
         gc.collect()
         more = [c.interpolate(inputs[12 + k], backend='cpu', **KW) for k in range(4)]
         more_right = sum(np.array_equal(m, refs[12 + k]) for k, m in enumerate(more))
-        os.write(go_w, b'g')
-        os.close(go_w)
-        msg = os.read(res_r, 10)
-        os.close(res_r)
-        _, status = os.waitpid(pid, 0)
-        tap.check(status == 0 and msg == b'1' and more_right == 4,
+        status, msg = child.release_and_wait()
+        tap.check(status == 0 and msg == '1' and more_right == 4,
                   'a result alive at fork() and then dropped by the parent is not reused by its next %d jobs (all right: %d): '
-                  'the child\'s copy still equals its reference (%s)' % (len(more), more_right, msg == b'1'))
+                  'the child\'s copy still equals its reference (%s)' % (len(more), more_right, msg == '1'))
         del before, after, yp, more
         c.close()
         gc.collect()
