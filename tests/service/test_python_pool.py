@@ -34,7 +34,7 @@ import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'support'))
-from vkr_testlib import check_stopped, Tap, rss_kib, running_daemon, vkresample as v  # noqa: E402
+from vkr_testlib import built_with_asan, check_stopped, Tap, rss_kib, running_daemon, vkresample as v  # noqa: E402
 
 torch.set_num_threads(1)      # no OpenMP pool in the parent: the forked child can use torch
 SHAPE = (1, 4, 256, 256)      # 1 MiB in: exactly the default threshold
@@ -182,10 +182,15 @@ def main():
         del keep
         gc.collect()
         grow_self, grow_daemon = rss_kib(os.getpid()) - base_self, rss_kib(d.proc.pid) - base_daemon
-        tap.check(wrong is None and grow_self < RSS_LIMIT_KIB and grow_daemon < RSS_LIMIT_KIB and self_fds() <= base_fds,
-                  '%d default-path jobs (1 MiB in, 4 MiB out): client RSS %+d KiB, daemon RSS %+d KiB after warm-up (limit %d), '
-                  'descriptors %d -> %d%s' % (RSS_JOBS, grow_self, grow_daemon, RSS_LIMIT_KIB, base_fds, self_fds(),
-                                              '; ' + wrong if wrong else ''))
+        # under AddressSanitizer the daemon's RSS holds ASan's quarantine of freed memory: its
+        # figure is printed, not bounded (the plain build and valgrind bound it)
+        asan = built_with_asan(d.proc.pid)
+        tap.check(wrong is None and grow_self < RSS_LIMIT_KIB and (asan or grow_daemon < RSS_LIMIT_KIB)
+                  and self_fds() <= base_fds,
+                  '%d default-path jobs (1 MiB in, 4 MiB out): client RSS %+d KiB, daemon RSS %+d KiB after warm-up (limit %d%s), '
+                  'descriptors %d -> %d%s' % (RSS_JOBS, grow_self, grow_daemon, RSS_LIMIT_KIB,
+                                              '; the daemon\'s not bounded under AddressSanitizer' if asan else '',
+                                              base_fds, self_fds(), '; ' + wrong if wrong else ''))
 
         # ------------------------------------------------------------ fork
         before = [c.interpolate(inputs[k], backend='cpu', **KW) for k in range(3)]    # live across fork()
