@@ -1676,9 +1676,12 @@ def _tp_name(obj):
 
 
 def _is_index(obj):
-    """THPUtils_checkIndex (and the integral one-element tensor rule): an int-like, not a bool."""
+    """THPUtils_checkIndex (and the integral one-element tensor rule): an int-like, not a bool.
+    The test torch's parser puts to the first element of a 'tuple of SymInts'."""
     if isinstance(obj, bool):
         return False
+    if _is_torch_int_scalar(obj):
+        return True
     try:
         operator.index(obj)
         return True
@@ -1814,14 +1817,14 @@ def _torch_interpolate_args(in_shape, size, scale_factor, mode, align_corners,
         if dim > 1:     # F.adaptive_avg_pool2d/3d: None keeps the input's size, always a list
             output_size = [d if v is None else v for v, d in zip(output_size, in_shape[2:])]
         first = output_size[0] if output_size else None
-        if output_size and not (_is_index(first) or _is_torch_int_scalar(first)):
+        if output_size and not _is_index(first):
             raise VkresampleTypeError(VKR_E_VALUE, 'size', "%s(): argument 'output_size' (position 2) "
                                       "must be %s, not %s" % (name, ints, _tp_name(output_size)))
         sizes = _parse_list(output_size, name, 'output_size', 'int', ints)
         return sizes if isinstance(size, seq) else sizes[0], None
 
     def combination():
-        ac = 'bool, ' if has_ac else ''
+        ac, ac_param = ('bool, ', 'bool align_corners, ') if has_ac else ('', '')
         os_t, sf_t = _tp_name(output_size), _tp_name(scale_factors)
         return ("%s() received an invalid combination of arguments - got (Tensor, %s, %s%s), but "
                 "expected one of:\n"
@@ -1829,11 +1832,10 @@ def _torch_interpolate_args(in_shape, size, scale_factor, mode, align_corners,
                 "      didn't match because some of the arguments have invalid types: "
                 "(Tensor, !%s!, %s!%s!)\n"
                 " * (Tensor input, tuple of SymInts output_size, %s%s, *, Tensor out)\n"
-                % (name, os_t, ac, sf_t, 'bool align_corners, ' if has_ac else '', os_t, ac, sf_t,
-                   'bool align_corners, ' if has_ac else '', scales))
+                % (name, os_t, ac, sf_t, ac_param, os_t, ac, sf_t, ac_param, scales))
 
     if output_size is not None:
-        if output_size and not (_is_index(output_size[0]) or _is_torch_int_scalar(output_size[0])):
+        if output_size and not _is_index(output_size[0]):
             raise VkresampleTypeError(VKR_E_VALUE, 'size', combination())
         sizes = _parse_list(output_size, name, 'output_size', 'int', 'tuple of SymInts')
         return sizes if isinstance(size, seq) else sizes[0], None
@@ -1843,13 +1845,15 @@ def _torch_interpolate_args(in_shape, size, scale_factor, mode, align_corners,
     return None, scales_f if isinstance(scale_factor, seq) else scales_f[0]
 
 
+_ERROR_TYPES = {TypeError: VkresampleTypeError, ValueError: VkresampleValueError}
+
+
 def _python_error_type(base):
-    """A VkresampleError that is also the Python exception `base` torch raised."""
-    if base is TypeError:
-        return VkresampleTypeError
-    if base is ValueError:
-        return VkresampleValueError
-    return type('Vkresample' + base.__name__, (VkresampleError, base), {})
+    """A VkresampleError that is also the Python exception `base` torch raised (one class per
+    base, made on first use)."""
+    if base not in _ERROR_TYPES:
+        _ERROR_TYPES[base] = type('Vkresample' + base.__name__, (VkresampleError, base), {})
+    return _ERROR_TYPES[base]
 
 
 def _is_torch_int_scalar(obj):
